@@ -1,0 +1,1 @@
+"""capture: capture files and interfaces into the columnar packet table (see ``table``)."""

@@ -1,0 +1,35 @@
+"""Shared test fixtures: where the real capture corpus lives, and tshark as the oracle."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CAPTURES = (ROOT.parent / "shared" / "captures").resolve()
+
+
+def corpus_captures() -> list[Path]:
+    """Every capture file of the shared corpus (not the expected outputs)."""
+    if not SHARED_CAPTURES.is_dir():
+        return []
+    return sorted(
+        p for p in SHARED_CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng") and ".expected." not in p.name
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_captures() -> Path:
+    if not SHARED_CAPTURES.is_dir():
+        pytest.skip(f"shared capture corpus not found at {SHARED_CAPTURES}")
+    return SHARED_CAPTURES
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    path = shutil.which("tshark")
+    if path is None:
+        pytest.skip("tshark not installed (scripts/install-system-deps.sh installs it)")
+    return path
