@@ -1,0 +1,1 @@
+"""Findings to outputs: terminal, JSON, self-contained HTML (graphs, ladders), pcap extract."""
