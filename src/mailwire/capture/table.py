@@ -44,6 +44,10 @@ class Warn(enum.IntFlag):
     EXT_HEADER_LIMIT = 1 << 13  # IPv6 extension chain too long / malformed
     SUPER_SEGMENT = 1 << 14  # TCP payload larger than the wire MTU allows (host-side TSO/GSO)
     VLAN_DEPTH = 1 << 15  # more VLAN tags than we follow
+    CAPLEN_EXCEEDS_SNAPLEN = 1 << 16  # record holds more bytes than the file/interface snaplen
+    BAD_TIMESTAMP = 1 << 17  # fractional part out of range (e.g. >= 1e9 ns); carried into seconds
+    NO_TIMESTAMP = 1 << 18  # record type without a timestamp (pcapng SPB, custom block): ts_ns = 0
+    NOT_A_PACKET = 1 << 19  # pcapng custom block that Wireshark numbers as a frame; no packet bytes
 
 
 WARN_NAMES: dict[int, str] = {int(w): (w.name or "").lower() for w in Warn}
@@ -70,7 +74,7 @@ COLUMNS: dict[str, npt.DTypeLike] = {
     "src_lo": np.uint64,
     "dst_hi": np.uint64,
     "dst_lo": np.uint64,
-    "ip_id": np.int32,  # IPv4 identification; IPv6 fragment id when present; -1 otherwise
+    "ip_id": np.int64,  # IPv4 identification; IPv6 fragment id (32 bits) when present; -1 otherwise
     "ttl": np.int16,  # TTL / hop limit; -1 if no IP
     "tos": np.int16,  # IPv4 TOS / IPv6 traffic class (DSCP << 2 | ECN); -1 if no IP
     "df": np.bool_,  # IPv4 don't-fragment bit
@@ -81,7 +85,7 @@ COLUMNS: dict[str, npt.DTypeLike] = {
     "dport": np.int32,
     "seq": np.uint32,  # raw TCP sequence number (0 when not TCP; check proto)
     "ack": np.uint32,  # raw TCP acknowledgement number (0 when not TCP)
-    "tcp_flags": np.uint16,  # 12 bits as tshark's tcp.flags (reserved, AE, CWR, ECE, URG, ACK, PSH, RST, SYN, FIN)
+    "tcp_flags": np.uint16,  # 12 bits as tshark's tcp.flags (res, AE, CWR, ECE, URG, ACK, PSH, RST, SYN, FIN)
     "win": np.int32,  # raw TCP window field; -1 when not TCP
     "tcp_hdr_len": np.int16,  # TCP header length in bytes; -1 when not TCP
     "payload_off": np.int32,  # offset of the TCP/UDP payload from the frame start; -1 if none
@@ -120,6 +124,9 @@ class Interface:
     name: str = ""
     description: str = ""
     ts_offset_s: int = 0
+    comments: list[str] = field(default_factory=list)  # pcapng opt_comment values of the IDB
+    os: str = ""  # pcapng if_os
+    section: int = 0  # pcapng section (SHB) index the interface belongs to
 
 
 @dataclass
@@ -153,6 +160,7 @@ class PacketTable:
     columns: dict[str, np.ndarray]
     interfaces: list[Interface] = field(default_factory=list)
     issues: list[DecodeIssue] = field(default_factory=list)
+    comments: dict[int, str] = field(default_factory=dict)  # frame number -> pcapng packet comment
 
     def __len__(self) -> int:
         return int(self.columns["frame"].shape[0])
@@ -163,7 +171,7 @@ class PacketTable:
     def frame_bytes(self, i: int) -> memoryview:
         """The captured bytes of row ``i`` (no copy)."""
         start = int(self.columns["pkt_off"][i])
-        return memoryview(self.buf)[start : start + int(self.columns["caplen"][i])]
+        return memoryview(self.buf)[start : start + int(self.columns["caplen"][i])]  # type: ignore[arg-type]
 
     def payload(self, i: int) -> memoryview:
         """The captured TCP/UDP payload bytes of row ``i`` (no copy); empty if none."""
@@ -172,7 +180,7 @@ class PacketTable:
         if off < 0 or n <= 0:
             return memoryview(b"")
         start = int(self.columns["pkt_off"][i]) + off
-        return memoryview(self.buf)[start : start + n]
+        return memoryview(self.buf)[start : start + n]  # type: ignore[arg-type]
 
 
 def empty_columns(n: int) -> dict[str, np.ndarray]:
