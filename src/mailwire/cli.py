@@ -5,6 +5,8 @@ Each command lives in its own small function below; the stages it calls do the w
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from mailwire import __version__
@@ -32,6 +34,48 @@ def _root(
 
 
 # --- commands: one block per command, each owned by its stage ------------------------------------
+
+
+# logs (owned by maillog) -------------------------------------------------------------------------
+@app.command("logs")
+def logs_command(
+    logs: Annotated[list[str], typer.Argument(help="Postfix/Exim/Sendmail logs (.gz/.xz/.zst; - = stdin).")],
+    since: Annotated[str | None, typer.Option(help="Only attempts from this ISO time (naive = UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only attempts before this ISO time (naive=UTC).")] = None,
+    domain: Annotated[str | None, typer.Option(help="Only this recipient domain (and subdomains).")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
+    tz: Annotated[str | None, typer.Option(help="Zone of stamps without one (default: local).")] = None,
+    year: Annotated[int | None, typer.Option(help="Year of BSD syslog stamps (default: mtime).")] = None,
+) -> None:
+    """Mail log triage: per destination, MX and IP — reputation, rate limiting or the network?"""
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from mailwire.maillog import triage_logs
+    from mailwire.maillog.render import render
+
+    def _when(s: str | None, name: str) -> datetime | None:
+        if s is None:
+            return None
+        try:
+            return datetime.fromisoformat(s)
+        except ValueError:
+            raise typer.BadParameter(f"not an ISO 8601 time: {s!r}", param_hint=name) from None
+
+    try:
+        result = triage_logs(logs, _when(since, "--since"), _when(until, "--until"), domain, tz=tz, year=year)
+    except (ValueError, KeyError) as exc:  # e.g. an unknown --tz
+        raise typer.BadParameter(str(exc)) from None
+    if json_out == "-":
+        typer.echo(result.to_json(indent=1))
+    else:
+        if json_out:
+            with open(json_out, "w", encoding="utf-8") as fh:
+                fh.write(result.to_json(indent=1))
+        render(result, Console(width=min(Console().width, 100)))
+    if all(i.error for i in result.inputs):
+        raise typer.Exit(2)
 
 
 def main() -> None:

@@ -1,0 +1,347 @@
+"""Postfix delivery records → attempts (reference §2).
+
+Owns the payload grammar of the ``smtp``/``lmtp``/``error``/``retry`` status lines, the
+informational lines of non-final MX hosts (``connect to …``, ``conversation with … timed out``,
+``lost connection with …``, ``host … said``/``refused to talk to me``, ``SSL_connect error``),
+and the ``qmgr``/``cleanup`` lines that give sender, size, message-id and expiry.
+
+Theory of operation: an ``smtp`` process handles one delivery request at a time, so the
+informational lines of one process (logging host + pid) belong to the next status line of the
+same process; they wait in a small per-process buffer and are completed (recipient, domain,
+queue id) and emitted just before that status line. Per-queue-id facts live in a bounded table
+that forgets an id at ``removed`` (short ids are reused).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from mailwire.maillog.classify import Cause, postfix_reason
+from mailwire.maillog.records import Attempt
+
+# daemons whose status lines are outbound delivery attempts
+OUTBOUND = frozenset(("smtp", "lmtp", "error", "retry"))
+# daemons that write status lines we leave out of outbound triage (local delivery)
+LOCAL_AGENTS = frozenset(("local", "virtual", "pipe", "discard"))
+DAEMONS = (
+    OUTBOUND
+    | LOCAL_AGENTS
+    | frozenset(
+        (
+            "qmgr",
+            "cleanup",
+            "smtpd",
+            "pickup",
+            "bounce",
+            "postscreen",
+            "anvil",
+            "master",
+            "scache",
+            "dnsblog",
+            "tlsmgr",
+            "postqueue",
+            "postsuper",
+            "sendmail",
+            "trivial-rewrite",
+            "verify",
+            "proxymap",
+            "tlsproxy",
+            "postdrop",
+            "postlogd",
+            "flush",
+            "showq",
+            "oqmgr",
+            "qmqpd",
+            "spawn",
+            "postmap",
+            "postfix-script",
+        )
+    )
+)
+
+QID = r"(?P<qid>[0-9A-F]{5,}|[0-9A-Za-z]{12,})"
+_QID_MSG = re.compile(QID + r": (?P<rest>.*)$", re.DOTALL)
+_STATUS = re.compile(
+    r"to=<?(?P<to>[^>,]*)>?, (?P<fields>.*?)status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
+    re.DOTALL,
+)
+_FIELD = re.compile(r"(\w+)=(<[^>]*>|[^,]*)(?:, |$)")
+_RELAY = re.compile(r"(?P<host>[^\[]*)\[(?P<ip>[^\]]*)\](?::(?P<port>\d+))?$")
+_QMGR_FROM = re.compile(r"from=<(?P<from>[^>]*)>, (?:size=(?P<size>\d+), nrcpt=\d+|status=(?P<st>\S+?),)")
+_MSGID = re.compile(r"message-id=<?(?P<mid>[^>\s]*)>?")
+_INFO_PREFIXES = (
+    "connect to ",
+    "conversation with ",
+    "lost connection with ",
+    "host ",
+    "SSL_connect error to ",
+    "Cannot start TLS",
+    "TLS is required",
+    "Server certificate not verified",
+)
+_DELIVERY_HINT = re.compile(r"\bstatus=|\bto=<|connect to |lost connection with |conversation with ")
+
+MAX_QIDS = 500_000  # bound on remembered queue ids (oldest forgotten first)
+MAX_PENDING = 64  # bound on waiting info lines per smtp process
+
+
+def _domain(addr: str | None) -> str | None:
+    if not addr or "@" not in addr:
+        return None
+    return addr.rsplit("@", 1)[1].lower().rstrip(".") or None
+
+
+def _float(s: str | None) -> float | None:
+    if not s:
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+class PostfixParser:
+    """Feeds Postfix payloads; appends finished attempts to ``out``."""
+
+    def __init__(self, out: list[Attempt]) -> None:
+        self.out = out
+        # qid → [sender, size, message_id, last recipient, last domain]
+        self.qids: dict[str, list[str | int | None]] = {}
+        self.pending: dict[tuple[str | None, int | None], list[Attempt]] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _qstate(self, qid: str) -> list[str | int | None]:
+        st = self.qids.get(qid)
+        if st is None:
+            if len(self.qids) >= MAX_QIDS:
+                del self.qids[next(iter(self.qids))]
+            st = [None, None, None, None, None]
+            self.qids[qid] = st
+        return st
+
+    def _attempt(
+        self,
+        t: datetime,
+        file: str,
+        lineno: int,
+        cause: Cause,
+        qid: str | None,
+        host: str | None,
+        prog: str,
+        pid: int | None,
+        raw: str,
+        reason: str,
+    ) -> Attempt:
+        a = Attempt(
+            time=t,
+            file=file,
+            line=lineno,
+            mta="postfix",
+            outcome=cause.outcome,
+            queue_id=qid,
+            relay_host=cause.host,
+            remote_ip=cause.ip,
+            remote_port=cause.port,
+            kind=cause.kind,
+            stage=cause.stage,
+            reply_code=cause.reply_code,
+            enhanced_code=cause.enhanced_code,
+            reply_text=cause.reply_text,
+            reply_command=cause.reply_command,
+            category=cause.category,
+            provider=cause.provider,
+            blocklist=cause.blocklist,
+            possible_duplicate=cause.possible_duplicate,
+            logging_host=host,
+            program=prog,
+            pid=pid,
+            reason=reason,
+            raw=None if cause.outcome == "delivered" else raw,
+        )
+        if qid is not None:
+            st = self.qids.get(qid)
+            if st is not None:
+                a.sender = st[0]  # type: ignore[assignment]
+                a.size = st[1]  # type: ignore[assignment]
+                a.message_id = st[2]  # type: ignore[assignment]
+        return a
+
+    # -- entry point -----------------------------------------------------------------------------
+    def feed(
+        self,
+        when: Callable[[], datetime],
+        file: str,
+        lineno: int,
+        host: str | None,
+        prog: str,
+        daemon: str,
+        pid: int | None,
+        msg: str,
+        raw: str,
+    ) -> int:
+        """Returns 1 when the line was used, 0 when it carries nothing for triage, 2 when it looked
+        like a delivery record but could not be parsed."""
+        m = _QID_MSG.match(msg)
+        if m is not None:
+            qid: str | None = m.group("qid")
+            rest = m.group("rest")
+        else:
+            qid, rest = None, msg
+        if daemon in OUTBOUND:
+            if rest.startswith("to="):
+                return self._status(when, file, lineno, host, prog, daemon, pid, qid, rest, raw)
+            if rest.startswith(_INFO_PREFIXES):
+                return self._info(when, file, lineno, host, prog, pid, qid, rest, raw)
+            return (
+                2
+                if _DELIVERY_HINT.search(rest)
+                and not rest.startswith(("warning:", "Untrusted", "Trusted", "Verified", "Anonymous"))
+                else 0
+            )
+        if qid is None:
+            return 0
+        if daemon == "qmgr":
+            if rest == "removed":
+                self.qids.pop(qid, None)
+                return 1
+            q = _QMGR_FROM.match(rest)
+            if q is not None:
+                st = self._qstate(qid)
+                st[0] = q.group("from")
+                if q.group("size"):
+                    st[1] = int(q.group("size"))
+                    return 1
+                if q.group("st") in ("expired", "force-expired"):
+                    a = self._attempt(when(), file, lineno, Cause("expired"), qid, host, prog, pid, raw, rest)
+                    a.mta_action = q.group("st")
+                    a.recipient = st[3]  # type: ignore[assignment]
+                    a.domain = st[4]  # type: ignore[assignment]
+                    self.out.append(a)
+                    return 1
+            return 0
+        if daemon == "cleanup":
+            if rest.startswith("message-id="):
+                mm = _MSGID.match(rest)
+                if mm is not None:
+                    self._qstate(qid)[2] = mm.group("mid") or None
+                    return 1
+            return 0
+        if daemon in LOCAL_AGENTS and rest.startswith("to="):
+            return 0  # local delivery: not outbound
+        return 0
+
+    def _status(
+        self,
+        when: Callable[[], datetime],
+        file: str,
+        lineno: int,
+        host: str | None,
+        prog: str,
+        daemon: str,
+        pid: int | None,
+        qid: str | None,
+        rest: str,
+        raw: str,
+    ) -> int:
+        m = _STATUS.match(rest)
+        if m is None:
+            return 2
+        status = m.group("status")
+        if status in ("deliverable", "undeliverable"):
+            return 0  # address verification probe: no mail was sent
+        to = m.group("to")
+        fields = dict(_FIELD.findall(m.group("fields")))
+        reason = m.group("reason") or ""
+        relay = fields.get("relay", "none")
+        if daemon == "lmtp" and "[" in relay and "/" in relay:
+            return 0  # LMTP over a UNIX socket: local delivery
+        cause = postfix_reason(reason, "sent" if status == "sent" else status.lower())
+        r = _RELAY.match(relay)
+        if r is not None and (cause.ip is None or cause.outcome == "delivered" or cause.ip == r.group("ip")):
+            cause.host = r.group("host") or cause.host
+            cause.ip = r.group("ip") or cause.ip
+            if r.group("port"):
+                cause.port = int(r.group("port"))
+        a = self._attempt(when(), file, lineno, cause, qid, host, prog, pid, raw, reason)
+        a.recipient = to or None
+        a.domain = _domain(to)
+        orig = fields.get("orig_to")
+        if orig:
+            a.orig_recipient = orig.strip("<>")
+        a.mta_action = status.lower()
+        a.dsn = fields.get("dsn")
+        a.delay = _float(fields.get("delay"))
+        parts = [_float(x) for x in fields.get("delays", "").split("/")]
+        if len(parts) == 4 and None not in parts:
+            a.delays = (parts[0], parts[1], parts[2], parts[3])  # type: ignore[assignment]
+        cu = fields.get("conn_use")
+        if cu and cu.isdigit():
+            a.conn_use = int(cu)
+        if qid is not None:
+            st = self._qstate(qid)
+            st[3] = a.recipient
+            st[4] = a.domain
+        # the waiting info lines of this process belong to this delivery request
+        pend = self.pending.pop((host, pid), None)
+        if pend:
+            last = pend[-1]
+            if last.remote_ip is not None and last.remote_ip == a.remote_ip and last.outcome == a.outcome:
+                # same server, same failure: the info line (e.g. SSL_connect error) is a detail
+                # of the try this status line reports, not a try of its own
+                pend.pop()
+            for p in pend:
+                if p.queue_id is None:
+                    p.queue_id = qid
+                    if qid is not None:
+                        st2 = self.qids.get(qid)
+                        if st2 is not None:
+                            p.sender, p.size, p.message_id = st2[0], st2[1], st2[2]  # type: ignore[assignment]
+                if p.queue_id == qid:
+                    p.recipient = a.recipient
+                    p.domain = a.domain
+                self.out.append(p)
+        self.out.append(a)
+        return 1
+
+    def _info(
+        self,
+        when: Callable[[], datetime],
+        file: str,
+        lineno: int,
+        host: str | None,
+        prog: str,
+        pid: int | None,
+        qid: str | None,
+        rest: str,
+        raw: str,
+    ) -> int:
+        if rest.startswith("host ") and " said: " not in rest and " refused to talk to me: " not in rest:
+            return 0
+        cause = postfix_reason(rest, None)
+        if cause.kind == "unrecognized":
+            return 2
+        a = self._attempt(when(), file, lineno, cause, qid, host, prog, pid, raw, rest)
+        a.final = False
+        a.mta_action = "info"
+        key = (host, pid)
+        pend = self.pending.get(key)
+        if pend is None:
+            self.pending[key] = [a]
+        elif len(pend) < MAX_PENDING:
+            pend.append(a)
+        else:
+            self.out.append(a)  # a runaway process: emit without linking rather than grow
+        return 1
+
+    def flush(self) -> None:
+        """Emit info lines whose status line never came (end of input)."""
+        for pend in self.pending.values():
+            for p in pend:
+                if p.queue_id is not None and p.domain is None:
+                    st = self.qids.get(p.queue_id)
+                    if st is not None:
+                        p.recipient, p.domain = st[3], st[4]  # type: ignore[assignment]
+                self.out.append(p)
+        self.pending.clear()

@@ -1,0 +1,179 @@
+"""The one pass over the inputs: lines → headers → MTA parsers → attempts, skipped lines counted.
+
+Owns the dispatch by program tag (``postfix/smtp``, ``postfix/relay/smtp``, ``postfix-out/smtp``,
+``exim``/``exim4``, ``sendmail``/``sm-mta``/``sm-msp-queue``, Exim's own main log) and the
+bookkeeping of what was skipped (garbage lines and unparsed delivery-looking lines, with file and
+line number). Streams: nothing but the attempts and a few bounded per-message tables is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
+
+from mailwire.maillog.exim import EximParser
+from mailwire.maillog.headers import EPOCH_US, HeaderParser, journal_fields
+from mailwire.maillog.postfix import DAEMONS, PostfixParser
+from mailwire.maillog.records import Attempt, InputStats, SkippedLine
+from mailwire.maillog.sendmail import SendmailParser
+from mailwire.maillog.sources import is_export, iter_export, iter_lines, open_binary, order_inputs, peek_start
+
+MAX_SKIPPED = 1000  # skipped lines listed with their numbers; beyond that only counted
+
+_SENDMAIL_PROGS = frozenset(("sendmail", "sm-mta", "sm-msp-queue", "sm-mta-queue"))
+_EXIM_PROGS = frozenset(("exim", "exim4", "exim5"))
+
+POSTFIX, EXIM, SENDMAIL, OTHER = range(4)
+
+
+def program_family(prog: str) -> tuple[int, str]:
+    """(family, daemon) of a syslog program tag."""
+    if "/" in prog:
+        name, daemon = prog.rsplit("/", 1)
+        if daemon in DAEMONS and (
+            name.startswith("postfix")
+            or "postfix" in name
+            or daemon in ("smtp", "qmgr", "cleanup", "lmtp", "error")
+        ):
+            return POSTFIX, daemon
+        return OTHER, daemon
+    if prog in _EXIM_PROGS:
+        return EXIM, prog
+    if prog in _SENDMAIL_PROGS:
+        return SENDMAIL, prog
+    return OTHER, prog
+
+
+class LogReader:
+    """Reads inputs one after the other into ``attempts``; shared MTA state spans rotated files."""
+
+    def __init__(self, tz: tzinfo, year: int | None = None) -> None:
+        self.tz = tz
+        self.year = year
+        self.attempts: list[Attempt] = []
+        self.inputs: list[InputStats] = []
+        self.skipped: list[SkippedLine] = []
+        self.skipped_total = 0
+        self.postfix = PostfixParser(self.attempts)
+        self.exim = EximParser(self.attempts)
+        self.sendmail = SendmailParser(self.attempts)
+        self._families: dict[str, tuple[int, str]] = {}
+
+    def _skip(self, file: str, line: int, reason: str) -> None:
+        self.skipped_total += 1
+        if len(self.skipped) < MAX_SKIPPED:
+            self.skipped.append(SkippedLine(file, line, reason))
+
+    def read(self, paths: Sequence[str]) -> None:
+        for path in order_inputs(paths):
+            self.read_one(path)
+        self.postfix.flush()
+        self.exim.flush()
+        self.sendmail.flush()
+
+    def _year_hint(self, path: str) -> tuple[int, int]:
+        if self.year is not None:
+            return self.year, 12
+        try:
+            t = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC).astimezone(self.tz)
+        except (OSError, ValueError):
+            t = datetime.now(tz=self.tz)
+        return t.year, t.month
+
+    def read_one(self, path: str) -> InputStats:
+        name = "<stdin>" if path == "-" else path
+        stats = InputStats(name)
+        self.inputs.append(stats)
+        year, month = (
+            self._year_hint(path) if path != "-" else (self.year or datetime.now(tz=self.tz).year, 12)
+        )
+        hp = HeaderParser(year, self.tz, month)
+        try:
+            fh = open_binary(path)
+        except OSError as exc:
+            stats.error = f"{name}: cannot open: {exc.strerror or exc}"
+            return stats
+        before = len(self.attempts)
+        n = 0
+        try:
+            with fh:
+                if is_export(peek_start(fh)):
+                    for n, fields in iter_export(fh):
+                        stats.lines += 1
+                        sp = journal_fields(fields) if fields is not None else None
+                        if sp is None:
+                            stats.garbage += 1
+                            self._skip(name, n, "broken journald export entry")
+                            continue
+                        self._dispatch(hp, stats, name, n, sp, sp[6])
+                    return stats
+                for line in iter_lines(fh):
+                    n += 1
+                    if line is None:
+                        stats.garbage += 1
+                        self._skip(name, n, f"over-long line (> {64 << 10} bytes), cut")
+                        continue
+                    if not line:
+                        stats.ignored += 1
+                        continue
+                    sp = hp.split(line)
+                    if sp is None:
+                        stats.garbage += 1
+                        self._skip(
+                            name,
+                            n,
+                            "binary data" if "\x00" in line or "\ufffd" in line else "no known log header",
+                        )
+                        continue
+                    self._dispatch(hp, stats, name, n, sp, line)
+        except (OSError, EOFError, zlib.error, ValueError) as exc:
+            stats.error = f"{name}: line {n + 1}: read error: {exc}"
+        finally:
+            stats.lines = max(stats.lines, n)
+            stats.attempts = len(self.attempts) - before
+        return stats
+
+    def _dispatch(
+        self,
+        hp: HeaderParser,
+        stats: InputStats,
+        name: str,
+        n: int,
+        sp: tuple[int, str, int, str | None, str, int | None, str],
+        raw: str,
+    ) -> None:
+        kind, ts, yr, host, prog, pid, msg = sp
+        stats.parsed += 1
+        fam = self._families.get(prog)
+        if fam is None:
+            fam = program_family(prog)
+            if len(self._families) < 4096:
+                self._families[prog] = fam
+        family, daemon = fam
+        if family == OTHER:
+            stats.ignored += 1
+            return
+
+        def when() -> datetime:
+            return hp.when(kind, ts, yr)
+
+        if "\x00" in msg:
+            stats.garbage += 1
+            self._skip(name, n, "binary data in message")
+            return
+        if family == POSTFIX:
+            r = self.postfix.feed(when, name, n, host, prog, daemon, pid, msg, raw)
+        elif family == EXIM:
+            r = self.exim.feed(when, name, n, host, prog, pid, msg, raw)
+        else:
+            r = self.sendmail.feed(when, name, n, host, prog, pid, msg, raw)
+        if r == 2:
+            stats.unparsed_delivery += 1
+            self._skip(name, n, "delivery line not understood")
+        elif r == 0:
+            stats.ignored += 1
+
+
+__all__ = ["EPOCH_US", "LogReader", "program_family"]

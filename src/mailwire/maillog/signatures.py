@@ -1,0 +1,309 @@
+"""Provider reply signatures: 4xx/5xx reply text → sub-category (reference §7).
+
+A declarative table, one row per signature, in the order the reference evaluates them:
+provider rows first (only the rows of the provider the MX host belongs to, plus rows whose
+provider cannot be told from the host, e.g. Proofpoint fronting others), then third-party
+blocklists (§7.2), greylisting (§7.3), generic keywords (§7.4), and finally the enhanced status
+code (§5.3). Patterns are our own wording of the phrases the reference lists; they are matched
+case-insensitively on the reply text with multi-line continuation prefixes removed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+
+class Signature(NamedTuple):
+    id: str
+    provider: str | None  # None: applies to every provider
+    pattern: re.Pattern[str]
+    category: str
+    code_class: int | None  # 4 or 5 when the row only applies to that reply class
+
+
+def _s(
+    id_: str, provider: str | None, pattern: str, category: str, code_class: int | None = None
+) -> Signature:
+    return Signature(id_, provider, re.compile(pattern, re.IGNORECASE), category, code_class)
+
+
+# MX host suffix → provider (reference §7, sisimai RhostClass)
+PROVIDER_HOSTS: tuple[tuple[str, str], ...] = (
+    (".yahoodns.net", "yahoo"),
+    (".google.com", "google"),
+    (".googlemail.com", "google"),
+    (".olc.protection.outlook.com", "microsoft"),
+    (".mail.protection.outlook.com", "microsoft"),
+    (".outlook.com", "microsoft"),
+    (".hotmail.com", "microsoft"),
+    (".mimecast.com", "mimecast"),
+    (".messagelabs.com", "messagelabs"),
+    (".icloud.com", "apple"),
+    (".me.com", "apple"),
+    (".apple.com", "apple"),
+    (".pphosted.com", "proofpoint"),
+    (".gmx.com", "gmx"),
+    (".gmx.net", "gmx"),
+    (".web.de", "gmx"),
+)
+
+PROVIDER_ROWS: tuple[Signature, ...] = (
+    _s(
+        "Y1",
+        "yahoo",
+        r"\[TSS04\]|temporarily deferred due to (unexpected volume or )?user complaints",
+        "reputation",
+    ),
+    _s("Y2", "yahoo", r"\[TS0[12]\]", "reputation"),
+    _s("Y3", "yahoo", r"\[TS03\]|all messages from \S+ (will be )?permanently deferred", "reputation"),
+    _s("Y4", "yahoo", r"\[TSS(09|11)\]|will be permanently deferred", "reputation"),
+    _s(
+        "Y5",
+        "yahoo",
+        r"\[BL2[13]\]|because the ip is in spamhaus's list|not accepted from ip addresses on spamhaus xbl",
+        "blocklist",
+    ),
+    _s("Y6", "yahoo", r"temporarily deferred - \[?4\.16\.5\d", "reputation"),
+    _s("Y7", "yahoo", r"\[PH01\]|not accepted for policy reasons", "policy"),
+    _s("Y8", "yahoo", r"requires all senders to authenticate with either spf or dkim", "auth"),
+    _s("Y9", "yahoo", r"user is receiving mail too quickly", "rate_limit"),
+    _s("Y10", "yahoo", r"max message per connection reached", "rate_limit"),
+    _s("Y11", "yahoo", r"resources unavailable temporarily\. please try later", "server_busy"),
+    _s("Y12", "yahoo", r"dd this user doesn't have a .* account|this mailbox is disabled", "mailbox"),
+    _s("G1", "google", r"4\.7\.28.*unusual rate of (unsolicited )?mail", "rate_limit", 4),
+    _s("G2", "google", r"unusual rate of unsolicited mail", "reputation", 5),
+    _s("G3", "google", r"very low reputation of the sending (ip address|domain)", "reputation"),
+    _s("G4", "google", r"likely unsolicited mail", "content"),
+    _s("G5", "google", r"due to the nature of the content or the links within", "content"),
+    _s(
+        "G6",
+        "google",
+        r"receiving mail at a rate|is receiving mail too quickly|peak smtp relay limit",
+        "rate_limit",
+    ),
+    _s(
+        "G7",
+        "google",
+        r"senders to authenticate with (either )?spf( or dkim)?|fails to pass spf checks|hard fail policy"
+        r"|dmarc policy"
+        r"|fails to pass authentication checks|authenticate (their email )?with dkim"
+        r"|aligned with either the authenticated spf or dkim",
+        "auth",
+    ),
+    _s(
+        "G8", "google", r"does not have a ptr record|ptr record's forward dns|ipv6 sending guidelines", "auth"
+    ),
+    _s("G9", "google", r"tls required for rcpt domain|senders to use tls/ssl for smtp", "tls_policy"),
+    _s("G10", "google", r"try again later, closing connection", "rate_limit"),
+    _s("G11", "google", r"ip not in whitelist for rcpt domain", "policy"),
+    _s("G12", "google", r"timeout - closing connection|connection expired, try reconnecting", "server_busy"),
+    _s(
+        "G13",
+        "google",
+        r"server busy|temporary system problem|mail server temporarily rejected message",
+        "server_busy",
+    ),
+    _s("G14", "google", r"sending messages with the same message-id", "policy"),
+    _s(
+        "G15",
+        "google",
+        r"is over quota|out of storage space|account that you tried to reach does not exist",
+        "mailbox",
+    ),
+    _s("M1", "microsoft", r"part of their network is on our block list \((a?s3140|a?s3150)\)", "reputation"),
+    _s("M2", "microsoft", r"4\.7\.500 server busy\. please try again later from \[", "rate_limit"),
+    _s(
+        "M3",
+        "microsoft",
+        r"4\.7\.[56]\d\d .*access denied, please try again later|4\.7\.8[5-9]\d",
+        "rate_limit",
+    ),
+    _s("M4", "microsoft", r"rate limited due to ip reputation", "reputation"),
+    _s("M5", "microsoft", r"5\.7\.6(0[6-9]|[1-4]\d) access denied, banned sending ip", "reputation"),
+    _s("M6", "microsoft", r"5\.7\.511 access denied, banned sender", "reputation"),
+    _s(
+        "M7",
+        "microsoft",
+        r"5\.7\.708 access denied, traffic not accepted from this ip|5\.7\.705 .*tenant has exceeded"
+        r" threshold",
+        "reputation",
+    ),
+    _s("M8", "microsoft", r"5\.7\.513 .*customer block list", "policy"),
+    _s(
+        "M9",
+        "microsoft",
+        r"does not pass dmarc verification|sender policy framework violation"
+        r"|must pass either spf or dkim|must have a reverse dns record",
+        "auth",
+    ),
+    _s(
+        "M10",
+        "microsoft",
+        r"5\.7\.1 .*(delivery not authorized|unable to relay|client was not authenticated)",
+        "policy",
+    ),
+    _s(
+        "M11",
+        "microsoft",
+        r"recipient's per hour message receive limit|recipient thread limit exceeded"
+        r"|too many concurrent smtp connections|too many connections from your host",
+        "rate_limit",
+    ),
+    _s("M12", "microsoft", r"\bSC-00[1-4]\b", "reputation"),
+    _s("M13", "microsoft", r"4\.7\.66 tls 1\.0 and 1\.1 are not supported", "tls_policy"),
+    _s("A1b", "apple", r"rejected due to listing in spamhaus", "blocklist"),
+    _s("A1", "apple", r"\[CS01\]|due to local policy", "policy"),
+    _s("A1c", "apple", r"not accepting connections", "server_busy"),
+    _s(
+        "MC1",
+        "mimecast",
+        r"poor reputation sender|local ct ip reputation|ip temporarily blacklisted"
+        r"|internal resources are temporarily unavailable",
+        "reputation",
+    ),
+    # providers that front others: recognised by their text, whatever the MX host
+    _s(
+        "PP1",
+        None,
+        r"ipcheck\.proofpoint\.com|support\.proofpoint\.com/dnsbl-lookup|blocked - see https://ipcheck",
+        "reputation",
+    ),
+    _s(
+        "CS1",
+        None,
+        r"senderbase\.org|talosintelligence|as a measure to protect our email infrastructure, this "
+        r"connection is being blocked",
+        "reputation",
+    ),
+    _s(
+        "TM1",
+        None,
+        r"blocked using trend micro|trend micro (email reputation|rbl)|mail-abuse\.com",
+        "blocklist",
+    ),
+    _s("AT1", None, r"blocked by sbc:blacklist\.mailrelay\.att\.net|dnsbl:attrbl 521", "blocklist"),
+)
+
+# §7.2 third-party DNSBLs; the group names the list
+BLOCKLIST = re.compile(
+    r"(?P<name>spamhaus|barracuda|spamcop|uceprotect|sorbs)"
+    r"|blocked using (?P<zone>[\w.\-]+)|listed (?:by|in|at|on) (?P<zone2>[\w.\-]+)"
+    r"|is in a black ?list|\brbl\b|blacklisted|\bdnsbl\b|block ?list",
+    re.IGNORECASE,
+)
+GREYLIST = re.compile(r"gr[ae]ylist|postgrey", re.IGNORECASE)
+
+# §7.4 generic keywords, in evaluation order
+GENERIC: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (cat, re.compile(p, re.IGNORECASE))
+    for cat, p in (
+        (
+            "rate_limit",
+            r"too many (connections|concurrent|sessions|recipients|messages)|rate limit|throttl"
+            r"|try again slower|exceeded .*limit|connection rate limit exceeded"
+            r"|max(imum)? (message|connection)s? per|too fast|sending rate",
+        ),
+        ("reputation", r"reputation|user complaints|looks suspiciously like spammer|you are sending spam"),
+        (
+            "auth",
+            r"\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|reverse dns|ptr record|\brdns\b"
+            r"|cannot find your hostname",
+        ),
+        (
+            "mailbox",
+            r"user unknown|no such user|mailbox (unavailable|not found|full|disabled)|over quota"
+            r"|does not exist|unknown user|recipient address rejected: user",
+        ),
+        (
+            "server_busy",
+            r"service (temporarily )?(unavailable|not available)|system (resources|busy)"
+            r"|insufficient system (storage|resources)|temporary (local )?problem"
+            r"|try that server first|server busy|too busy",
+        ),
+        ("content", r"\bspam\b|virus|content|message (too big|size exceeds)|malformed|rfc ?5322"),
+        ("policy", r"policy|not authorized|relay(ing)? (denied|not permitted)|access denied|blocked|refused"),
+    )
+)
+# 'try again later' alone is ambiguous (reference §7.4): a 4xx then counts as rate limiting only
+# for verdicts, its category stays 'other'.
+
+
+def provider_of(host: str | None) -> str | None:
+    if not host:
+        return None
+    h = host.lower().rstrip(".")
+    for suffix, name in PROVIDER_HOSTS:
+        if h.endswith(suffix) or h == suffix[1:]:
+            return name
+    return None
+
+
+_CONT = re.compile(r"\b\d{3}[- ](?:\d\.\d{1,3}\.\d{1,3} )?")
+
+
+def strip_continuations(text: str) -> str:
+    """Remove the ``550-5.7.1 `` prefixes Postfix keeps when it joins a multi-line reply."""
+    return _CONT.sub("", text)
+
+
+def enhanced_category(esc: str | None) -> str | None:
+    """Fallback on the enhanced status code (reference §5.3)."""
+    if not esc:
+        return None
+    _, subj, det = [*esc.split("."), "", ""][:3]
+    if subj == "1" or (subj == "2" and det in ("1", "2", "0")):
+        return "mailbox"
+    if subj == "7":
+        if det in ("23", "24", "25", "26", "27"):
+            return "auth"
+        if det == "28":
+            return "rate_limit"
+        if det in ("4", "5", "10", "29", "30"):
+            return "tls_policy"
+        return "policy"
+    if (subj == "3" and det == "2") or (subj == "4" and det == "5"):
+        return "server_busy"
+    if subj == "5" and det == "3":
+        return "rate_limit"
+    if subj == "3" and det == "4":
+        return "content"
+    return None
+
+
+def categorize(
+    code: int | None, esc: str | None, text: str, host: str | None
+) -> tuple[str, str | None, str | None]:
+    """(category, provider, blocklist name) for one reply."""
+    provider = provider_of(host)
+    flat = strip_continuations(text)
+    klass = code // 100 if code else None
+    for row in PROVIDER_ROWS:
+        if row.provider is not None and row.provider != provider:
+            continue
+        if row.code_class is not None and klass is not None and row.code_class != klass:
+            continue
+        if row.pattern.search(flat):
+            bl = None
+            if row.category == "blocklist":
+                m = BLOCKLIST.search(flat)
+                bl = _bl_name(m) if m else row.id
+            return row.category, provider or _front_provider(row.id), bl
+    m = BLOCKLIST.search(flat)
+    if m is not None:
+        return "blocklist", provider, _bl_name(m)
+    if GREYLIST.search(flat):
+        return "greylist", provider, None
+    for cat, pat in GENERIC:
+        if pat.search(flat):
+            return cat, provider, None
+    return enhanced_category(esc) or "other", provider, None
+
+
+def _front_provider(row_id: str) -> str | None:
+    return {"PP1": "proofpoint", "CS1": "cisco", "TM1": "trendmicro", "AT1": "att"}.get(row_id)
+
+
+def _bl_name(m: re.Match[str]) -> str:
+    name = m.group("name") or m.group("zone") or m.group("zone2")
+    return (name or m.group(0)).lower().rstrip(".;,")
