@@ -79,7 +79,8 @@ def _log_counts(f: Facts) -> str:
     txt = f"not reputation: {rejected} rejection{'s' if rejected != 1 else ''}"
     if net:
         txt += (
-            f", {len(net)} of {len(tried)} deliveries to {len(domains)} domain{'s' if len(domains) != 1 else ''}"
+            f", {len(net)} of {len(tried)} deliveries to {len(domains)} "
+            f"domain{'s' if len(domains) != 1 else ''}"
             f" failed without an SMTP error"
         )
         if body:
@@ -130,7 +131,10 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
             if h.icmp_frag_needed
             else "no ICMP 'fragmentation needed' was seen"
         )
-        summary = f"Network path loss between {h.upstream} and {h.downstream}, size-dependent (MTU or middle-box drop)"
+        summary = (
+            f"Network path loss between {h.upstream} and {h.downstream}, "
+            f"size-dependent (MTU or middle-box drop)"
+        )
         if log_ctx:
             summary += f"; {log_ctx}"
         c = Conclusion(
@@ -138,8 +142,10 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
             summary=summary + ".",
             confidence=0.95,
             between=[h.upstream, h.downstream],
-            evidence=[Evidence("hop", h.summary or f"{h.upstream} → {h.downstream}: {h.verdict}")]
-            + _frame_ev(h.evidence, 4),
+            evidence=[
+                Evidence("hop", h.summary or f"{h.upstream} → {h.downstream}: {h.verdict}"),
+                *_frame_ev(h.evidence, 4),
+            ],
             next_step=(
                 f"Look at the device between {h.upstream} and {h.downstream} (load balancer, firewall, "
                 f"VPN, tunnel) for an MTU or size-based drop; {icmp}. Routing one server's mail around "
@@ -188,7 +194,8 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
             c = Conclusion(
                 cause="path_loss_size_dependent",
                 summary=(
-                    f"Network problem on the path, likely size-dependent (MTU or middle-box drop): {log_ctx}; "
+                    f"Network problem on the path, likely size-dependent (MTU or middle-box drop): "
+                    f"{log_ctx}; "
                     f"smaller messages to the same destinations were delivered."
                 ),
                 confidence=0.55,
@@ -199,7 +206,9 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
                 ),
                 rule="path_loss_size_dependent",
                 alternative="path_loss_random",
-                would_separate="a capture on the mail server: only full-size segments unacknowledged means size-dependent",
+                would_separate=(
+                    "a capture on the mail server: only full-size segments unacknowledged = size-dependent"
+                ),
             )
             return _ensure(c, f, [], body or net_attempts)
     return None
@@ -222,7 +231,7 @@ def path_loss_random(f: Facts) -> Conclusion | None:
             ),
             confidence=0.9,
             between=[h.upstream, h.downstream],
-            evidence=[Evidence("hop", h.summary or h.verdict)] + _frame_ev(h.evidence, 4),
+            evidence=[Evidence("hop", h.summary or h.verdict), *_frame_ev(h.evidence, 4)],
             next_step=(
                 f"Check the links and devices between {h.upstream} and {h.downstream} for errors, "
                 f"congestion or policing (interface counters, drops)."
@@ -267,7 +276,9 @@ def path_loss_random(f: Facts) -> Conclusion | None:
                 next_step="Capture on the mail server while sending to an affected destination.",
                 rule="path_loss_random",
                 alternative="path_loss_size_dependent",
-                would_separate="a capture on the mail server: whether only full-size segments go unacknowledged",
+                would_separate=(
+                    "a capture on the mail server: whether only full-size segments go unacknowledged"
+                ),
             )
             return _ensure(c, f, [], net)
     return None
@@ -286,7 +297,7 @@ def middlebox_reset(f: Facts) -> Conclusion | None:
             ),
             confidence=0.95,
             between=[h.upstream, h.downstream],
-            evidence=[Evidence("hop", h.summary or h.verdict)] + _frame_ev(h.evidence, 4),
+            evidence=[Evidence("hop", h.summary or h.verdict), *_frame_ev(h.evidence, 4)],
             next_step=(
                 f"Look at the firewall / IPS / load balancer between {h.upstream} and {h.downstream} "
                 f"for a rule or session limit that resets SMTP connections."
@@ -431,7 +442,8 @@ def remote_outage(f: Facts) -> Conclusion | None:
     c = Conclusion(
         cause="remote_outage",
         summary=(
-            f"The remote MX {', '.join(remotes[:3]) or ''} does not accept connections ({desc or 'log verdict'})."
+            f"The remote MX {', '.join(remotes[:3]) or ''} does not accept connections "
+            f"({desc or 'log verdict'})."
         ),
         confidence=0.85 if sess else 0.7,
         between=[f"remote MX {', '.join(remotes[:3])}"] if remotes else [],
