@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.lab.plugin"]  # the lab_run fixture (tests/lab), for every test dir
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CAPTURES = (ROOT.parent / "shared" / "captures").resolve()
 
