@@ -78,6 +78,44 @@ def logs_command(
         raise typer.Exit(2)
 
 
+# packets (owned by capture) ----------------------------------------------------------------------
+@app.command("packets")
+def packets_command(
+    capture: Annotated[str, typer.Argument(help="pcap/pcapng, optionally gzip/bzip2/xz/zstd; - = stdin.")],
+    filter_expr: Annotated[
+        str | None, typer.Option("--filter", "-Y", help="Filter, e.g. 'tcp.port == 25 and tcp.len > 0'")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (a JSON object per frame) or table")] = "jsonl",
+) -> None:
+    """One record per frame, like tshark -T fields (raw seq/ack/window, Wireshark frame numbers)."""
+    import sys
+
+    from mailwire.capture.output import run_packets
+
+    try:
+        code = run_packets(capture, filter_expr, fmt, sys.stdout, sys.stderr)
+    except BrokenPipeError:  # e.g. piped into head
+        code = 0
+    if code:
+        raise typer.Exit(code)
+
+
+# info (owned by capture) -------------------------------------------------------------------------
+@app.command("info")
+def info_command(
+    captures: Annotated[list[str], typer.Argument(help="pcap/pcapng captures, compressed or not; - = stdin")],
+    json_out: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+) -> None:
+    """What capinfos tells (format, links, interfaces, counts, time span, snaplen, TSO) + decode issues."""
+    import sys
+
+    from mailwire.capture.info import run_info
+
+    code = run_info(captures, json_out, sys.stdout, sys.stderr)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 

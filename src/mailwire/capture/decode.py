@@ -74,31 +74,26 @@ def link_name(lt: int) -> str:
 # --- byte access (vectorised) -------------------------------------------------------------------
 
 
+_K2 = np.arange(2, dtype=np.int64)
+_K4 = np.arange(4, dtype=np.int64)
+_K8 = np.arange(8, dtype=np.int64)
+
+
 def _u8(buf: U8Array, idx: I64Array) -> I64Array:
     return buf[idx].astype(np.int64)
 
 
+# Multi-byte fields: one 2-D gather of the field's bytes, then a big-endian view (one pass).
 def _be16(buf: U8Array, idx: I64Array) -> I64Array:
-    return (buf[idx].astype(np.int64) << 8) | buf[idx + 1]
-
-
-def _le16(buf: U8Array, idx: I64Array) -> I64Array:
-    return (buf[idx + 1].astype(np.int64) << 8) | buf[idx]
+    return buf[idx[:, None] + _K2].view(">u2").ravel().astype(np.int64)
 
 
 def _be32(buf: U8Array, idx: I64Array) -> I64Array:
-    return (
-        (buf[idx].astype(np.int64) << 24)
-        | (buf[idx + 1].astype(np.int64) << 16)
-        | (buf[idx + 2].astype(np.int64) << 8)
-        | buf[idx + 3]
-    )
+    return buf[idx[:, None] + _K4].view(">u4").ravel().astype(np.int64)
 
 
 def _be64(buf: U8Array, idx: I64Array) -> npt.NDArray[np.uint64]:
-    hi = _be32(buf, idx).astype(np.uint64)
-    lo = _be32(buf, idx + 4).astype(np.uint64)
-    return (hi << np.uint64(32)) | lo
+    return buf[idx[:, None] + _K8].view(">u8").ravel().astype(np.uint64)
 
 
 def _flag(warn: npt.NDArray[np.uint32], rows: I64Array, bit: Warn) -> None:

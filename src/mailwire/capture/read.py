@@ -35,7 +35,7 @@ from mailwire.capture.source import SourceError, open_source
 from mailwire.capture.table import COLUMNS, SACK_COLUMNS, DecodeIssue, Interface, PacketTable, empty_columns
 
 DEFAULT_CHUNK = 64 << 20
-MAX_PACKETS = 1 << 19  # rows per table: bounds the column memory of one chunk
+MAX_PACKETS = 1 << 17  # rows per table: bounds the column memory of one chunk
 
 
 class CaptureError(Exception):
@@ -86,11 +86,14 @@ def iter_tables(
     info.path = name
     info.compression = src.compression
     with src:
+        buf = np.empty(chunk_bytes, np.uint8)
         try:
-            first = src.read(chunk_bytes)
+            got = src.readinto(memoryview(buf))  # type: ignore[arg-type]
         except SourceError as exc:
             raise CaptureError(str(exc)) from exc
-        if not first:
+        buf = buf[:got]
+        first = bytes(buf[:64])
+        if not got:
             raise CaptureError(f"{name}: file is empty (0 bytes), not a capture")
         try:
             reader = _reader(name, first)
@@ -99,11 +102,10 @@ def iter_tables(
         info.format = reader.format
         info.interfaces = reader.interfaces
         hdr = reader.header_len
-        buf = np.frombuffer(first, np.uint8)
         base = 0  # file offset (decompressed) of buf[0]
         pos = hdr
-        end = len(first)
-        eof = len(first) < chunk_bytes
+        end = got
+        eof = got < chunk_bytes
         frame = 1
         pending: list[DecodeIssue] = []
         yielded = False

@@ -56,6 +56,9 @@ class _Prefixed(io.RawIOBase):
             mv[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
+        readinto = getattr(self._rest, "readinto", None)
+        if readinto is not None:
+            return int(readinto(mv) or 0)
         data = self._rest.read(len(mv))
         n = len(data)
         mv[:n] = data
@@ -90,13 +93,17 @@ class Source:
         total = len(mv)
         while got < total:
             try:
-                piece = self.stream.read(min(total - got, 1 << 22))
+                if self.compression == "none":
+                    k = self.stream.readinto(mv[got:])  # type: ignore[attr-defined]
+                else:
+                    piece = self.stream.read(min(total - got, 1 << 22))
+                    k = len(piece)
+                    mv[got : got + k] = piece
             except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
                 raise SourceError(f"{self.name}: {self.compression} stream is corrupt: {exc}") from exc
-            if not piece:
+            if not k:
                 break
-            mv[got : got + len(piece)] = piece
-            got += len(piece)
+            got += k
         return got
 
     def close(self) -> None:
