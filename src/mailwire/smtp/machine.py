@@ -1,0 +1,856 @@
+"""The SMTP protocol machine: a transition table and a sans-I/O dissector (bytes in, events out).
+
+Theory of operation
+-------------------
+:class:`SmtpMachine` is fed the two byte streams of one TCP connection, in capture order, with
+``feed(direction, data, frame, ts_ns)`` and ``gap(direction, length, frame, ts_ns)`` (the
+:mod:`mailwire.tcp.reassembly` events), and returns a list of events: :class:`Command`,
+:class:`ReplyEvent`, :class:`BodyDone`, :class:`Credential`, :class:`TlsStarted`,
+:class:`GapSeen`, :class:`Anomaly`. It never reads files or sockets and never raises on input.
+
+Each direction is parsed in a *mode*: the client side in ``command`` (CRLF lines), ``body``
+(DATA content up to ``<CRLF>.<CRLF>``), ``bdat`` (a counted CHUNKING chunk), ``auth`` (SASL
+responses, never kept) or ``tls`` (after STARTTLS: only TLS record sizes); the server side in
+``reply`` or ``tls``. Commands are queued as they are sent; each complete reply answers the
+oldest unanswered command, which is how PIPELINING (many commands in one segment, replies in a
+batch) is matched. The greeting is the answer to a pseudo-command ``<greeting>``, the reply to
+the end of a message the answer to ``<end-of-data>`` (or to ``BDAT … LAST``).
+
+The session-level state (connected → greeted → ready → mail → rcpt → data → end_of_data …) is
+driven by :data:`TRANSITIONS`, one row per (state, command) with the next state per reply class,
+and :data:`CLIENT_TRANSITIONS` for steps the client takes without waiting for a reply (sending
+the body, the final dot, QUIT). Everything a hostile peer can grow is capped: line length
+(:data:`MAX_LINE`), the unanswered-command queue (:data:`MAX_PENDING`), speculative body bytes,
+header bytes kept per message; whatever is cut is counted in :attr:`SmtpMachine.stats`.
+
+Capture gaps resynchronise: in the body the gap is counted and the scan for the final dot goes
+on (a 2xx/5xx reply that can only be the end-of-data answer closes a body whose dot fell in a
+gap); in command or reply mode the partial line is dropped and parsing restarts at the next line
+that looks like a command / reply; a 354 reply re-aligns the queue on its DATA command.
+
+This module knows nothing about TCP connections, verdicts or files.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mailwire.smtp.replies import Reply, ReplyAssembler
+
+Direction = Literal["c2s", "s2c"]
+
+MAX_LINE = 2048  # bytes of a command/reply line kept; RFC 5321 allows 512 (1000 for text lines)
+MAX_PENDING = 4096  # unanswered commands tracked; beyond this, commands are counted, not queued
+MAX_SPECULATIVE = 64 * 1024  # body bytes held until the 354 confirms DATA (replayed if refused)
+MAX_HEADER = 16 * 1024  # message header bytes kept to read Message-ID / Subject
+MAX_TLS_SIZES = 256  # TLS record sizes kept per direction (all are counted)
+
+KNOWN_VERBS = frozenset(
+    ["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS", "TURN", "ETRN", "ATRN", "XCLIENT", "XFORWARD", "SEND", "SOML", "SAML"]
+)
+
+GREETING = "<greeting>"
+END_OF_DATA = "<end-of-data>"
+
+# --- the transition table -------------------------------------------------------------------
+# (state, trigger) -> {reply class: next state}; "*" matches any state. A missing class leaves
+# the state unchanged. Triggers are command verbs or the pseudo-commands above.
+TRANSITIONS: dict[tuple[str, str], dict[int, str]] = {
+    ("connected", GREETING): {2: "greeted", 4: "closed", 5: "greeted"},
+    ("*", "EHLO"): {2: "ready"},
+    ("*", "HELO"): {2: "ready"},
+    ("*", "LHLO"): {2: "ready"},
+    ("*", "RSET"): {2: "ready"},
+    ("*", "MAIL"): {2: "mail"},
+    ("mail", "RCPT"): {2: "rcpt"},
+    ("rcpt", "RCPT"): {2: "rcpt"},
+    ("*", "DATA"): {3: "data"},
+    ("*", END_OF_DATA): {2: "ready", 4: "ready", 5: "ready"},
+    ("*", "BDAT"): {5: "ready"},
+    ("*", "STARTTLS"): {2: "tls"},
+    ("*", "QUIT"): {2: "closed"},
+}
+# Steps the client takes on its own: (state, trigger) -> next state.
+CLIENT_TRANSITIONS: dict[tuple[str, str], str] = {
+    ("*", "<body>"): "data",
+    ("*", END_OF_DATA): "end_of_data",
+    ("*", "QUIT"): "quit",
+}
+# Replies that end the session whatever they answer (RFC 5321 §3.8: 421 may come at any time).
+CLOSING_CODES = frozenset({421})
+
+# How far a session got, for "phase reached" (larger is further).
+STATE_ORDER = {
+    "connected": 0,
+    "greeted": 1,
+    "ready": 2,
+    "mail": 3,
+    "rcpt": 4,
+    "data": 5,
+    "end_of_data": 6,
+    "tls": 2,
+    "quit": 7,
+    "closed": 7,
+}
+
+
+def next_state(state: str, trigger: str, klass: int) -> str:
+    """The state after ``trigger`` was answered with a reply of class ``klass``."""
+    row = TRANSITIONS.get((state, trigger)) or TRANSITIONS.get(("*", trigger))
+    if row is None:
+        return state
+    return row.get(klass, state)
+
+
+def client_step(state: str, trigger: str) -> str:
+    """The state after the client did ``trigger`` without waiting for a reply."""
+    return CLIENT_TRANSITIONS.get((state, trigger)) or CLIENT_TRANSITIONS.get(("*", trigger), state)
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Command:
+    frame: int  # frame carrying the end of the command line (where Wireshark shows it)
+    ts_ns: int
+    verb: str  # upper-cased verb, or "?" for a line that is not a command
+    arg: str  # argument, bounded, printable; AUTH credentials replaced
+    raw_verb: str  # the verb as sent (case kept), for comparison with tshark
+    pipelined: bool  # sent while earlier commands were still unanswered
+    line: str  # the whole line as shown in transcripts (redacted, bounded)
+
+
+@dataclass(slots=True)
+class ReplyEvent:
+    reply: Reply
+    command: str | None  # verb / pseudo-command answered, None when unsolicited
+    command_frame: int  # frame of that command (-1 if none)
+    bdat_last: bool = False  # answers BDAT … LAST (end of a CHUNKING message)
+    lost: int = 0  # commands before this one whose replies were lost in a capture gap
+
+
+@dataclass(slots=True)
+class BodyDone:
+    frame: int
+    ts_ns: int
+    kind: str  # "DATA" or "BDAT"
+    size: int  # message bytes (after removing dot-stuffing; gap bytes included)
+    wire_bytes: int  # bytes sent on the wire for the body, terminator included
+    missing: int  # bytes of the body missing from the capture
+    end: str  # "dot", "bdat_last", "gap_resync" (dot presumed in a gap), "aborted"
+    message_id: str | None
+    subject: str | None
+    first_frame: int
+
+
+@dataclass(slots=True)
+class Credential:
+    frame: int
+    ts_ns: int
+
+
+@dataclass(slots=True)
+class TlsStarted:
+    frame: int
+    ts_ns: int
+
+
+@dataclass(slots=True)
+class GapSeen:
+    direction: Direction
+    frame: int
+    ts_ns: int
+    length: int
+    mode: str
+
+
+@dataclass(slots=True)
+class Anomaly:
+    direction: Direction
+    frame: int
+    kind: str
+    detail: str = ""
+
+
+Event = Command | ReplyEvent | BodyDone | Credential | TlsStarted | GapSeen | Anomaly
+
+
+@dataclass(slots=True)
+class _Pending:
+    verb: str
+    frame: int
+    last: bool = False  # BDAT … LAST
+
+
+@dataclass
+class _Body:
+    kind: str
+    first_frame: int
+    wire: int = 0
+    stuffed: int = 0
+    missing: int = 0
+    tail: bytes = b"\n"  # last bytes seen, to find a terminator split across segments
+    hdr: bytearray = field(default_factory=bytearray)
+    hdr_done: bool = False
+
+
+@dataclass
+class TlsCounts:
+    records: int = 0
+    bytes: int = 0
+    sizes: list[int] = field(default_factory=list)  # first MAX_TLS_SIZES record lengths
+    handshake: int = 0
+    app_data: int = 0
+    alerts: int = 0
+    not_tls_bytes: int = 0  # bytes after STARTTLS that do not parse as TLS records
+
+
+def printable(raw: bytes, limit: int = 512) -> str:
+    """A safe, bounded text rendering of protocol bytes (control characters escaped)."""
+    s = raw[:limit].decode("utf-8", "replace")
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if (o < 0x20 and ch != "\t") or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    text = "".join(out)
+    if len(raw) > limit:
+        text += f"…(+{len(raw) - limit} bytes)"
+    return text
+
+
+def _header_values(hdr: bytes) -> tuple[str | None, str | None]:
+    """Message-ID and Subject from a header block (folded lines joined)."""
+    text = hdr.decode("utf-8", "replace").replace("\r\n", "\n")
+    end = text.find("\n\n")
+    if end >= 0:
+        text = text[:end]
+    msgid: str | None = None
+    subject: str | None = None
+    name = ""
+    value: list[str] = []
+
+    def flush() -> None:
+        nonlocal msgid, subject
+        if not name:
+            return
+        v = " ".join(s.strip() for s in value).strip()
+        key = name.lower()
+        if key == "message-id" and msgid is None:
+            msgid = printable(v.encode(), 256)
+        elif key == "subject" and subject is None:
+            subject = printable(v.encode(), 256)
+
+    for line in text.split("\n"):
+        if line[:1] in (" ", "\t") and name:
+            value.append(line)
+            continue
+        flush()
+        name, sep, rest = line.partition(":")
+        if not sep:
+            name, value = "", []
+            continue
+        value = [rest]
+    flush()
+    return msgid, subject
+
+
+def looks_like_smtp(first_s2c: bytes, first_c2s: bytes) -> bool:
+    """Content-based SMTP detection: a 220 greeting from the server, or a client opening with
+    EHLO/HELO (one-sided captures), or SMTP inside an HTTP CONNECT tunnel."""
+    s = first_s2c[:8]
+    if s[:3] == b"220" and s[3:4] in (b" ", b"-", b"\r", b"\n"):
+        return True
+    c = first_c2s[:5].upper()
+    if c in (b"EHLO ", b"HELO ", b"LHLO "):
+        return True
+    if first_c2s[:8] == b"CONNECT " and b":25 " in first_c2s[:300] and first_s2c[:5] == b"HTTP/":
+        return True
+    return False
+
+
+class SmtpMachine:
+    """Sans-I/O SMTP dissector for one connection (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.state = "connected"
+        self.furthest = "connected"
+        self.cmode = "command"  # client mode
+        self.smode = "reply"  # server mode
+        self._cbuf = bytearray()
+        self._sbuf = bytearray()
+        self._cover = 0  # bytes discarded from the current over-long client line
+        self._sover = 0
+        self._pending: deque[_Pending] = deque([_Pending(GREETING, -1)])
+        self._replies = ReplyAssembler()
+        self._body: _Body | None = None
+        self._spec: list[tuple[bytes, int, int]] | None = None  # speculative body bytes
+        self._spec_len = 0
+        self._bdat_left = 0
+        self._bdat_last = False
+        self._c_after_gap = False
+        self._s_after_gap = False
+        self._c_started = False
+        self._s_started = False
+        self._tls_hdr: dict[str, bytearray] = {"c2s": bytearray(), "s2c": bytearray()}
+        self._tls_left: dict[str, int] = {"c2s": 0, "s2c": 0}
+        self._tls_bad: dict[str, bool] = {"c2s": False, "s2c": False}
+        self.tls: dict[str, TlsCounts] = {"c2s": TlsCounts(), "s2c": TlsCounts()}
+        self.tls_started = False
+        self.auth_mechanism: str | None = None
+        self.stats: dict[str, int] = {
+            "commands": 0,
+            "replies": 0,
+            "lines_truncated": 0,
+            "bytes_discarded": 0,
+            "invalid_reply_lines": 0,
+            "non_command_lines": 0,
+            "unsolicited_replies": 0,
+            "commands_unqueued": 0,
+            "gaps": 0,
+            "gap_bytes": 0,
+            "body_bytes": 0,
+            "credential_lines": 0,
+        }
+        self._events: list[Event] = []
+
+    # --- public API -------------------------------------------------------------------------
+
+    def feed(self, direction: Direction, data: bytes, frame: int, ts_ns: int) -> list[Event]:
+        """Consume in-order bytes of one direction; return the events they complete."""
+        self._events = []
+        if data:
+            if direction == "c2s":
+                self._feed_client(bytes(data), frame, ts_ns)
+            else:
+                self._feed_server(bytes(data), frame, ts_ns)
+        return self._events
+
+    def gap(self, direction: Direction, length: int, frame: int, ts_ns: int) -> list[Event]:
+        """``length`` bytes of ``direction`` were not captured; resynchronise."""
+        self._events = []
+        length = max(0, int(length))
+        self.stats["gaps"] += 1
+        self.stats["gap_bytes"] += length
+        mode = self.cmode if direction == "c2s" else self.smode
+        self._emit(GapSeen(direction, frame, ts_ns, length, mode))
+        if direction == "c2s":
+            self._client_gap(length, frame, ts_ns)
+        else:
+            self._sbuf.clear()
+            self._sover = 0
+            self._replies.reset()
+            if self.smode == "reply":
+                self._s_after_gap = True
+            else:
+                self._tls_skip("s2c", length)
+        return self._events
+
+    def finish(self, frame: int, ts_ns: int) -> list[Event]:
+        """End of the capture for this connection: report a body cut short."""
+        self._events = []
+        if self._body is not None:
+            self._close_body(frame, ts_ns, "aborted")
+        return self._events
+
+    @property
+    def pending(self) -> list[str]:
+        """Verbs still awaiting a reply (oldest first)."""
+        return [p.verb for p in self._pending]
+
+    @property
+    def in_body(self) -> bool:
+        return self._body is not None
+
+    def body_progress(self) -> tuple[int, int] | None:
+        """(wire bytes of the body sent so far, bytes missing) while a body is in flight."""
+        return None if self._body is None else (self._body.wire, self._body.missing)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _emit(self, ev: Event) -> None:
+        self._events.append(ev)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if STATE_ORDER.get(state, 0) > STATE_ORDER.get(self.furthest, 0):
+            self.furthest = state
+
+    def _take_line(self, buf: bytearray, piece: bytes, over: int, direction: Direction) -> tuple[bytes, int]:
+        """Append ``piece`` (ending before LF) to ``buf`` within MAX_LINE; return the line."""
+        room = MAX_LINE - len(buf)
+        if len(piece) > room:
+            over += len(piece) - max(room, 0)
+            piece = piece[: max(room, 0)]
+        buf += piece
+        line = bytes(buf)
+        buf.clear()
+        if over:
+            self.stats["lines_truncated"] += 1
+            self.stats["bytes_discarded"] += over
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        return line, over
+
+    def _keep_partial(self, buf: bytearray, piece: bytes, direction: Direction) -> int:
+        """Keep an unterminated line fragment, bounded; return the bytes discarded."""
+        room = MAX_LINE - len(buf)
+        if len(piece) <= room:
+            buf += piece
+            return 0
+        if room > 0:
+            buf += piece[:room]
+        return len(piece) - max(room, 0)
+
+    # --- client side -------------------------------------------------------------------------
+
+    def _feed_client(self, data: bytes, frame: int, ts_ns: int) -> None:
+        if not self._c_started:
+            self._c_started = True
+            if data[:8] == b"CONNECT ":
+                self.cmode = "preamble"
+        pos, n = 0, len(data)
+        while pos < n:
+            mode = self.cmode
+            if mode in ("command", "auth"):
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    self._cover += self._keep_partial(self._cbuf, data[pos:], "c2s")
+                    return
+                line, _ = self._take_line(self._cbuf, data[pos:nl], self._cover, "c2s")
+                self._cover = 0
+                pos = nl + 1
+                self._client_line(line, frame, ts_ns)
+            elif mode == "body":
+                pos = self._body_bytes(data, pos, frame, ts_ns)
+            elif mode == "bdat":
+                take = min(self._bdat_left, n - pos)
+                self._body_take(data[pos : pos + take])
+                self._bdat_left -= take
+                pos += take
+                if self._bdat_left == 0:
+                    self._bdat_chunk_done(frame, ts_ns)
+            elif mode == "tls":
+                self._tls_bytes("c2s", data[pos:])
+                return
+            elif mode == "preamble":
+                end = data.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    return
+                pos = end + 4
+                self.cmode = "command"
+            else:  # pragma: no cover - every mode is handled above
+                return
+
+    def _client_gap(self, length: int, frame: int, ts_ns: int) -> None:
+        self._cbuf.clear()
+        self._cover = 0
+        if self.cmode == "body" and self._body is not None:
+            self._body.missing += length
+            self._body.wire += length
+            self._body.tail = b""
+            self._body.hdr_done = True
+            if self._spec is not None:
+                self._spec = None  # cannot replay across a hole; assume the body was accepted
+        elif self.cmode == "bdat":
+            take = min(self._bdat_left, length)
+            if self._body is not None:
+                self._body.missing += take
+                self._body.wire += take
+                self._body.hdr_done = True
+            self._bdat_left -= take
+            if self._bdat_left == 0:
+                self._bdat_chunk_done(frame, ts_ns)
+            if length > take:
+                self._c_after_gap = True
+        elif self.cmode == "tls":
+            self._tls_skip("c2s", length)
+        else:
+            self._c_after_gap = True
+
+    def _client_line(self, line: bytes, frame: int, ts_ns: int) -> None:
+        verb_b, _, arg_b = line.strip().partition(b" ")
+        raw_verb = printable(verb_b, 32)
+        verb = raw_verb.upper()
+        known = verb in KNOWN_VERBS and verb_b.isascii()
+        if self.cmode == "auth" and not known:
+            # A SASL response: credentials. Count it, never keep it.
+            self.stats["credential_lines"] += 1
+            self._emit(Credential(frame, ts_ns))
+            return
+        if self._c_after_gap:
+            self._c_after_gap = False
+            if not known:
+                self._emit(Anomaly("c2s", frame, "partial_line_after_gap"))
+                return
+        if not line.strip():
+            self._emit(Anomaly("c2s", frame, "empty_line"))
+            return
+        if not known:
+            self.stats["non_command_lines"] += 1
+            if not verb_b.isascii() or not verb_b.isalpha() or len(verb_b) > 12:
+                verb = "?"
+            self._emit(Anomaly("c2s", frame, "unknown_command", printable(line, 80)))
+        arg = printable(arg_b.strip(), 480)
+        if verb == "AUTH":
+            mech, _, rest = arg.partition(" ")
+            self.auth_mechanism = mech.upper() or None
+            arg = mech + (" <credentials elided>" if rest.strip() else "")
+            self.cmode = "auth"
+        line_text = f"{raw_verb} {arg}".rstrip() if verb != "?" else printable(line, 200)
+        pipelined = len(self._pending) > 0 and not (
+            len(self._pending) == 1 and self._pending[0].verb == GREETING
+        )
+        self.stats["commands"] += 1
+        self._emit(Command(frame, ts_ns, verb, arg, raw_verb, pipelined, line_text))
+        last = False
+        if verb == "BDAT":
+            parts = arg.split()
+            if (
+                parts
+                and parts[0].isdigit()
+                and len(parts[0]) <= 18
+                and (len(parts) == 1 or parts[1:] == ["LAST"])
+            ):
+                last = len(parts) == 2
+                self._queue(_Pending("BDAT", frame, last))
+                self._start_bdat(int(parts[0]), last, frame)
+                return
+            self._emit(Anomaly("c2s", frame, "invalid_bdat", arg[:80]))
+        self._queue(_Pending(verb, frame, last))
+        if verb == "DATA":
+            # Clients send the body after the 354; enter body mode now (held speculatively, so
+            # one-sided captures and clients that pipeline the body still parse), and go back to
+            # commands if the server refuses DATA.
+            self.cmode = "body"
+            self._body = _Body("DATA", frame)
+            self._spec = []
+            self._spec_len = 0
+        elif verb == "QUIT":
+            self._set_state(client_step(self.state, "QUIT"))
+
+    def _queue(self, p: _Pending) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self.stats["commands_unqueued"] += 1
+            return
+        self._pending.append(p)
+
+    # --- message body (DATA) ------------------------------------------------------------------
+
+    def _body_take(self, chunk: bytes) -> None:
+        """Account body bytes and keep the header part (bounded)."""
+        body = self._body
+        if body is None:
+            return
+        if body.wire == 0 and body.kind == "DATA":
+            self._set_state(client_step(self.state, "<body>"))
+        body.wire += len(chunk)
+        self.stats["body_bytes"] += len(chunk)
+        if not body.hdr_done:
+            room = MAX_HEADER - len(body.hdr)
+            body.hdr += chunk[:room]
+            h = bytes(body.hdr)
+            if (
+                h.startswith((b"\r\n", b"\n"))
+                or b"\r\n\r\n" in h
+                or b"\n\n" in h
+                or len(body.hdr) >= MAX_HEADER
+            ):
+                body.hdr_done = True
+
+    def _body_bytes(self, data: bytes, pos: int, frame: int, ts_ns: int) -> int:
+        body = self._body
+        if body is None:  # defensive: body mode always has a body record
+            self.cmode = "command"
+            return pos
+        tail = body.tail
+        hay = tail + data[pos:]
+        k1 = hay.find(b"\n.\r\n")
+        k2 = hay.find(b"\n.\n")
+        if k1 < 0 and k2 < 0:
+            k, term = -1, 0
+        elif k2 < 0 or (0 <= k1 < k2):
+            k, term = k1, 4
+        else:
+            k, term = k2, 3
+        start = max(0, len(tail) - 2)
+        if k < 0:
+            body.stuffed += hay.count(b"\n..", start)
+            chunk = data[pos:]
+            self._body_take(chunk)
+            self._spec_hold(chunk, frame, ts_ns)
+            body.tail = hay[-3:]
+            return len(data)
+        body.stuffed += hay.count(b"\n..", start, k + 1)
+        end = pos + k + term - len(tail)  # index in data just after the terminator
+        chunk = data[pos:end]
+        self._body_take(chunk)
+        self._spec_hold(chunk, frame, ts_ns)
+        self._close_body(frame, ts_ns, "dot", term_len=term - 1)
+        return end
+
+    def _spec_hold(self, chunk: bytes, frame: int, ts_ns: int) -> None:
+        if self._spec is None:
+            return
+        if self._spec_len + len(chunk) > MAX_SPECULATIVE:
+            self._spec = None  # too much to replay; the body is taken as a body
+            return
+        self._spec.append((chunk, frame, ts_ns))
+        self._spec_len += len(chunk)
+
+    def _close_body(self, frame: int, ts_ns: int, end: str, term_len: int = 0) -> None:
+        body = self._body
+        if body is None:
+            return
+        self._body = None
+        msgid, subject = _header_values(bytes(body.hdr))
+        size = max(0, body.wire - term_len - body.stuffed)
+        self._emit(
+            BodyDone(
+                frame, ts_ns, body.kind, size, body.wire, body.missing, end, msgid, subject, body.first_frame
+            )
+        )
+        if body.kind == "DATA":
+            self.cmode = "command"
+            if end in ("dot", "gap_resync"):
+                self._queue(_Pending(END_OF_DATA, frame))
+                self._set_state(client_step(self.state, END_OF_DATA))
+
+    # --- BDAT (CHUNKING) ------------------------------------------------------------------------
+
+    def _start_bdat(self, size: int, last: bool, frame: int) -> None:
+        if self._body is None:
+            self._body = _Body("BDAT", frame)
+        self._set_state("data")
+        self._bdat_left = size
+        self._bdat_last = last
+        if size == 0:
+            self._bdat_chunk_done(frame, 0)
+        else:
+            self.cmode = "bdat"
+
+    def _bdat_chunk_done(self, frame: int, ts_ns: int) -> None:
+        self.cmode = "command"
+        if self._bdat_last:
+            self._bdat_last = False
+            self._close_body(frame, ts_ns, "bdat_last")
+            self._set_state(client_step(self.state, END_OF_DATA))
+
+    # --- server side -------------------------------------------------------------------------
+
+    def _feed_server(self, data: bytes, frame: int, ts_ns: int) -> None:
+        if not self._s_started:
+            self._s_started = True
+            if data[:5] == b"HTTP/":
+                self.smode = "preamble"
+        pos, n = 0, len(data)
+        while pos < n:
+            if self.smode == "reply":
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    self._sover += self._keep_partial(self._sbuf, data[pos:], "s2c")
+                    return
+                line, _ = self._take_line(self._sbuf, data[pos:nl], self._sover, "s2c")
+                self._sover = 0
+                pos = nl + 1
+                self._server_line(line, frame, ts_ns)
+            elif self.smode == "tls":
+                self._tls_bytes("s2c", data[pos:])
+                return
+            else:  # preamble (HTTP CONNECT answer)
+                end = data.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    return
+                pos = end + 4
+                self.smode = "reply"
+
+    def _server_line(self, line: bytes, frame: int, ts_ns: int) -> None:
+        text = printable(line, MAX_LINE)
+        got = self._replies.push(text, frame, ts_ns)
+        if got is False:
+            if self._s_after_gap:
+                self._emit(Anomaly("s2c", frame, "partial_line_after_gap"))
+            else:
+                self.stats["invalid_reply_lines"] += 1
+                self._emit(Anomaly("s2c", frame, "invalid_reply_line", printable(line, 80)))
+            return
+        self._s_after_gap = False
+        if got is None:
+            return
+        assert isinstance(got, Reply)
+        self._on_reply(got)
+
+    def _on_reply(self, reply: Reply) -> None:
+        self.stats["replies"] += 1
+        lost = 0
+        q = self._pending
+        # A reply while the body is still open, after a gap in it: the final dot fell in the gap.
+        if (
+            not q
+            and self._body is not None
+            and self._body.kind == "DATA"
+            and self._body.missing
+            and reply.code not in CLOSING_CODES
+            and reply.klass in (2, 5)
+            and self._spec is None
+        ):
+            self._close_body(reply.frame, reply.ts_ns, "gap_resync")
+        # Mid-session capture: the first reply is not a greeting.
+        if q and q[0].verb == GREETING and reply.code != 220 and reply.klass not in (4, 5) and len(q) > 1:
+            q.popleft()
+            self._emit(Anomaly("s2c", reply.frame, "no_greeting"))
+        # 354 re-aligns the queue on its DATA (replies lost in a gap, or a missed command).
+        if reply.code == 354 and q and q[0].verb != "DATA" and any(p.verb == "DATA" for p in q):
+            while q and q[0].verb != "DATA":
+                q.popleft()
+                lost += 1
+            self._emit(Anomaly("s2c", reply.frame, "reply_queue_resync", f"{lost} replies missing"))
+        if not q:
+            self.stats["unsolicited_replies"] += 1
+            if reply.code not in CLOSING_CODES:
+                self._emit(Anomaly("s2c", reply.frame, "reply_without_command", reply.short(80)))
+            self._emit(ReplyEvent(reply, None, -1, False, lost))
+            if reply.code in CLOSING_CODES:
+                self._set_state("closed")
+            return
+        p = q.popleft()
+        trigger = END_OF_DATA if (p.verb == "BDAT" and p.last) else p.verb
+        self._emit(ReplyEvent(reply, p.verb, p.frame, p.last, lost))
+        if p.verb == "DATA":
+            self._data_reply(reply)
+        elif p.verb == "AUTH":
+            if reply.code == 334:
+                self._pending.appendleft(p)  # the exchange goes on; the next reply answers AUTH too
+            else:
+                self.cmode = "command" if self.cmode == "auth" else self.cmode
+        elif p.verb == "BDAT" and reply.klass == 5 and self._body is not None and not p.last:
+            pass  # the server refused a chunk; the client decides whether to go on
+        if reply.code in CLOSING_CODES:
+            self._set_state("closed")
+        else:
+            self._set_state(next_state(self.state, trigger, reply.klass))
+        if p.verb == "STARTTLS" and reply.klass == 2:
+            self.tls_started = True
+            self.cmode = "tls"
+            self.smode = "tls"
+            self._cbuf.clear()
+            self._emit(TlsStarted(reply.frame, reply.ts_ns))
+
+    def _data_reply(self, reply: Reply) -> None:
+        if reply.code == 354:
+            self._spec = None  # confirmed: what was held is the body
+            return
+        # DATA refused: the client must not send a body; whatever it sent is read as commands.
+        held = self._spec or []
+        self._spec = None
+        if self._body is not None and self._body.kind == "DATA":
+            if self._body.wire and not held:
+                # Too much to replay or the body already ended: leave the body accounting alone.
+                return
+            self._body = None
+            self.cmode = "command"
+            for chunk, frame, ts_ns in held:
+                self._feed_client(chunk, frame, ts_ns)
+            if held:
+                self._emit(
+                    Anomaly(
+                        "c2s",
+                        reply.frame,
+                        "body_after_refused_data",
+                        f"{sum(len(c) for c, _, _ in held)} bytes",
+                    )
+                )
+        elif self.cmode == "command" and held:
+            # The body ended (dot seen) before the refusal arrived: the server read it as
+            # commands; the end-of-data pseudo-command we queued will not be answered.
+            for i, p in enumerate(self._pending):
+                if p.verb == END_OF_DATA:
+                    del self._pending[i]
+                    break
+            self._emit(
+                Anomaly(
+                    "c2s", reply.frame, "body_after_refused_data", f"{sum(len(c) for c, _, _ in held)} bytes"
+                )
+            )
+
+    # --- TLS after STARTTLS ------------------------------------------------------------------
+
+    def _tls_bytes(self, d: str, data: bytes) -> None:
+        counts = self.tls[d]
+        if self._tls_bad[d]:
+            counts.not_tls_bytes += len(data)
+            return
+        pos, n = 0, len(data)
+        while pos < n:
+            left = self._tls_left[d]
+            if left:
+                take = min(left, n - pos)
+                self._tls_left[d] -= take
+                counts.bytes += take
+                pos += take
+                continue
+            hdr = self._tls_hdr[d]
+            need = 5 - len(hdr)
+            hdr += data[pos : pos + need]
+            pos += min(need, n - pos)
+            if len(hdr) < 5:
+                return
+            ctype, major, length = hdr[0], hdr[1], (hdr[3] << 8) | hdr[4]
+            hdr.clear()
+            if ctype not in (20, 21, 22, 23, 24) or major != 3 or length > (1 << 14) + 2048:
+                self._tls_bad[d] = True
+                counts.not_tls_bytes += 5 + (n - pos)
+                self._emit(Anomaly(d, -1, "not_tls_after_starttls"))  # type: ignore[arg-type]
+                return
+            counts.records += 1
+            counts.bytes += 5
+            if len(counts.sizes) < MAX_TLS_SIZES:
+                counts.sizes.append(length)
+            if ctype == 22:
+                counts.handshake += 1
+            elif ctype == 23:
+                counts.app_data += 1
+            elif ctype == 21:
+                counts.alerts += 1
+            self._tls_left[d] = length
+
+    def _tls_skip(self, d: str, length: int) -> None:
+        left = self._tls_left[d]
+        if length <= left:
+            self._tls_left[d] = left - length
+        else:
+            # The record boundary is lost: stop parsing records, keep counting bytes.
+            self._tls_left[d] = 0
+            self._tls_bad[d] = True
+
+
+__all__ = [
+    "CLIENT_TRANSITIONS",
+    "CLOSING_CODES",
+    "END_OF_DATA",
+    "GREETING",
+    "KNOWN_VERBS",
+    "MAX_LINE",
+    "MAX_PENDING",
+    "STATE_ORDER",
+    "TRANSITIONS",
+    "Anomaly",
+    "BodyDone",
+    "Command",
+    "Credential",
+    "Event",
+    "GapSeen",
+    "ReplyEvent",
+    "SmtpMachine",
+    "TlsCounts",
+    "TlsStarted",
+    "client_step",
+    "looks_like_smtp",
+    "next_state",
+    "printable",
+]
