@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Side-by-side timing of mailwire and its peers on the same capture, in one run.
+
+Each tool runs as its own child process, one at a time, under ``/usr/bin/time`` (wall time and
+peak RSS as the kernel reports it, mapped file pages included), after the capture has been read
+once to warm the page cache. Outputs go to /dev/null so terminal speed is not measured. A tool
+that is not installed is reported as missing; one that runs past ``--timeout`` is killed (its
+process group, by id) and reported as timed out. Ratios are peer time / mailwire time for the
+same kind of work: decoding (tcpdump, tshark fields, dpkt vs ``iter_tables``), and TCP analysis
+(tshark expert, tcptrace vs ``mailwire analyze``).
+
+    python bench/gen_smtp_capture.py --out bench/out/smtp-1m.pcap
+    python bench/run.py bench/out/smtp-1m.pcap [--repeat 3] [--json results.json]
+
+The ``--child`` entry points are the Python decoders timed here (kept in this file so that what
+is timed is visible next to how it is timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+TSHARK_FIELDS = [
+    "frame.number",
+    "frame.time_epoch",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "ip.id",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.seq_raw",
+    "tcp.ack_raw",
+    "tcp.flags",
+    "tcp.window_size_value",
+    "tcp.len",
+]
+
+
+@dataclass
+class Tool:
+    name: str
+    kind: str  # "decode" or "analysis"
+    argv: list[str]
+    what: str
+    needs: str  # executable that must exist
+    result: dict[str, object] = field(default_factory=dict)
+
+
+def child_dpkt(path: str) -> None:
+    """dpkt, as a user would script it: decode Ethernet / IPv4|IPv6 / TCP of every frame."""
+    import dpkt
+
+    n = tcp_n = payload = 0
+    with open(path, "rb") as f:
+        for _ts, buf in dpkt.pcap.UniversalReader(f):
+            n += 1
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            if isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6):
+                tcp = ip.data
+                if isinstance(tcp, dpkt.tcp.TCP):
+                    tcp_n += 1
+                    payload += len(tcp.data)
+                    _ = (ip.src, ip.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags, tcp.win)
+    print(json.dumps({"packets": n, "tcp": tcp_n, "payload": payload}))
+
+
+def child_mailwire_decode(path: str) -> None:
+    """mailwire's capture stage alone: every chunk decoded into a PacketTable, then dropped."""
+    from mailwire.capture.read import iter_tables
+
+    n = tcp_n = payload = 0
+    for t in iter_tables(path):
+        n += len(t)
+        is_tcp = t["proto"] == 6
+        tcp_n += int(is_tcp.sum())
+        payload += int(t["payload_len"][is_tcp].sum())
+    print(json.dumps({"packets": n, "tcp": tcp_n, "payload": payload}))
+
+
+def pcap_counts(path: Path) -> tuple[int, int]:
+    """(frames, file bytes) of a classic pcap by walking its record headers; pcapng via capinfos."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(24)
+        magic = head[:4]
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            fmt = "<I"
+        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            fmt = ">I"
+        else:
+            out = subprocess.run(["capinfos", "-c", "-M", "-T", str(path)], capture_output=True, text=True)
+            return int(out.stdout.strip().splitlines()[-1].split("\t")[-1]), size
+        data = f.read()
+    n, off, end = 0, 0, len(data)
+    unpack = struct.Struct(fmt).unpack_from
+    while off + 16 <= end:
+        (caplen,) = unpack(data, off + 8)
+        off += 16 + caplen
+        n += 1
+    return n, size
+
+
+def warm(path: Path) -> float:
+    t = time.perf_counter()
+    with open(path, "rb") as f:
+        while f.read(16 << 20):
+            pass
+    return time.perf_counter() - t
+
+
+def run_one(tool: Tool, timeout: float) -> dict[str, object]:
+    """Run one tool under /usr/bin/time; returns wall, peak RSS, exit status, stdout tail."""
+    if shutil.which(tool.needs) is None:
+        return {"status": "missing", "detail": f"{tool.needs} not found"}
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        argv = ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *tool.argv]
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)  # the group we created for this child, by its id
+            p.communicate()
+            return {"status": "timeout", "detail": f"killed after {timeout:.0f} s"}
+        wall = time.perf_counter() - t0
+        tf.seek(0)
+        lines = [x for x in tf.read().splitlines() if x.strip()]
+    res: dict[str, object] = {"wall_s": round(wall, 3)}
+    try:
+        _e, m = lines[-1].split()  # time's own wall clock has 10 ms steps: ours is used
+        res["peak_rss_mb"] = round(int(m) / 1024, 1)
+    except (IndexError, ValueError):
+        pass
+    if p.returncode != 0:
+        res["status"] = "failed"
+        res["detail"] = (err.decode(errors="replace").strip().splitlines() or [f"exit {p.returncode}"])[-1][
+            :200
+        ]
+        return res
+    res["status"] = "ok"
+    tail = out.decode(errors="replace").strip().splitlines()
+    if tail and tail[-1].startswith("{"):
+        with contextlib.suppress(json.JSONDecodeError):
+            res["output"] = json.loads(tail[-1])
+    return res
+
+
+def mailwire_commands() -> set[str]:
+    """Which of the timed mailwire commands exist in this checkout (``mailwire CMD --help`` works)."""
+    exe = shutil.which("mailwire")
+    if exe is None:
+        return set()
+    have = set()
+    for cmd in ("packets", "analyze"):
+        r = subprocess.run([exe, cmd, "--help"], capture_output=True, timeout=120)
+        if r.returncode == 0:
+            have.add(cmd)
+    return have
+
+
+def tools(capture: Path, have: set[str]) -> list[Tool]:
+    f = str(capture)
+    py = sys.executable
+    fields = [a for x in TSHARK_FIELDS for a in ("-e", x)]
+    ts: list[Tool] = [
+        Tool(
+            "tcpdump",
+            "decode",
+            ["tcpdump", "-r", f, "-w", "/dev/null"],
+            "tcpdump -r F -w /dev/null",
+            "tcpdump",
+        ),
+        Tool(
+            "tshark fields",
+            "decode",
+            ["tshark", "-n", "-r", f, "-T", "fields", *fields],
+            f"tshark -r F -T fields ({len(TSHARK_FIELDS)} fields)",
+            "tshark",
+        ),
+        Tool(
+            "dpkt",
+            "decode",
+            [py, str(HERE), "--child", "dpkt", f],
+            "dpkt loop: Ethernet/IP/TCP per frame",
+            py,
+        ),
+        Tool(
+            "mailwire decode",
+            "decode",
+            [py, str(HERE), "--child", "mailwire-decode", f],
+            "mailwire.capture.read.iter_tables",
+            py,
+        ),
+    ]
+    if "packets" in have:
+        ts.append(
+            Tool(
+                "mailwire packets",
+                "decode",
+                ["mailwire", "packets", f],
+                "mailwire packets F (JSONL)",
+                "mailwire",
+            )
+        )
+    ts += [
+        Tool(
+            "tshark expert",
+            "analysis",
+            ["tshark", "-n", "-r", f, "-q", "-z", "expert"],
+            "tshark -n -r F -q -z expert",
+            "tshark",
+        ),
+        Tool("tcptrace", "analysis", ["tcptrace", "-n", "-l", f], "tcptrace -n -l F (no DNS)", "tcptrace"),
+    ]
+    if "analyze" in have:
+        ts.append(
+            Tool("mailwire analyze", "analysis", ["mailwire", "analyze", f], "mailwire analyze F", "mailwire")
+        )
+    else:
+        ts.append(Tool("mailwire analyze", "analysis", [], "mailwire analyze F", "mailwire"))
+    return ts
+
+
+RATIOS = [  # (peer, reference) pairs printed as "peer / reference = N×"
+    ("tcpdump", "mailwire decode"),
+    ("tshark fields", "mailwire decode"),
+    ("dpkt", "mailwire decode"),
+    ("tshark fields", "mailwire packets"),
+    ("tshark expert", "mailwire analyze"),
+    ("tcptrace", "mailwire analyze"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Time mailwire and its peers on one capture, side by side.")
+    ap.add_argument("capture", nargs="?", type=Path, help="capture file (see bench/gen_smtp_capture.py)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the fastest counts (default 1)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="per-run limit in seconds (default 900)")
+    ap.add_argument("--only", action="append", default=[], help="run only tools whose name contains this")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON to this file ('-' = stdout)")
+    ap.add_argument("--child", choices=["dpkt", "mailwire-decode"], help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        (child_dpkt if a.child == "dpkt" else child_mailwire_decode)(str(a.capture))
+        return 0
+    if a.capture is None or not a.capture.is_file():
+        ap.error(f"capture not found: {a.capture}")
+    if not Path("/usr/bin/time").exists():
+        ap.error("/usr/bin/time is needed for peak RSS (Debian package 'time')")
+
+    packets, size = pcap_counts(a.capture)
+    warm_s = warm(a.capture)
+    have = mailwire_commands()
+    selected = [t for t in tools(a.capture, have) if not a.only or any(o in t.name for o in a.only)]
+    log = sys.stderr
+    print(
+        f"{a.capture}: {packets} packets, {size / 1e6:.1f} MB (page cache warmed in {warm_s:.1f} s)", file=log
+    )
+    for t in selected:
+        if not t.argv:
+            t.result = {"status": "missing", "detail": "no 'mailwire analyze' command yet"}
+            print(f"  {t.name:18s} missing", file=log)
+            continue
+        best: dict[str, object] | None = None
+        rss = 0.0
+        for _ in range(max(1, a.repeat)):
+            r = run_one(t, a.timeout)
+            if r.get("status") != "ok":
+                best = r
+                break
+            rss = max(rss, float(r.get("peak_rss_mb", 0.0)))  # type: ignore[arg-type]
+            if best is None or float(r["wall_s"]) < float(best["wall_s"]):  # type: ignore[arg-type]
+                best = r
+        assert best is not None
+        if best.get("status") == "ok":
+            best["peak_rss_mb"] = rss
+            w = float(best["wall_s"])  # type: ignore[arg-type]
+            best["packets_per_s"] = round(packets / w) if w > 0 else None
+            best["mb_per_s"] = round(size / 1e6 / w, 1) if w > 0 else None
+            o = best.get("output")
+            if isinstance(o, dict) and o.get("packets") != packets:
+                best["detail"] = f"counted {o.get('packets')} packets, file has {packets}"
+        t.result = best
+        print(f"  {t.name:18s} {best.get('status')} {best.get('wall_s', '')} s", file=log)
+
+    by = {t.name: t.result for t in selected}
+    ratios = []
+    for peer, ref in RATIOS:
+        p, r = by.get(peer, {}), by.get(ref, {})
+        if p.get("status") == "ok" and r.get("status") == "ok":
+            x = float(p["wall_s"]) / max(float(r["wall_s"]), 1e-9)  # type: ignore[arg-type]
+            ratios.append({"peer": peer, "reference": ref, "ratio": round(x, 3)})
+
+    print(
+        f"\n{a.capture.name}: {packets:,} packets, {size / 1e6:.0f} MB, {os.cpu_count()} cores, "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n"
+    )
+    hdr = (
+        f"| {'tool':17s} | {'work':8s} | {'wall s':>7s} | {'packets/s':>10s} | {'MB/s':>7s} "
+        f"| {'peak RSS MB':>11s} | note"
+    )
+    print(hdr)
+    print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|------|")
+    for t in selected:
+        r = t.result
+        if r.get("status") == "ok":
+            cells = [
+                f"{r['wall_s']:7.2f}",
+                f"{r['packets_per_s']:>10,}",
+                f"{r['mb_per_s']:7.1f}",
+                f"{r['peak_rss_mb']:11.0f}",
+            ]
+        else:
+            cells = [f"{'-':>7s}", f"{'-':>10s}", f"{'-':>7s}", f"{'-':>11s}"]
+        note = (
+            str(r.get("detail", ""))
+            if r.get("status") == "ok"
+            else f"{r.get('status')}: {r.get('detail', '')}"
+        )
+        print(f"| {t.name:17s} | {t.kind:8s} | " + " | ".join(cells) + f" | {note}")
+    print()
+    for rr in ratios:
+        x = float(rr["ratio"])  # type: ignore[arg-type]
+        print(
+            f"{rr['peer']} / {rr['reference']} = {x:.1f}×"
+            if x >= 1
+            else f"{rr['peer']} / {rr['reference']} = {x:.2f}×"
+        )
+
+    if a.json:
+        doc = {
+            "capture": str(a.capture),
+            "packets": packets,
+            "bytes": size,
+            "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+            },
+            "repeat": a.repeat,
+            "tools": [{"name": t.name, "kind": t.kind, "command": t.what, **t.result} for t in selected],
+            "ratios": ratios,
+        }
+        text = json.dumps(doc, indent=2)
+        if str(a.json) == "-":
+            print(text)
+        else:
+            a.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
