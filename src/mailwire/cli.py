@@ -116,6 +116,33 @@ def info_command(
         raise typer.Exit(code)
 
 
+# diagnose (owned by diagnose + report) -------------------------------------------------------------
+@app.command("diagnose")
+def diagnose_command(
+    captures: Annotated[
+        list[str] | None, typer.Argument(help="Captures in path order, the sending server's first.")
+    ] = None,
+    log: Annotated[list[str] | None, typer.Option("--log", help="A mail log (repeatable; - = stdin)")] = None,
+    html: Annotated[str | None, typer.Option("--html", help="Write the self-contained HTML report.")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
+    extract: Annotated[
+        str | None, typer.Option("--extract", help="Write a pcap per capture with the cited connections.")
+    ] = None,
+) -> None:
+    """One diagnosis from any mix of logs and captures: the root cause, its evidence, the next step."""
+    import sys
+
+    from mailwire.diagnose.engine import run_diagnosis
+    from mailwire.report.outputs import emit
+
+    if not captures and not log:
+        raise typer.BadParameter("give at least one --log LOG or one CAPTURE")
+    run = run_diagnosis(log or [], captures or [])
+    code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 

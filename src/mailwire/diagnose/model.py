@@ -89,6 +89,9 @@ class Diagnosis:
     correlations: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "skipped: why"
+    log_verdicts: list[dict[str, Any]] = field(default_factory=list)  # the log triage's own verdicts
+    hops: list[dict[str, Any]] = field(default_factory=list)  # compare's per-hop verdicts
+    extracts: list[dict[str, Any]] = field(default_factory=list)  # --extract outputs
 
     @property
     def top(self) -> Conclusion | None:
@@ -101,6 +104,9 @@ class Diagnosis:
             "conclusions": [c.to_json() for c in self.conclusions],
             "sessions": [asdict(s) for s in self.sessions],
             "correlations": list(self.correlations),
+            "log_verdicts": list(self.log_verdicts),
+            "hops": list(self.hops),
+            "extracts": list(self.extracts),
             "warnings": list(self.warnings),
             "stages": dict(self.stages),
         }

@@ -43,41 +43,66 @@ class ExtractResult:
     link_type: int
 
 
-def _frames(
-    capture: str | Path, conns: Sequence[ConnSpec], counts: dict[str, int]
-) -> Iterator[tuple[int, bytes]]:
-    keys = [
+Key = tuple[int, int, int, int, int, int, int, int]
+
+
+def _keys(conns: Sequence[ConnSpec]) -> list[Key]:
+    return [
         (*parse_addr(c.client), c.client_port, *parse_addr(c.server), c.server_port, c.start_ns, c.end_ns)
         for c in conns
     ]
+
+
+def connection_mask(col: dict[str, np.ndarray], key: Key) -> np.ndarray:
+    """Rows of one connection (both directions, inside its time window), plus ICMP errors quoting it."""
+    chi, clo, cp, shi, slo, sp, t0, t1 = key
+    a = (col["src_hi"] == chi) & (col["src_lo"] == clo) & (col["sport"] == cp)
+    b = (col["dst_hi"] == shi) & (col["dst_lo"] == slo) & (col["dport"] == sp)
+    fwd = a & b
+    a = (col["src_hi"] == shi) & (col["src_lo"] == slo) & (col["sport"] == sp)
+    b = (col["dst_hi"] == chi) & (col["dst_lo"] == clo) & (col["dport"] == cp)
+    # ICMP errors quoting one of its packets (e.g. "fragmentation needed") belong to it too.
+    icmp = (col["inner_proto"] == 6) & (
+        ((col["inner_dst_hi"] == shi) & (col["inner_dst_lo"] == slo) & (col["inner_dport"] == sp)
+         & (col["inner_sport"] == cp))
+        | ((col["inner_dst_hi"] == chi) & (col["inner_dst_lo"] == clo) & (col["inner_dport"] == cp)
+           & (col["inner_sport"] == sp))
+    )  # fmt: skip
+    tcp = (fwd | (a & b)) & (col["proto"] == 6)
+    return (tcp | icmp) & (col["ts_ns"] >= t0) & (col["ts_ns"] <= t1)
+
+
+def collect_columns(capture: str | Path, conns: Sequence[ConnSpec]) -> list[dict[str, np.ndarray]]:
+    """The packet-table columns of each connection (one dict per spec), read chunk by chunk."""
+    keys = _keys(conns)
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in keys]
+    for t in iter_tables(capture):
+        if len(t) == 0:
+            continue
+        for k, key in enumerate(keys):
+            idx = np.nonzero(connection_mask(t.columns, key))[0]
+            if idx.size:
+                parts[k].append({name: arr[idx] for name, arr in t.columns.items()})
+    out: list[dict[str, np.ndarray]] = []
+    for p in parts:
+        if not p:
+            out.append({})
+            continue
+        out.append({name: np.concatenate([q[name] for q in p]) for name in p[0]})
+    return out
+
+
+def _frames(
+    capture: str | Path, conns: Sequence[ConnSpec], counts: dict[str, int]
+) -> Iterator[tuple[int, bytes]]:
+    keys = _keys(conns)
     for t in iter_tables(capture):
         if len(t) == 0:
             continue
         col = t.columns
         keep = np.zeros(len(t), dtype=bool)
-        for chi, clo, cp, shi, slo, sp, t0, t1 in keys:
-            a = (col["src_hi"] == chi) & (col["src_lo"] == clo) & (col["sport"] == cp)
-            b = (col["dst_hi"] == shi) & (col["dst_lo"] == slo) & (col["dport"] == sp)
-            fwd = a & b
-            a = (col["src_hi"] == shi) & (col["src_lo"] == slo) & (col["sport"] == sp)
-            b = (col["dst_hi"] == chi) & (col["dst_lo"] == clo) & (col["dport"] == cp)
-            # ICMP errors quoting one of its packets (e.g. "fragmentation needed") belong to it too.
-            icmp = (col["inner_proto"] == 6) & (
-                (
-                    (col["inner_dst_hi"] == shi)
-                    & (col["inner_dst_lo"] == slo)
-                    & (col["inner_dport"] == sp)
-                    & (col["inner_sport"] == cp)
-                )
-                | (
-                    (col["inner_dst_hi"] == chi)
-                    & (col["inner_dst_lo"] == clo)
-                    & (col["inner_dport"] == cp)
-                    & (col["inner_sport"] == sp)
-                )
-            )
-            tcp = (fwd | (a & b)) & (col["proto"] == 6)
-            keep |= (tcp | icmp) & (col["ts_ns"] >= t0) & (col["ts_ns"] <= t1)
+        for key in keys:
+            keep |= connection_mask(col, key)
         for i in np.nonzero(keep)[0].tolist():
             lt = int(col["link_type"][i])
             if counts["link_type"] < 0:
@@ -107,4 +132,4 @@ def extract_connections(capture: str | Path, conns: Sequence[ConnSpec], out: str
     return ExtractResult(Path(out), counts["frames"], counts["skipped"], lt)
 
 
-__all__ = ["ConnSpec", "ExtractResult", "extract_connections"]
+__all__ = ["ConnSpec", "ExtractResult", "collect_columns", "connection_mask", "extract_connections"]

@@ -1,0 +1,195 @@
+"""From the capture stages' results to diagnosis facts.
+
+``analyze_captures`` gives per-session verdicts (``Judged``: SMTP session, TCP facts, verdict) and
+capture-wide findings; ``compare_captures`` gives one record per hop between consecutive capture
+points. This module reads the few facts the rules need from them, and knows their field names so
+the rules do not have to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailwire.diagnose.facts import CaptureFact, FrameRef, HopFact, SessionFact
+
+if TYPE_CHECKING:
+    from mailwire.diagnose.engine import DiagnoseRun
+
+CONFIDENCE = {"high": 0.9, "medium": 0.6, "low": 0.3}
+
+
+def point_name(path: str) -> str:
+    """A capture point's short name: the file name without its extensions ("sender", "edge")."""
+    name = Path(path).name
+    return name.split(".", 1)[0] or name
+
+
+def session_facts(result: Any) -> list[SessionFact]:
+    """One :class:`SessionFact` per judged session of an ``AnalyzeResult``."""
+    size_sig = any(f.id == "size_signature" and f.severity == "failure" for f in result.findings)
+    out: list[SessionFact] = []
+    for j in result.judged:
+        s, t, v = j.session, j.tcp, j.verdict
+        if s is None:
+            continue
+        rsts = list(getattr(t, "rsts", []))
+        chains = list(getattr(t, "chains", []))
+        tx = list(s.transactions)
+        replies = [f"{r.code} {r.text}" for tr in tx for r in tr.replies[-2:]]
+        if s.last_reply_line:
+            replies.append(s.last_reply_line)
+        out.append(
+            SessionFact(
+                capture=j.capture,
+                point=point_name(j.capture),
+                conn_id=int(t.conn_id),
+                client=s.client,
+                client_port=int(s.client_port),
+                server=s.server,
+                server_port=int(s.server_port),
+                start_ns=int(s.start_ts_ns or t.first_ts_ns),
+                end_ns=int(max(s.end_ts_ns, t.last_ts_ns)),
+                outcome=v.outcome,
+                category=v.category,
+                summary=v.summary,
+                confidence=CONFIDENCE.get(str(v.confidence), 0.5),
+                evidence=[FrameRef(e.capture or j.capture, int(e.frame), e.shows) for e in v.evidence],
+                middlebox_suspected=any(r.middlebox_suspected for r in rsts),
+                rst_from=rsts[0].sender if rsts else None,
+                large_lost=size_sig and v.outcome == "path_loss_timeout",
+                retransmissions=sum(len(c.resends) for c in chains),
+                first_frame=int(s.first_frame) if s.first_frame >= 0 else None,
+                last_frame=int(max(s.last_frame, t.last_frame)) if s.last_frame >= 0 else None,
+                message_ids=[tr.message_id for tr in tx if tr.message_id],
+                recipients=[r for tr in tx for r in tr.rcpt_to],
+                reply_texts=replies,
+                transcript=[(f, 0, d, line) for f, d, line in s.transcript()],
+                raw=j,
+            )
+        )
+    return out
+
+
+def capture_facts(result: Any) -> list[CaptureFact]:
+    size_sig = [f for f in result.findings if f.id == "size_signature" and f.severity == "failure"]
+    frag = any("frag" in e.shows.lower() for f in size_sig for e in f.evidence)
+    out = []
+    for cap in result.captures:
+        outcomes: dict[str, int] = {}
+        for j in result.judged:
+            if j.capture == cap.path:
+                outcomes[j.verdict.outcome] = outcomes.get(j.verdict.outcome, 0) + 1
+        quality = [f"{cap.path}: {i}" for i in cap.issues[:10]]
+        mine = [f for f in result.findings if f.severity in ("failure", "warning")]
+        out.append(
+            CaptureFact(
+                capture=cap.path,
+                point=point_name(cap.path),
+                sessions=len(cap.sessions),
+                outcomes=outcomes,
+                size_signature=bool(size_sig) and outcomes.get("path_loss_timeout", 0) > 0,
+                icmp_frag_needed=frag,
+                findings=[f.summary for f in mine],
+                next_steps=[f.next_step for f in result.findings if f.next_step],
+                quality=quality,
+            )
+        )
+    return out
+
+
+def hop_facts(result: Any) -> list[HopFact]:
+    out = []
+    for h in result.hops:
+        v = h.get("verdict") or {}
+        kind = str(v.get("kind", ""))
+        lost = h.get("lost", {})
+        sent = sum(int(d.get("sent", 0)) for d in lost.values())
+        nlost = sum(int(d.get("lost", 0)) for d in lost.values())
+        inj = sum(int(d.get("rst", 0)) for d in h.get("injected", {}).values())
+        details = v.get("details") or {}
+        ev = []
+        for e in h.get("evidence", []):
+            for fr in list(e.get("frames", []))[:3]:
+                ev.append(FrameRef(str(e.get("file", "")), int(fr), str(e.get("what", ""))))
+        out.append(
+            HopFact(
+                upstream=point_name(str(h.get("upstream", ""))),
+                downstream=point_name(str(h.get("downstream", ""))),
+                verdict=kind,
+                summary=str(v.get("sentence", "")),
+                loss_rate=(nlost / sent) if sent else 0.0,
+                lost_packets=nlost,
+                matched_packets=sent - nlost,
+                injected=inj,
+                icmp_frag_needed=bool(details.get("icmp_frag_needed_seen", False))
+                if isinstance(details, dict)
+                else False,
+                evidence=ev,
+                raw=h,
+            )
+        )
+    return out
+
+
+def run_captures(paths: list[str], run: DiagnoseRun) -> None:
+    """Analyse each capture, compare consecutive ones, and add the facts to ``run``."""
+    from mailwire.capture.read import CaptureError
+    from mailwire.compare import compare_captures
+    from mailwire.smtp.pipeline import analyze_captures
+
+    d, facts = run.diagnosis, run.facts
+    readable = []
+    for p in paths:
+        if p != "-" and not Path(p).is_file():
+            d.warnings.append(f"{p}: no such capture file")
+            continue
+        readable.append(p)
+    if not readable:
+        d.stages["analyze"] = "skipped: no readable capture"
+        return
+    try:
+        result = analyze_captures(readable)
+    except (CaptureError, OSError, ValueError) as exc:
+        d.stages["analyze"] = f"failed: {exc}"
+        d.warnings.append(f"capture analysis failed: {exc}")
+        return
+    run.analyses = {c.path: c for c in result.captures}
+    run.analyses["__result__"] = result
+    facts.sessions = session_facts(result)
+    facts.captures = capture_facts(result)
+    for c in facts.captures:
+        d.warnings.extend(c.quality)
+    n = len(facts.sessions)
+    d.stages["analyze"] = f"ran: {len(readable)} capture(s), {n} SMTP session(s)"
+    if len(readable) >= 2:
+        try:
+            cmp = compare_captures(readable)
+        except (CaptureError, OSError, ValueError) as exc:
+            d.stages["compare"] = f"failed: {exc}"
+            d.warnings.append(f"capture comparison failed: {exc}")
+            return
+        run.comparison = cmp
+        facts.hops = hop_facts(cmp)
+        d.hops = [
+            {
+                "upstream": h.upstream,
+                "downstream": h.downstream,
+                "verdict": h.verdict,
+                "summary": h.summary,
+                "lost_packets": h.lost_packets,
+                "injected_rst": h.injected,
+            }
+            for h in facts.hops
+        ]
+        for h in cmp.hops:
+            d.warnings.extend(
+                f"{point_name(h['upstream'])} → {point_name(h['downstream'])}: {n}"
+                for n in h.get("notes", [])
+            )
+        d.stages["compare"] = f"ran: {len(facts.hops)} hop(s)"
+    else:
+        d.stages["compare"] = "skipped: one capture (give a second capture point to localise a loss)"
+
+
+__all__ = ["capture_facts", "hop_facts", "point_name", "run_captures", "session_facts"]

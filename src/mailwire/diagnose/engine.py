@@ -1,0 +1,174 @@
+"""``mailwire diagnose``: run what the inputs allow, gather the facts, run the rules.
+
+Theory of operation
+-------------------
+Logs go to the log triage; each capture to the capture analysis; two or more captures (in path
+order, the sender's first) to the comparison. Each stage that fails on its input is reported in
+``stages`` / ``warnings`` and the others still run: a diagnosis on partial evidence is better
+than none, and it says what it lacked. The stages' results become :class:`Facts` (``adapt``),
+log attempts are joined to captured sessions (``correlate``), and the rules rank conclusions.
+
+This module does no rendering; ``report`` turns a :class:`DiagnoseRun` into terminal output,
+JSON and HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailwire.diagnose.correlate import Match, correlate
+from mailwire.diagnose.facts import Facts, SessionFact
+from mailwire.diagnose.model import CitedSession, Conclusion, Diagnosis, Evidence
+from mailwire.diagnose.rules import run_rules
+from mailwire.maillog.records import LogTriage
+from mailwire.report.wireshark import connection_filter
+
+MAX_CITED = 12
+
+
+@dataclass
+class DiagnoseRun:
+    """The diagnosis plus everything the reports draw from."""
+
+    diagnosis: Diagnosis
+    facts: Facts
+    triage: LogTriage | None = None
+    analyses: dict[str, Any] = field(default_factory=dict)  # capture path -> analyze result
+    comparison: Any = None
+    matches: list[Match] = field(default_factory=list)
+    cited: list[SessionFact] = field(default_factory=list)
+
+
+def _run_logs(logs: Sequence[str], facts: Facts, d: Diagnosis) -> LogTriage | None:
+    from mailwire.maillog import triage_logs
+
+    try:
+        t = triage_logs(list(logs))
+    except (OSError, ValueError) as exc:
+        d.stages["logs"] = f"failed: {exc}"
+        d.warnings.append(f"log triage failed: {exc}")
+        return None
+    facts.logs = t
+    facts.log_paths = list(logs)
+    d.log_verdicts = [v.to_dict() for v in t.verdicts]
+    tried = sum(a.outcome not in ("suppressed", "expired") for a in t.attempts)
+    d.stages["logs"] = f"ran: {len(t.attempts)} attempts ({tried} made a connection)"
+    for i in t.inputs:
+        if i.error:
+            d.warnings.append(f"{i.file}: {i.error}")
+        if i.garbage:
+            d.warnings.append(f"{i.file}: {i.garbage} lines without a recognised log header were skipped")
+        if i.unparsed_delivery:
+            d.warnings.append(f"{i.file}: {i.unparsed_delivery} delivery-like lines could not be parsed")
+    return t
+
+
+def _relevance(s: SessionFact, top: Conclusion | None) -> tuple[int, int]:
+    """Sort key for citing sessions: those the top conclusion rests on first, then failures."""
+    cited = 0
+    if top is not None:
+        for e in top.evidence:
+            if (
+                e.source == s.capture
+                and e.ref is not None
+                and s.first_frame is not None
+                and s.first_frame <= e.ref <= (s.last_frame or e.ref)
+            ):
+                cited = -1
+                break
+    return (cited, 0 if s.outcome != "delivered" else 1)
+
+
+def _cite(facts: Facts, top: Conclusion | None) -> list[SessionFact]:
+    failing = [s for s in facts.sessions if s.outcome not in ("delivered",)]
+    pool = failing or (
+        [s for s in facts.sessions if s.retransmissions] if top and top.cause != "healthy" else []
+    )
+    return sorted(pool, key=lambda s: _relevance(s, top))[:MAX_CITED]
+
+
+def _add_filters(c: Conclusion, sessions: list[SessionFact]) -> None:
+    """Give every frame / session evidence the display filter of the connection it belongs to."""
+    for e in c.evidence:
+        if e.filter or e.kind not in ("frame", "session") or e.ref is None:
+            continue
+        for s in sessions:
+            if (
+                s.capture == e.source
+                and s.first_frame is not None
+                and s.first_frame <= e.ref <= (s.last_frame or e.ref)
+            ):
+                e.filter = connection_filter(s.client, s.client_port, s.server, s.server_port)
+                break
+
+
+def run_diagnosis(logs: Sequence[str] = (), captures: Sequence[str] = ()) -> DiagnoseRun:
+    """Diagnose from any mix of logs and captures (captures in path order, the sender's first)."""
+    facts = Facts()
+    d = Diagnosis(logs=[str(p) for p in logs], captures=[str(p) for p in captures], conclusions=[])
+    triage = _run_logs(logs, facts, d) if logs else None
+    if not logs:
+        d.stages["logs"] = "skipped: no --log given"
+    run = DiagnoseRun(diagnosis=d, facts=facts, triage=triage)
+    if captures:
+        from mailwire.diagnose.adapt import run_captures
+
+        run_captures([str(Path(c)) for c in captures], run)
+    else:
+        d.stages["analyze"] = "skipped: no capture given"
+    if triage is not None and facts.sessions:
+        run.matches = correlate(triage.attempts, facts.sessions)
+        facts.matches = [(m.attempt, m.session) for m in run.matches]
+        d.correlations = [m.to_json() for m in run.matches]
+    d.conclusions = run_rules(facts)
+    top = d.top
+    run.cited = _cite(facts, top)
+    attempt_of = {(m.session.capture, m.session.conn_id): m.attempt for m in run.matches}
+    for s in run.cited:
+        a = attempt_of.get((s.capture, s.conn_id))
+        d.sessions.append(
+            CitedSession(
+                capture=s.capture,
+                conn_id=s.conn_id,
+                client=s.client,
+                client_port=s.client_port,
+                server=s.server,
+                server_port=s.server_port,
+                outcome=s.outcome,
+                summary=s.summary,
+                filter=connection_filter(s.client, s.client_port, s.server, s.server_port),
+                first_frame=s.first_frame,
+                last_frame=s.last_frame,
+                attempt=(
+                    f"{a.queue_id or ''} {a.recipient or ''} ({a.file} line {a.line})".strip() if a else ""
+                ),
+            )
+        )
+    for c in d.conclusions:
+        _add_filters(c, facts.sessions)
+    if top is not None and triage is not None and top.cause != "healthy":
+        # The log's own verdict leads the evidence: it is what a log-only diagnosis rests on.
+        lead = [Evidence("log", f"log triage verdict {v.verdict} ({v.scope} {v.key}): {v.summary}") for v in
+                triage.verdicts[:1] if v.verdict != "healthy"]  # fmt: skip
+        top.evidence[:0] = lead
+    if top is not None and run.matches and top.cause != "healthy":
+        failing = [m for m in run.matches if m.session.outcome not in ("delivered",)]
+        for m in failing[:3]:
+            top.evidence.append(
+                Evidence(
+                    "log",
+                    f"log attempt {m.attempt.queue_id or ''} to {m.attempt.recipient or '?'} "
+                    f"({m.attempt.outcome}) is the captured session "
+                    f"{m.session.client}:{m.session.client_port} "
+                    f"in {Path(m.session.capture).name} (matched by {m.method.replace('_', ' ')})",
+                    m.attempt.file,
+                    m.attempt.line,
+                )
+            )
+    return run
+
+
+__all__ = ["DiagnoseRun", "run_diagnosis"]

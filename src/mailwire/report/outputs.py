@@ -1,0 +1,118 @@
+"""Writing a diagnosis out: terminal, JSON (validated against the shipped schema), HTML, extracts.
+
+Called by ``mailwire diagnose``; each output is optional and independent, so a failure to write
+one (a full disk, a bad path) is reported and the others are still produced.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import jsonschema
+from rich.console import Console
+
+from mailwire.report.extract import ConnSpec, extract_connections
+from mailwire.report.html import write_html
+from mailwire.report.page import build_page
+from mailwire.report.terminal import render_terminal
+
+if TYPE_CHECKING:
+    from mailwire.diagnose.engine import DiagnoseRun
+
+
+@cache
+def diagnose_schema() -> dict[str, Any]:
+    text = resources.files("mailwire").joinpath("schemas/diagnose.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def diagnosis_json(run: DiagnoseRun) -> dict[str, Any]:
+    """The JSON document; raises ``jsonschema.ValidationError`` if it breaks the schema (a bug)."""
+    doc = run.diagnosis.to_json()
+    jsonschema.validate(doc, diagnose_schema())
+    return doc
+
+
+def write_extracts(run: DiagnoseRun, out_dir: str | Path) -> list[dict[str, Any]]:
+    """One pcap per capture with the cited connections; returns what was written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    by_capture: dict[str, list[ConnSpec]] = {}
+    for s in run.cited:
+        by_capture.setdefault(s.capture, []).append(
+            ConnSpec(
+                s.client,
+                s.client_port,
+                s.server,
+                s.server_port,
+                s.start_ns - 2_000_000_000,
+                s.end_ns + 2_000_000_000,
+            )
+        )
+    # The same connections at every other capture point (same endpoints; NAT-translated ones are
+    # not found there and that capture's extract is simply smaller).
+    specs = [c for cs in by_capture.values() for c in cs]
+    for cap in run.diagnosis.captures:
+        if not specs or not Path(cap).is_file():
+            continue
+        target = out / f"{Path(cap).name.split('.', 1)[0]}.cited.pcap"
+        res = extract_connections(cap, by_capture.get(cap, specs), target)
+        written.append(
+            {
+                "capture": cap,
+                "path": str(target),
+                "frames": res.frames,
+                "skipped_other_link": res.skipped_other_link,
+            }
+        )
+    run.diagnosis.extracts = written
+    return written
+
+
+def emit(
+    run: DiagnoseRun,
+    *,
+    html: str | None,
+    json_out: str | None,
+    extract: str | None,
+    stdout: IO[str],
+    stderr: IO[str],
+) -> int:
+    """Produce the requested outputs; returns the exit status (0, or 1 when an output failed)."""
+    status = 0
+    if extract:
+        try:
+            for w in write_extracts(run, extract):
+                stderr.write(f"extract: {w['path']} ({w['frames']} frames from {w['capture']})\n")
+        except OSError as exc:
+            stderr.write(f"mailwire: --extract {extract}: {exc}\n")
+            status = 1
+    if html:
+        try:
+            write_html(build_page(run), html)
+            stderr.write(f"HTML report: {html}\n")
+        except OSError as exc:
+            stderr.write(f"mailwire: --html {html}: {exc}\n")
+            status = 1
+    doc = diagnosis_json(run) if json_out else None
+    if json_out == "-":
+        stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        return status
+    if json_out:
+        try:
+            Path(json_out).write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+        except OSError as exc:
+            stderr.write(f"mailwire: --json {json_out}: {exc}\n")
+            status = 1
+    width = min(Console(file=stdout).width, 100)
+    render_terminal(run.diagnosis, Console(file=stdout, width=width))
+    return status
+
+
+__all__ = ["diagnose_schema", "diagnosis_json", "emit", "write_extracts"]

@@ -1,0 +1,201 @@
+"""Assembling the HTML report's page from a diagnosis run: tables, ladders and graphs.
+
+The packets of the cited connections are read back from their captures chunk by chunk
+(``extract.collect_columns``), so the graphs cost memory in proportion to those connections, not
+to the captures. Frames that compare found missing downstream are marked on the upstream graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mailwire.capture.addr import parse_addr
+from mailwire.diagnose.facts import SessionFact
+from mailwire.report.extract import ConnSpec, collect_columns
+from mailwire.report.graphs import failures_timeline_svg, series_from_columns, time_sequence_svg
+from mailwire.report.html import CompareFigure, ComparePanel, LogView, ReportPage, SessionFigure
+from mailwire.report.ladder import ladder_svg
+from mailwire.report.wireshark import connection_filter
+
+if TYPE_CHECKING:
+    from mailwire.diagnose.engine import DiagnoseRun
+    from mailwire.maillog.records import LogTriage
+
+FAILED = frozenset(("rejected", "deferred", "network", "dns", "tls", "local"))
+WINDOW_PAD_NS = 2_000_000_000
+
+
+def _log_view(t: LogTriage) -> LogView:
+    rows: list[dict[str, Any]] = []
+    for d in t.destinations[:30]:
+        rows.append(
+            {
+                "scope": d.scope,
+                "destination": d.key,
+                "attempts": d.attempts,
+                "failed": d.failures,
+                "failure rate": f"{d.failure_rate * 100:.0f}%",
+                "intermittent": "yes" if d.intermittent else "no",
+                "network failures at": ", ".join(f"{k} {v}" for k, v in d.stages.items()) or "—",
+                "verdict": d.verdict,
+            }
+        )
+    by_dom: dict[str, tuple[list[int], list[int]]] = {}
+    for a in t.attempts:
+        if a.outcome in ("suppressed", "expired"):
+            continue
+        ok, bad = by_dom.setdefault(a.domain or a.relay_host or "?", ([], []))
+        ns = int(a.time.timestamp() * 1e9)
+        if a.outcome == "delivered":
+            ok.append(ns)
+        elif a.outcome in FAILED:
+            bad.append(ns)
+    ranked = sorted(by_dom.items(), key=lambda kv: -len(kv[1][1]))
+    timeline = failures_timeline_svg(
+        [(k, np.array(v[0], dtype=np.int64), np.array(v[1], dtype=np.int64)) for k, v in ranked]
+    )
+    return LogView(
+        rows=rows, timeline=timeline or None, verdicts=[f"{v.verdict}: {v.summary}" for v in t.verdicts]
+    )
+
+
+def _spec(s: SessionFact) -> ConnSpec:
+    return ConnSpec(
+        s.client, s.client_port, s.server, s.server_port, s.start_ns - WINDOW_PAD_NS, s.end_ns + WINDOW_PAD_NS
+    )
+
+
+def _lost_frames(run: DiagnoseRun, capture: str) -> set[int]:
+    out: set[int] = set()
+    cmp = run.comparison
+    if cmp is None:
+        return out
+    for h in cmp.hops:
+        for e in h.get("evidence", []):
+            if str(e.get("what", "")).startswith("lost") and str(e.get("file", "")) == capture:
+                out.update(int(f) for f in e.get("frames", []))
+    return out
+
+
+def _graph(cols: dict[str, np.ndarray], s: SessionFact, lost: set[int], title: str) -> tuple[Any, list[str]]:
+    hi, lo = parse_addr(s.client)
+    series = series_from_columns(cols, None, (hi, lo, s.client_port), title=title)
+    frames = cols["frame"]
+    is_client = (
+        (cols["src_hi"] == hi)
+        & (cols["src_lo"] == lo)
+        & (cols["sport"] == s.client_port)
+        & (cols["proto"] == 6)
+    )
+    if lost:
+        series.d_lost = np.isin(frames[is_client], np.fromiter(lost, dtype=np.int64))
+    marks = []
+    ev_frames = {e.frame: e.text for e in s.evidence}
+    for fr, text in list(ev_frames.items())[:6]:
+        hit = np.nonzero(frames == fr)[0]
+        if hit.size and any(
+            k in text.lower() for k in ("421", "reset", "rst", "fin", "zero window", "timeout")
+        ):
+            marks.append((int(cols["ts_ns"][hit[0]]), f"#{fr}"))
+    svg, st = time_sequence_svg(series, highlight_ns=marks)
+    notes = [
+        f"{st.segments} data segments, {st.retransmissions} retransmissions, {st.zero_windows} zero-window "
+        f"advertisements over {st.duration_s:.2f} s."
+    ]
+    if st.vanished:
+        notes.append(f"{st.vanished} segments (circled) never reached the next capture point.")
+    notes.extend(series.notes)
+    return svg, notes
+
+
+def _ladder(cols: dict[str, np.ndarray], s: SessionFact) -> Any:
+    if not s.transcript:
+        return None
+    frames = cols.get("frame")
+    ts = cols.get("ts_ns")
+    rows = []
+    for fr, _, d, line in s.transcript:
+        if fr < 0 or d not in ("c2s", "s2c"):
+            continue
+        t = 0
+        if frames is not None and ts is not None and frames.size:
+            i = int(np.searchsorted(frames, fr))
+            i = min(max(i, 0), frames.size - 1)
+            t = int(ts[i])
+        rows.append((fr, t, d, line))
+    if not rows:
+        return None
+    marks = [e.frame for e in s.evidence]
+    return ladder_svg(
+        rows, client=f"{s.client}:{s.client_port}", server=f"{s.server}:{s.server_port}", mark_frames=marks
+    )
+
+
+def build_page(run: DiagnoseRun) -> ReportPage:
+    d = run.diagnosis
+    page = ReportPage(diagnosis=d)
+    if run.triage is not None:
+        page.log = _log_view(run.triage)
+    page.hops = [
+        {
+            "from": h["upstream"],
+            "to": h["downstream"],
+            "verdict": h["verdict"],
+            "lost packets": h["lost_packets"],
+            "injected resets": h["injected_rst"],
+            "what it means": h["summary"],
+        }
+        for h in d.hops
+    ]
+    by_capture: dict[str, list[SessionFact]] = {}
+    for s in run.cited:
+        by_capture.setdefault(s.capture, []).append(s)
+    cols_of: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    for cap, sessions in by_capture.items():
+        for s, cols in zip(sessions, collect_columns(cap, [_spec(s) for s in sessions]), strict=True):
+            cols_of[(cap, s.conn_id)] = cols
+    for s in run.cited:
+        cols = cols_of.get((s.capture, s.conn_id), {})
+        title = f"{s.client}:{s.client_port} → {s.server}:{s.server_port}"
+        graph: Any = None
+        notes: list[str] = []
+        if cols and cols["frame"].size:
+            graph, notes = _graph(cols, s, _lost_frames(run, s.capture), f"{Path(s.capture).name}: {title}")
+        page.sessions.append(
+            SessionFigure(
+                title=title,
+                capture=s.capture,
+                outcome=s.outcome,
+                summary=s.summary,
+                filter=connection_filter(s.client, s.client_port, s.server, s.server_port),
+                ladder=_ladder(cols, s) if cols else None,
+                graph=graph,
+                graph_notes=notes,
+                evidence=[f"frame {e.frame}: {e.text}" for e in s.evidence[:8]],
+            )
+        )
+    # The same connection at every capture point, side by side (same endpoints: no NAT assumed;
+    # a translated connection simply gets no second panel).
+    caps = d.captures
+    if len(caps) >= 2:
+        for s in [x for x in run.cited if x.capture == caps[0]][:3]:
+            panels = []
+            for cap in caps:
+                cols = collect_columns(cap, [_spec(s)])[0]
+                if not cols or not cols["frame"].size:
+                    continue
+                graph, notes = _graph(cols, s, _lost_frames(run, cap), f"{Path(cap).name}")
+                panels.append(ComparePanel(capture=cap, graph=graph, caption=" ".join(notes)))
+            if len(panels) >= 2:
+                page.compares.append(
+                    CompareFigure(
+                        title=f"{s.client}:{s.client_port} → {s.server}:{s.server_port}", panels=panels
+                    )
+                )
+    return page
+
+
+__all__ = ["build_page"]

@@ -1,0 +1,124 @@
+"""The diagnosis in the terminal (Rich): the conclusion first, then what supports it.
+
+Readable in 80 columns: the top conclusion is a panel of wrapped sentences (cause, where, how
+sure, what to do), the evidence and sessions are narrow tables whose long cells wrap, and the
+Wireshark filters are printed on their own lines so they can be copied whole. Every string from
+a packet or a log is printed as text (Rich markup in it is escaped, control characters replaced).
+"""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from mailwire.diagnose.model import Conclusion, Diagnosis
+
+MAX_EVIDENCE_ROWS = 10
+MAX_SESSION_ROWS = 12
+MAX_OTHER_CONCLUSIONS = 4
+
+
+def _clean(s: str) -> str:
+    return escape("".join(ch if ch.isprintable() else "\ufffd" for ch in s))
+
+
+def _headline(c: Conclusion) -> Text:
+    t = Text()
+    t.append(c.cause, style="bold")
+    t.append(f"  confidence {c.confidence * 100:.0f}%", style="dim")
+    if c.between:
+        t.append("  between ")
+        t.append(" and ".join(c.between), style="bold cyan")
+    return t
+
+
+def _conclusion_panel(c: Conclusion) -> Panel:
+    parts: list[Text | Table] = [_headline(c), Text.from_markup(_clean(c.summary))]
+    if c.next_step:
+        parts.append(Text.from_markup("[bold]Next step:[/bold] " + _clean(c.next_step)))
+    if c.alternative:
+        msg = f"Not yet told apart from [bold]{_clean(c.alternative)}[/bold]"
+        if c.would_separate:
+            msg += ": " + _clean(c.would_separate)
+        parts.append(Text.from_markup(msg, style="dim"))
+    style = "green" if c.cause == "healthy" else "red"
+    return Panel(Group(*parts), title="Root cause", title_align="left", border_style=style)
+
+
+def _evidence_table(c: Conclusion) -> Table | None:
+    if not c.evidence:
+        return None
+    t = Table(title="Evidence", title_justify="left", show_lines=False, expand=True)
+    t.add_column("what it shows", ratio=3, overflow="fold")
+    t.add_column("where", ratio=1, overflow="fold")
+    for e in c.evidence[:MAX_EVIDENCE_ROWS]:
+        where = e.source
+        if e.ref is not None:
+            unit = "frame" if e.kind in ("frame", "session") else "line" if e.kind == "log" else "#"
+            where = f"{where} {unit} {e.ref}".strip()
+        t.add_row(Text(_plain(e.text)), Text(_plain(where)))
+    if len(c.evidence) > MAX_EVIDENCE_ROWS:
+        t.caption = f"{len(c.evidence) - MAX_EVIDENCE_ROWS} more in the JSON / HTML report"
+    return t
+
+
+def _plain(s: str) -> str:
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in s)
+
+
+def render_terminal(d: Diagnosis, console: Console) -> None:
+    """Print the diagnosis: root cause, evidence, other candidates, sessions, filters, warnings."""
+    top = d.top
+    if top is None:
+        console.print("No conclusion: no input could be analysed.")
+        return
+    console.print(_conclusion_panel(top))
+    ev = _evidence_table(top)
+    if ev is not None:
+        console.print(ev)
+    others = d.conclusions[1 : 1 + MAX_OTHER_CONCLUSIONS]
+    if others:
+        t = Table(title="Other candidates", title_justify="left", expand=True)
+        t.add_column("cause", no_wrap=True)
+        t.add_column("conf.", justify="right", no_wrap=True)
+        t.add_column("summary", overflow="fold")
+        for c in others:
+            t.add_row(c.cause, f"{c.confidence * 100:.0f}%", Text(_plain(c.summary)))
+        console.print(t)
+    if d.sessions:
+        t = Table(title="Sessions cited", title_justify="left", expand=True)
+        t.add_column("capture", overflow="fold", ratio=1)
+        t.add_column("connection", overflow="fold", ratio=2)
+        t.add_column("outcome", overflow="fold", ratio=1)
+        for s in d.sessions[:MAX_SESSION_ROWS]:
+            t.add_row(
+                Text(_plain(s.capture)),
+                Text(_plain(f"{s.client}:{s.client_port} → {s.server}:{s.server_port}")),
+                Text(_plain(s.outcome)),
+            )
+        console.print(t)
+        console.print("[bold]Wireshark display filters[/bold] (open the session in each capture):")
+        for s in d.sessions[:MAX_SESSION_ROWS]:
+            console.print(Text(f"  {_plain(s.capture)}:", style="dim"))
+            console.print(Text(f"    {s.filter}"), soft_wrap=True)
+    if d.correlations:
+        n = len(d.correlations)
+        how: dict[str, int] = {}
+        for m in d.correlations:
+            how[m["method"]] = how.get(m["method"], 0) + 1
+        by = ", ".join(f"{v} by {k.replace('_', ' ')}" for k, v in sorted(how.items()))
+        console.print(f"Log attempts matched to captured sessions: {n} ({by}).")
+    if d.warnings:
+        console.print("[bold yellow]Data quality[/bold yellow]")
+        for w in d.warnings[:20]:
+            console.print(Text(f"  • {_plain(w)}", style="yellow"))
+    if d.stages:
+        console.print(
+            Text("Stages: " + "; ".join(f"{k}: {v}" for k, v in d.stages.items()), style="dim"),
+        )
+
+
+__all__ = ["render_terminal"]
