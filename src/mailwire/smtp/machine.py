@@ -143,7 +143,8 @@ class BodyDone:
     end: str  # "dot", "bdat_last", "gap_resync" (dot presumed in a gap), "aborted"
     message_id: str | None
     subject: str | None
-    first_frame: int
+    first_frame: int  # frame carrying the first body byte (the DATA/BDAT frame if none was seen)
+    start_offset: int = -1  # client stream offset of the first body byte
 
 
 @dataclass(slots=True)
@@ -193,6 +194,8 @@ class _Body:
     stuffed: int = 0
     missing: int = 0
     tail: bytes = b"\n"  # last bytes seen, to find a terminator split across segments
+    start_offset: int = -1  # client stream offset of the first body byte
+    first_byte_frame: int = -1  # frame carrying the first body byte
     hdr: bytearray = field(default_factory=bytearray)
     hdr_done: bool = False
 
@@ -296,6 +299,7 @@ class SmtpMachine:
         self._c_after_gap = False
         self._s_after_gap = False
         self._c_started = False
+        self._c_off = 0  # client stream bytes consumed before the current chunk (gaps included)
         self._s_started = False
         self._tls_hdr: dict[str, bytearray] = {"c2s": bytearray(), "s2c": bytearray()}
         self._tls_left: dict[str, int] = {"c2s": 0, "s2c": 0}
@@ -367,9 +371,11 @@ class SmtpMachine:
     def in_body(self) -> bool:
         return self._body is not None
 
-    def body_progress(self) -> tuple[int, int] | None:
-        """(wire bytes of the body sent so far, bytes missing) while a body is in flight."""
-        return None if self._body is None else (self._body.wire, self._body.missing)
+    def body_progress(self) -> tuple[int, int, int, int] | None:
+        """(wire bytes of the body sent so far, bytes missing, stream offset of its first byte,
+        frame of its first byte) while a body is in flight."""
+        b = self._body
+        return None if b is None else (b.wire, b.missing, b.start_offset, b.first_byte_frame)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -383,6 +389,10 @@ class SmtpMachine:
 
     def _take_line(self, buf: bytearray, piece: bytes, over: int, direction: Direction) -> tuple[bytes, int]:
         """Append ``piece`` (ending before LF) to ``buf`` within MAX_LINE; return the line."""
+        if piece.endswith(b"\r"):
+            piece = piece[:-1]
+        elif not piece and buf.endswith(b"\r"):
+            del buf[-1:]
         room = MAX_LINE - len(buf)
         if len(piece) > room:
             over += len(piece) - max(room, 0)
@@ -410,6 +420,18 @@ class SmtpMachine:
     # --- client side -------------------------------------------------------------------------
 
     def _feed_client(self, data: bytes, frame: int, ts_ns: int) -> None:
+        try:
+            self._feed_client_inner(data, frame, ts_ns)
+        finally:
+            self._c_off += len(data)
+
+    def _mark_body_start(self, pos: int, frame: int) -> None:
+        body = self._body
+        if body is not None and body.start_offset < 0:
+            body.start_offset = self._c_off + pos
+            body.first_byte_frame = frame
+
+    def _feed_client_inner(self, data: bytes, frame: int, ts_ns: int) -> None:
         if not self._c_started:
             self._c_started = True
             if data[:8] == b"CONNECT ":
@@ -427,8 +449,10 @@ class SmtpMachine:
                 pos = nl + 1
                 self._client_line(line, frame, ts_ns)
             elif mode == "body":
+                self._mark_body_start(pos, frame)
                 pos = self._body_bytes(data, pos, frame, ts_ns)
             elif mode == "bdat":
+                self._mark_body_start(pos, frame)
                 take = min(self._bdat_left, n - pos)
                 self._body_take(data[pos : pos + take])
                 self._bdat_left -= take
@@ -448,6 +472,12 @@ class SmtpMachine:
                 return
 
     def _client_gap(self, length: int, frame: int, ts_ns: int) -> None:
+        try:
+            self._client_gap_inner(length, frame, ts_ns)
+        finally:
+            self._c_off += length
+
+    def _client_gap_inner(self, length: int, frame: int, ts_ns: int) -> None:
         self._cbuf.clear()
         self._cover = 0
         if self.cmode == "body" and self._body is not None:
@@ -755,7 +785,7 @@ class SmtpMachine:
             self._body = None
             self.cmode = "command"
             for chunk, frame, ts_ns in held:
-                self._feed_client(chunk, frame, ts_ns)
+                self._feed_client_inner(chunk, frame, ts_ns)  # already counted in _c_off
             if held:
                 self._emit(
                     Anomaly(

@@ -103,6 +103,7 @@ class Transaction:
     body_end: str | None = None
     body_first_frame: int = -1
     body_last_frame: int = -1
+    body_start_offset: int = -1  # client stream offset of the first body byte
     message_id: str | None = None
     subject: str | None = None
     final_reply: ReplyRecord | None = None  # answer to the end of the message
@@ -128,6 +129,7 @@ class Transaction:
                 "end": self.body_end,
                 "first_frame": self.body_first_frame,
                 "last_frame": self.body_last_frame,
+                "stream_offset": self.body_start_offset,
                 "message_id": self.message_id,
                 "subject": self.subject,
             },
@@ -173,7 +175,7 @@ class SmtpSession:
     state: str = "connected"
     furthest: str = "connected"
     pending: list[str] = field(default_factory=list)
-    open_body: tuple[int, int] | None = None  # (wire bytes sent, missing) of a body cut short
+    open_body: tuple[int, int, int, int] | None = None  # (sent, missing, start offset, first frame) of a cut body
     messages_accepted: int = 0
     anomalies: Counter[str] = field(default_factory=Counter)
     anomaly_samples: list[dict[str, Any]] = field(default_factory=list)
@@ -207,7 +209,7 @@ class SmtpSession:
         return out
 
     def phase(self) -> str:
-        """Where the dialogue got to, in words (e.g. "DATA body, 66 890 bytes sent")."""
+        """Where the dialogue got to, in words (e.g. "DATA body, 66 890 of 110 330 bytes acknowledged")."""
         names = {
             "connected": "connected, no greeting",
             "greeted": "greeting received",
@@ -218,18 +220,29 @@ class SmtpSession:
             "end_of_data": "end of data sent, awaiting reply",
             "tls": "STARTTLS accepted, encrypted",
             "quit": "QUIT sent",
-            "closed": "closed by server",
+            "closed": "closed",
         }
-        text = names.get(self.state, self.state)
-        if self.state == "data" and self.open_body is not None:
-            sent = self.open_body[0]
-            text += f", {_n(sent)} bytes sent"
-            if self.bytes_c2s_acked is not None and self.body_base_acked is not None:
-                acked = max(0, min(sent, self.bytes_c2s_acked - self.body_base_acked))
+        state = self.state
+        suffix = ""
+        if state in ("closed", "quit") and self.furthest not in ("closed", "quit"):
+            suffix = ", then closed" if state == "closed" else ", then QUIT"
+            state = self.furthest
+        if self.open_body is not None:
+            sent, _missing, start, _frame = self.open_body
+            text = f"DATA body, {_n(sent)} bytes sent"
+            if self.bytes_c2s_acked is not None and start >= 0:
+                acked = max(0, min(sent, self.bytes_c2s_acked - start))
                 text = f"DATA body, {_n(acked)} of {_n(sent)} bytes acknowledged"
-        return text
+            return text + suffix
+        if state == "end_of_data" and self.transactions:
+            tx = next((t for t in reversed(self.transactions) if t.body_end is not None), None)
+            if tx is not None and self.bytes_c2s_acked is not None and tx.body_start_offset >= 0:
+                end = tx.body_start_offset + tx.body_wire_bytes
+                acked = max(0, min(tx.body_wire_bytes, self.bytes_c2s_acked - tx.body_start_offset))
+                if self.bytes_c2s_acked < end:
+                    return f"end of data sent, {_n(acked)} of {_n(tx.body_wire_bytes)} body bytes acknowledged" + suffix
+        return names.get(state, state) + suffix
 
-    body_base_acked: int | None = None  # client stream offset where the open body started
 
     def zeek_rows(self) -> list[dict[str, Any]]:
         """The rows Zeek's smtp.log would write for this session (for comparison)."""
@@ -494,6 +507,7 @@ class SessionBuilder:
         cur.body_missing = b.missing
         cur.body_end = b.end
         cur.body_first_frame = b.first_frame
+        cur.body_start_offset = b.start_offset
         cur.body_last_frame = b.frame
         cur.message_id = b.message_id
         cur.subject = b.subject
