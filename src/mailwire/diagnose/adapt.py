@@ -54,7 +54,9 @@ def session_facts(result: Any) -> list[SessionFact]:
                 category=v.category,
                 summary=v.summary,
                 confidence=CONFIDENCE.get(str(v.confidence), 0.5),
-                evidence=[FrameRef(e.capture or j.capture, int(e.frame), e.shows) for e in v.evidence],
+                evidence=[
+                    FrameRef(e.capture or j.capture, int(e.frame), e.shows) for e in v.evidence if e.frame > 0
+                ],
                 middlebox_suspected=any(r.middlebox_suspected for r in rsts),
                 rst_from=rsts[0].sender if rsts else None,
                 large_lost=size_sig and v.outcome == "path_loss_timeout",
@@ -110,8 +112,13 @@ def hop_facts(result: Any) -> list[HopFact]:
         details = v.get("details") or {}
         ev = []
         for e in h.get("evidence", []):
-            for fr in list(e.get("frames", []))[:3]:
-                ev.append(FrameRef(str(e.get("file", "")), int(fr), str(e.get("what", ""))))
+            what = str(e.get("what", ""))
+            frames = [int(x) for x in e.get("frames", [])]
+            if not frames or (kind != "no_loss" and what.startswith(("duplicates", "matched"))):
+                continue
+            shown = ", ".join(map(str, frames[:8])) + (" …" if len(frames) > 8 else "")
+            count = int(e.get("count", len(frames)))
+            ev.append(FrameRef(str(e.get("file", "")), frames[0], f"{what}: {count} frame(s) ({shown})"))
         out.append(
             HopFact(
                 upstream=point_name(str(h.get("upstream", ""))),
@@ -150,8 +157,12 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
         return
     try:
         result = analyze_captures(readable)
-    except (CaptureError, OSError, ValueError) as exc:
+    except CaptureError as exc:
         d.stages["analyze"] = f"failed: {exc}"
+        d.warnings.append(f"capture analysis failed: {exc}")
+        return
+    except Exception as exc:  # a stage's failure must not hide what the other inputs show
+        d.stages["analyze"] = f"failed: {type(exc).__name__}: {exc}"
         d.warnings.append(f"capture analysis failed: {exc}")
         return
     run.analyses = {c.path: c for c in result.captures}
@@ -165,8 +176,8 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
     if len(readable) >= 2:
         try:
             cmp = compare_captures(readable)
-        except (CaptureError, OSError, ValueError) as exc:
-            d.stages["compare"] = f"failed: {exc}"
+        except Exception as exc:  # a stage's failure must not hide what the other inputs show
+            d.stages["compare"] = f"failed: {type(exc).__name__}: {exc}"
             d.warnings.append(f"capture comparison failed: {exc}")
             return
         run.comparison = cmp

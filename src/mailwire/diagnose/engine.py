@@ -47,8 +47,8 @@ def _run_logs(logs: Sequence[str], facts: Facts, d: Diagnosis) -> LogTriage | No
 
     try:
         t = triage_logs(list(logs))
-    except (OSError, ValueError) as exc:
-        d.stages["logs"] = f"failed: {exc}"
+    except Exception as exc:  # a stage's failure must not hide what the other inputs show
+        d.stages["logs"] = f"failed: {type(exc).__name__}: {exc}"
         d.warnings.append(f"log triage failed: {exc}")
         return None
     facts.logs = t

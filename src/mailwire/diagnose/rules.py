@@ -135,6 +135,11 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
             f"Network path loss between {h.upstream} and {h.downstream}, "
             f"size-dependent (MTU or middle-box drop)"
         )
+        if stuck:
+            summary += (
+                f"; {len(stuck)} SMTP session(s) stalled mid-DATA retransmitting full-size segments"
+                f" that never reached {h.downstream}"
+            )
         if log_ctx:
             summary += f"; {log_ctx}"
         c = Conclusion(
@@ -188,9 +193,10 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
         return _ensure(c, f, stuck or _sessions(f, "path_loss_timeout"), net_attempts)
     if f.logs is not None and not f.sessions:
         sized = [d for d in f.logs.destinations if d.size_dependent]
-        body = [a for a in net_attempts if a.stage in BODY_STAGES]
+        # Timeouts, not resets: a lost connection is the reset rule's evidence.
+        body = [a for a in net_attempts if a.stage in BODY_STAGES and a.kind != "lost_connection"]
         delivered = [a for a in _tried(f) if a.outcome == "delivered"]
-        if sized or (body and delivered and len(body) >= max(1, len(net_attempts) // 2)):
+        if body and (sized or (delivered and len(body) >= max(1, len(net_attempts) // 2))):
             c = Conclusion(
                 cause="path_loss_size_dependent",
                 summary=(
@@ -332,6 +338,25 @@ def middlebox_reset(f: Facts) -> Conclusion | None:
             ),
         )
         return _ensure(c, f, suspected or from_server, [])
+    lost = [a for a in _tried(f) if a.outcome == "network" and a.kind == "lost_connection"]
+    if f.logs is not None and not f.sessions and lost:
+        c = Conclusion(
+            cause="middlebox_reset",
+            summary=(
+                f"Connections were cut mid-session: {len(lost)} attempt(s) ended in 'lost connection' "
+                f"(a reset or close without an SMTP reply); {_log_counts(f)}."
+            ),
+            confidence=0.45,
+            between=["this mail server", "the remote MX"],
+            next_step=(
+                "Capture on the mail server and at the edge router while sending to an affected destination: "
+                "a reset seen at the server but not at the edge was forged in between."
+            ),
+            rule="middlebox_reset",
+            alternative="remote_outage",
+            would_separate="captures at the server and the edge router: who sent the reset",
+        )
+        return _ensure(c, f, [], lost)
     return None
 
 
