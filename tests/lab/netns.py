@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,8 @@ IFACES = {
 
 REQUIRED_TOOLS = ("ip", "iptables", "tc", "tcpdump", "tshark", "postfix", "sendmail", "postconf")
 
+# Our namespace names: mw<PID of the run>x<n>-<role>.
+STALE_RE = re.compile(r"^mw(\d+)x\d+-(?:sender|lb|edge|recv)$")
 _counter = itertools.count()
 _open_labs: list[Lab] = []
 
@@ -107,6 +110,7 @@ class Lab:
     # --- building --------------------------------------------------------------------------------
     def build(self) -> Lab:
         check_prerequisites()
+        sweep_stale()
         _open_labs.append(self)
         try:
             for role in ROLES:
@@ -204,6 +208,24 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def sweep_stale() -> list[str]:
+    """Remove namespaces left by lab runs whose process is gone (killed, or aborted hard)."""
+    listed = run(["ip", "netns", "list"], check=False).stdout
+    removed = []
+    for line in listed.splitlines():
+        m = STALE_RE.match(line.split(" ", 1)[0]) if line else None
+        if m is None or _alive(int(m.group(1))):
+            continue
+        ns = m.group(0)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in Lab._ns_pids(ns):
+                _signal(pid, sig)
+            time.sleep(0.2)
+        run(["ip", "netns", "del", ns], check=False)
+        removed.append(ns)
+    return removed
 
 
 @atexit.register

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -29,23 +30,26 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = ("sender.pcap", "edge.pcap", "recv.pcap", "maillog", "receiver.jsonl", "truth.json")
 
 
-def _start_receiver(lab: Lab, cfg: dict[str, Any], work: Path,
-                    timeout: float = 10.0) -> subprocess.Popen[bytes]:
-    path = work / "receiver.json"
-    path.write_text(json.dumps(cfg), encoding="utf-8")
+def _start_helper(lab: Lab, role: str, module: str, args: list[str],
+                  timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """Start ``python -m MODULE ARGS`` in a namespace; return once it printed READY (bounded)."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = lab.popen("recv", [sys.executable, "-m", "tests.lab.receiver", str(path)],
+    proc = lab.popen(role, [sys.executable, "-m", module, *args],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(REPO_ROOT))
     assert proc.stdout is not None
-    import select
-
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline() if ready else b""
     if line.strip() != b"READY":
         _stop(proc)
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise RuntimeError(f"receiver did not start within {timeout}s: {line!r} {err}")
+        raise RuntimeError(f"{module} did not start within {timeout}s: {line!r} {err}")
     return proc
+
+
+def _start_receiver(lab: Lab, cfg: dict[str, Any], work: Path) -> subprocess.Popen[bytes]:
+    path = work / "receiver.json"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    return _start_helper(lab, "recv", "tests.lab.receiver", [str(path)])
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
@@ -72,6 +76,7 @@ def run_scenario(name: str, out: Path) -> Path:
     work.chmod(0o755)
     lab = Lab(tso=sc.tso)
     receiver: subprocess.Popen[bytes] | None = None
+    delayer: subprocess.Popen[bytes] | None = None
     pf: Postfix | None = None
     caps = [Capture("sender", "sender", IFACES["sender"]["lb"], out / "sender.pcap"),
             Capture("edge", "edge", IFACES["edge"]["lb"], out / "edge.pcap"),
@@ -85,6 +90,11 @@ def run_scenario(name: str, out: Path) -> Path:
             lab.sysctl(role, key, value)
         for role, rule in sc.rules:
             lab.iptables(role, rule)
+        if sc.delay_ms:
+            # Beyond the edge: both directions between the edge's two links wait in NFQUEUE.
+            delayer = _start_helper(lab, "edge", "tests.lab.delay", ["--ms", str(sc.delay_ms)])
+            for a, b in (("e0", "e1"), ("e1", "e0")):
+                lab.iptables("edge", f"-A FORWARD -i {a} -o {b} -j NFQUEUE --queue-num 0 --queue-bypass")
         timing["build"] = time.monotonic() - t0
         if sc.receiver_running:
             cfg = {"host": MX_ADDR, "port": 25, "log": str(out / "receiver.jsonl"), "max_seconds": 120}
@@ -113,6 +123,7 @@ def run_scenario(name: str, out: Path) -> Path:
         if pf is not None:
             pf.stop()
         _stop(receiver)
+        _stop(delayer)
         lab.remove()
         if pf is not None and pf.maillog.exists():
             shutil.copyfile(pf.maillog, out / "maillog")

@@ -18,6 +18,9 @@ from typing import Any
 from tests.lab.netns import ABSENT_ADDR, MX_ADDR
 
 DOMAIN = "dest.test"
+# One-way delay added beyond the edge in each direction, so round trips look like the Internet's
+# (about 30 ms) rather than a veth's (microseconds).
+DELAY_MS = 15.0
 
 # The replies a healthy delivery gets, in order: greeting, EHLO, MAIL, RCPT, DATA (354), end of
 # data, QUIT (Postfix pipelines MAIL/RCPT/DATA).
@@ -64,6 +67,7 @@ class Scenario:
     receiver_running: bool = True
     relay_addr: str = MX_ADDR
     tso: bool = False
+    delay_ms: float = DELAY_MS  # one-way delay beyond the edge, each direction (0: none)
     sequential: bool = False  # inject one message at a time, each after the previous one's fate
     postfix: dict[str, int] = field(default_factory=dict)  # Postfix timeouts (seconds)
     timeout: float = 40.0  # bound on waiting for every message's fate

@@ -73,6 +73,8 @@ def build(scenario: Scenario, *, messages: list[dict[str, Any]], timing: dict[st
         "path": ["sender", "lb", "edge", "recv"],
         "capture_points": {name: CAPTURE_POINTS[name] for name in captures},
         "tso_at_sender": scenario.tso,
+        "delay_beyond_edge_ms": {"one_way": scenario.delay_ms, "between": ["edge", "recv"],
+                                 "how": "NFQUEUE hold in the edge namespace (tests/lab/delay.py)"},
         "postfix_timeouts": scenario.postfix,
         "messages": messages,
         "timing_seconds": timing,
