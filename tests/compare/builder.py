@@ -92,6 +92,10 @@ def conversation(
     sport: int = 40000,
     drop: Callable[[Pkt], bool] | None = None,
     max_retx: int = 6,
+    body_len: int | None = None,
+    client: str | None = None,
+    mail_from: str = "a@example.test",
+    seed: int = 7,
 ) -> list[Pkt]:
     """An SMTP-like session: handshake, dialogue, a DATA body of ``n_data`` segments, close.
 
@@ -102,6 +106,7 @@ def conversation(
     ends with the server's 421 instead of 250.
     """
     cli, srv = (CLIENT6, SERVER6) if v6 else (CLIENT, SERVER)
+    cli = client or cli
     out: list[Pkt] = []
     t = t0_ns
     cs, ss = isn_c, isn_s
@@ -143,7 +148,7 @@ def conversation(
         (False, b"220 mx.dest.test ESMTP ready\r\n"),
         (True, b"EHLO sender.example.test\r\n"),
         (False, b"250-mx.dest.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
-        (True, b"MAIL FROM:<a@example.test>\r\n"),
+        (True, f"MAIL FROM:<{mail_from}>\r\n".encode()),
         (False, b"250 2.1.0 Ok\r\n"),
         (True, b"RCPT TO:<b@dest.test>\r\n"),
         (False, b"250 2.1.5 Ok\r\n"),
@@ -158,9 +163,10 @@ def conversation(
             p.ack = min(hole)
         return p
 
-    rng = random.Random(7)
-    body = bytes(rng.randrange(32, 127) for _ in range(seg * n_data))
-    for i in range(n_data):
+    rng = random.Random(seed)
+    blen = body_len if body_len is not None else seg * n_data
+    body = bytes(rng.randrange(32, 127) for _ in range(blen))
+    for i in range((blen + seg - 1) // seg):
         p = add(True, ACK, body[i * seg : (i + 1) * seg], tag="data", dt=100_000)
         lost = lose(p)
         rto = 200_000_000
@@ -230,3 +236,16 @@ HOP_NS = 1_000_000
 
 def hop_delay(p: Pkt) -> int:
     return HOP_NS if p.c2s else -HOP_NS
+
+
+def icmp_frag_needed(src: str, dst: str, mtu: int, about: Pkt) -> bytes:
+    """An ICMPv4 'fragmentation needed' from router ``src`` to ``dst`` quoting ``about``."""
+    quoted = frame(about)[14 : 14 + 28]
+    body = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quoted
+    body = body[:2] + struct.pack("!H", _csum(body)) + body[4:]
+    hdr = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 64, 1, 0,
+        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed,
+    )  # fmt: skip
+    hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+    return b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + hdr + body

@@ -13,10 +13,12 @@ Connections are matched by votes of packets that are unique within their capture
    Whether the 5-tuple is the same or was translated is reported as the method.
 2. **Payload only** (sequence numbers rewritten, or a full proxy terminating TCP): for the
    connections still unmatched, data segments vote by (payload length, fingerprint). The sequence
-   delta between the captures is then the mode of ``seq_b - seq_a``. One direction rewritten with a
-   consistent delta is a sequence-randomising firewall (segment-level comparison stays valid);
-   independent ISNs in both directions or inconsistent deltas (resegmentation) is a full proxy,
-   compared at byte-stream level only (the same SMTP dialogue, byte counts per direction).
+   delta between the captures is then the mode of ``seq_b - seq_a``: one byte stream relayed keeps
+   every line at the same stream offset, so at least 95 % of the votes must agree on it (similar
+   dialogues of two different sessions do not). One direction rewritten is a
+   sequence-randomising firewall (segment-level comparison stays valid); independent ISNs in both
+   directions or different segmentation is a full proxy, compared at byte-stream level only (the
+   same SMTP dialogue, byte counts per direction).
 3. **5-tuple**: connections with the same endpoints that no packet tied together (e.g. everything
    after the handshake lost) are paired when the tuple is unique in both captures.
 
@@ -41,6 +43,7 @@ METHOD_NAT = "nat"  # packets identical, addresses and/or ports translated
 METHOD_SEQ_REWRITE = "seq_rewrite"
 METHOD_FULL_PROXY = "full_proxy"
 METHOD_TUPLE_ONLY = "5-tuple-only"
+AGREE = 0.95  # share of payload votes that must agree on one sequence delta per direction
 
 
 @dataclass
@@ -186,9 +189,14 @@ def match_connections(a: Digest, b: Digest, use_payload: bool = True) -> ConnMat
                 reseg = _resegmented(a, b, nx, m)
                 for i, x in enumerate(new2):
                     h0, h1 = 2 * x, 2 * x + 1
+                    if agree[h0] < AGREE or agree[h1] < AGREE:
+                        # the same lines at different stream offsets: two sessions with a similar
+                        # dialogue, not one byte stream relayed; undo the pairing
+                        m.b2a[m.a2b[x]] = -1
+                        m.a2b[x], m.votes[x], m.flip[x] = -1, 0, False
+                        continue
                     both_rewritten = d2[h0] != 0 and d2[h1] != 0
-                    consistent = agree[h0] >= 0.8 and agree[h1] >= 0.8
-                    proxy = both_rewritten or not consistent or bool(reseg[i])
+                    proxy = both_rewritten or bool(reseg[i])
                     m.method[x] = METHOD_FULL_PROXY if proxy else METHOD_SEQ_REWRITE
     # 3. same 5-tuple, nothing else in common
     ua = np.flatnonzero(m.a2b < 0)
