@@ -110,6 +110,35 @@ def child_mailwire_decode(path: str) -> None:
     print(json.dumps({"packets": n, "tcp": tcp_n, "payload": payload, "loop_s": round(loop, 3)}))
 
 
+def child_mailwire_tcp(path: str) -> None:
+    """mailwire's TCP stage as a library (capture decode + ``mailwire.tcp.analyze``, no stream
+    reassembly, no SMTP): the work ``tshark -z expert`` and ``tcptrace`` do. When the capture
+    has a generator truth sidecar, the frames flagged as retransmissions are checked against it."""
+    import numpy as np
+
+    from mailwire.capture.read import iter_tables
+    from mailwire.tcp import analyze
+
+    t0 = time.perf_counter()
+    res = analyze(iter_tables(path), reassemble=False)
+    loop = time.perf_counter() - t0
+    rtx_bits = 0b111  # retransmission, fast_retransmission, spurious_retransmission
+    flagged = res.frames["frame"][(res.frames["wireshark"] & rtx_bits) != 0]
+    out: dict[str, object] = {
+        "packets": int(res.n_frames),
+        "connections": len(res.connections),
+        "retransmissions": int(flagged.size),
+        "loop_s": round(loop, 3),
+    }
+    truth = Path(path + ".truth.json")
+    if truth.is_file():
+        chains = json.loads(truth.read_text())["retransmissions"]
+        want = np.array(sorted({f for c in chains for f in c["frames"][1:]}), dtype=np.int64)
+        out["truth_retransmissions"] = int(want.size)
+        out["agree"] = int(np.intersect1d(want, flagged).size)
+    print(json.dumps(out))
+
+
 def _whole_records(head: bytes) -> int:
     """Length of the prefix of a classic pcap holding only whole records (0 if not classic pcap)."""
     if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
@@ -203,6 +232,9 @@ def mailwire_commands() -> set[str]:
     if exe is None:
         return set()
     have = set()
+    probe = [sys.executable, "-c", "from mailwire.tcp import analyze"]
+    if subprocess.run(probe, capture_output=True, timeout=120).returncode == 0:
+        have.add("tcp-lib")
     for cmd in ("packets", "analyze"):
         r = subprocess.run([exe, cmd, "--help"], capture_output=True, timeout=120)
         if r.returncode == 0:
@@ -272,8 +304,20 @@ def tools(capture: Path, have: set[str]) -> list[Tool]:
         )
     else:
         ts.append(Tool("mailwire analyze", "analysis", [], "mailwire analyze F", "mailwire"))
+    ts.append(
+        Tool(
+            "mailwire tcp (lib)",
+            "analysis",
+            [py, str(HERE), "--child", "mailwire-tcp", f] if "tcp-lib" in have else [],
+            "iter_tables + mailwire.tcp.analyze(reassemble=False)",
+            py,
+            child=True,
+        )
+    )
     return ts
 
+
+CHILDREN = {"dpkt": child_dpkt, "mailwire-decode": child_mailwire_decode, "mailwire-tcp": child_mailwire_tcp}
 
 RATIOS = [  # (peer, reference) pairs printed as "peer / reference = N×"
     ("tcpdump", "mailwire decode"),
@@ -282,6 +326,8 @@ RATIOS = [  # (peer, reference) pairs printed as "peer / reference = N×"
     ("tshark fields", "mailwire packets"),
     ("tshark expert", "mailwire analyze"),
     ("tcptrace", "mailwire analyze"),
+    ("tshark expert", "mailwire tcp (lib)"),
+    ("tcptrace", "mailwire tcp (lib)"),
 ]
 
 
@@ -292,10 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="per-run limit in seconds (default 900)")
     ap.add_argument("--only", action="append", default=[], help="run only tools whose name contains this")
     ap.add_argument("--json", type=Path, help="also write the results as JSON to this file ('-' = stdout)")
-    ap.add_argument("--child", choices=["dpkt", "mailwire-decode"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        (child_dpkt if a.child == "dpkt" else child_mailwire_decode)(str(a.capture))
+        CHILDREN[a.child](str(a.capture))
         return 0
     if a.capture is None or not a.capture.is_file():
         ap.error(f"capture not found: {a.capture}")
@@ -315,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for t in selected:
         if not t.argv:
-            t.result = {"status": "missing", "detail": "no 'mailwire analyze' command yet"}
+            t.result = {"status": "missing", "detail": f"not available in this checkout: {t.what}"}
             print(f"  {t.name:18s} missing", file=log)
             continue
         best: dict[str, object] | None = None
@@ -341,7 +387,13 @@ def main(argv: list[str] | None = None) -> int:
                 loop = float(o["loop_s"])
                 best["loop_s"] = loop
                 best["loop_packets_per_s"] = round(packets / loop)
-                best["detail"] = f"decode loop alone {loop:.2f} s = {packets / loop / 1e6:.2f} M pkt/s"
+                detail = f"in-process loop alone {loop:.2f} s = {packets / loop / 1e6:.2f} M pkt/s"
+                if "truth_retransmissions" in o:
+                    detail += (
+                        f"; retransmissions flagged {o['retransmissions']}, "
+                        f"truth {o['truth_retransmissions']}, both {o['agree']}"
+                    )
+                best["detail"] = detail
         t.result = best
         print(f"  {t.name:18s} {best.get('status')} {best.get('wall_s', '')} s", file=log)
 
@@ -363,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n"
     )
     hdr = (
-        f"| {'tool':17s} | {'work':8s} | {'wall s':>7s} | {'packets/s':>10s} | {'MB/s':>7s} "
+        f"| {'tool':18s} | {'work':8s} | {'wall s':>7s} | {'packets/s':>10s} | {'MB/s':>7s} "
         f"| {'peak RSS MB':>11s} | note"
     )
     print(hdr)
@@ -384,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             if r.get("status") == "ok"
             else f"{r.get('status')}: {r.get('detail', '')}"
         )
-        print(f"| {t.name:17s} | {t.kind:8s} | " + " | ".join(cells) + f" | {note}")
+        print(f"| {t.name:18s} | {t.kind:8s} | " + " | ".join(cells) + f" | {note}")
     print()
     for rr in ratios:
         x = float(rr["ratio"])  # type: ignore[arg-type]
