@@ -158,9 +158,11 @@ PF_TIMEOUT = re.compile(r"conversation with " + _H + r" timed out while (?P<stag
 PF_REPLY = re.compile(
     r"host "
     + _H
-    + r" (?P<verb>said|refused to talk to me): (?P<reply>.*?)(?: \(in reply to (?P<cmd>[^)]+)\))?$",
+    + r" (?P<verb>said|refused to talk to me): (?P<reply>.*)$",
     re.DOTALL,
 )
+# split off separately: a lazy reply group before an optional suffix backtracks quadratically
+_IN_REPLY = re.compile(r" \(in reply to (?P<cmd>[^)]+)\)$")
 PF_SSL = re.compile(r"SSL_connect error to " + _H + r": (?P<err>.+)$")
 PF_TLS_REFUSED = re.compile(r"TLS is required, but host " + _H + r" refused to start TLS: (?P<reply>.*)$")
 PF_TLS_NOT_OFFERED = re.compile(r"TLS is required, but was not offered by host " + _H)
@@ -208,10 +210,16 @@ def postfix_reason(reason: str, status: str | None) -> Cause:
             host=m.group("host") if m else None,
             ip=m.group("ip") if m else None,
         )
-    m = PF_REPLY.search(reason)
-    if m is not None and m.start() <= 64:  # "host X said:" starts the reason (or follows a short prefix)
+    m = PF_REPLY.match(reason) if reason.startswith("host ") else None
+    if m is not None:
         greet = m.group("verb") != "said"
-        c = reply_cause(m.group("reply"), m.group("cmd"), m.group("host"), m.group("ip"), greeting=greet)
+        reply = m.group("reply")
+        cmd = None
+        ir = _IN_REPLY.search(reply, max(0, len(reply) - 64))
+        if ir is not None:
+            cmd = ir.group("cmd")
+            reply = reply[: ir.start()]
+        c = reply_cause(reply, cmd, m.group("host"), m.group("ip"), greeting=greet)
         c.port = _port(m)
         return c
     m = PF_CONNECT.match(reason)

@@ -148,7 +148,7 @@ class EximParser:
         self.out = out
         self.ids: dict[str, list[str | int | None]] = {}  # id → [sender, size, message_id]
         self.pending: dict[str, list[Attempt]] = {}
-        self.splits: dict[tuple[str | None, int | None], list[str]] = {}
+        self.splits: dict[tuple[str | None, str | None], list[str]] = {}
 
     def _state(self, mid: str) -> list[str | int | None]:
         st = self.ids.get(mid)
@@ -166,7 +166,7 @@ class EximParser:
         lineno: int,
         host: str | None,
         prog: str,
-        pid: int | None,
+        pid: str | None,
         msg: str,
         raw: str,
     ) -> int:
@@ -236,7 +236,7 @@ class EximParser:
         mid: str,
         host: str | None,
         prog: str,
-        pid: int | None,
+        pid: str | None,
         raw: str,
         reason: str,
     ) -> Attempt:
@@ -262,7 +262,7 @@ class EximParser:
             possible_duplicate=cause.possible_duplicate,
             logging_host=host,
             program=prog,
-            pid=pid,
+            pid=int(pid) if pid else None,
             reason=reason,
             raw=None if cause.outcome == "delivered" else raw,
         )
@@ -278,7 +278,7 @@ class EximParser:
         lineno: int,
         host: str | None,
         prog: str,
-        pid: int | None,
+        pid: str | None,
         mid: str,
         flag: str,
         body: str,

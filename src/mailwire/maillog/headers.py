@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -52,7 +53,8 @@ _EXIM = re.compile(
 )
 _SOLARIS = re.compile(r"\[ID \d+ [^\]]+\] ")
 
-Split = tuple[int, str, int, str | None, str, int | None, str]
+# (kind, stamp, year, logging host, program, pid as text, message)
+Split = tuple[int, str, int, str | None, str, str | None, str]
 
 
 def parse_tz(name: str | None) -> tzinfo:
@@ -84,6 +86,8 @@ class HeaderParser:
         self.year = year  # year of the most recent BSD stamp
         self.ref_month = ref_month  # month of ``year`` the input was last written (file mtime)
         self.last_month = 0
+        self._mon_s = ""  # month name of the last BSD stamp and the year it was given
+        self._mon_year = year
         self.tz = tz
         self._order = [self._bsd, self._iso, self._exim, self._5424, self._ymon, self._json]
         self._cache_key: tuple[int, str, int] | None = None
@@ -94,8 +98,13 @@ class HeaderParser:
         m = _BSD.match(line)
         if m is None:
             return None
-        ts, host, prog, pid, msg = m.group("ts", "host", "prog", "pid", "msg")
-        month = MONTHS.get(ts[:3])
+        ts, host, prog, pid, msg = m.groups()
+        mon = ts[:3]
+        if mon == self._mon_s:  # fast path: same month as the line before
+            if msg.startswith("[ID "):
+                msg = _SOLARIS.sub("", msg, count=1)
+            return BSD, ts, self._mon_year, host, prog, pid, msg
+        month = MONTHS.get(mon)
         if month is None:
             return None
         year = self.year
@@ -114,9 +123,11 @@ class HeaderParser:
                 year -= 1
                 self.year = year
             self.last_month = month
+        if self.last_month == month:
+            self._mon_s, self._mon_year = mon, year
         if msg.startswith("[ID "):
             msg = _SOLARIS.sub("", msg, count=1)
-        return BSD, ts, year, host, prog, int(pid) if pid else None, msg
+        return BSD, ts, year, host, prog, pid, msg
 
     def _iso(self, line: str) -> Split | None:
         m = _ISO.match(line)
@@ -125,7 +136,7 @@ class HeaderParser:
         ts, host, prog, pid, msg = m.group("ts", "host", "prog", "pid", "msg")
         if msg.startswith("[ID "):
             msg = _SOLARIS.sub("", msg, count=1)
-        return ISO, ts, 0, host, prog, int(pid) if pid else None, msg
+        return ISO, ts, 0, host, prog, pid, msg
 
     def _5424(self, line: str) -> Split | None:
         m = _5424.match(line)
@@ -140,7 +151,7 @@ class HeaderParser:
             0,
             None if host == "-" else host,
             prog,
-            int(pid) if pid.isdigit() else None,
+            pid if pid.isdigit() else None,
             (msg or "").lstrip("\ufeff"),
         )
 
@@ -149,14 +160,14 @@ class HeaderParser:
         if m is None:
             return None
         ts, host, prog, pid, msg = m.group("ts", "host", "prog", "pid", "msg")
-        return YMON, ts, 0, host, prog, int(pid) if pid else None, msg
+        return YMON, ts, 0, host, prog, pid, msg
 
     def _exim(self, line: str) -> Split | None:
         m = _EXIM.match(line)
         if m is None:
             return None
         ts, pid, msg = m.group("ts", "pid", "msg")
-        return EXIM, ts, 0, None, "exim", int(pid) if pid else None, msg
+        return EXIM, ts, 0, None, "exim", pid, msg
 
     def _json(self, line: str) -> Split | None:
         if not line.startswith("{"):
@@ -170,6 +181,11 @@ class HeaderParser:
         return journal_fields(obj)
 
     # -- public ------------------------------------------------------------------------------
+    @property
+    def first(self) -> Callable[[str], Split | None]:
+        """The format that matched last (callers try it directly, then ``split``)."""
+        return self._order[0]
+
     def split(self, line: str) -> Split | None:
         order = self._order
         first = order[0]
@@ -241,5 +257,5 @@ def journal_fields(obj: dict[str, Any]) -> Split | None:
         return None
     prog = _field(obj, "SYSLOG_IDENTIFIER") or _field(obj, "_COMM") or "-"
     pid_s = _field(obj, "SYSLOG_PID") or _field(obj, "_PID")
-    pid = int(pid_s) if pid_s and pid_s.isdigit() else None
+    pid = pid_s if pid_s and pid_s.isdigit() else None
     return EPOCH_US, ts, 0, _field(obj, "_HOSTNAME"), prog, pid, msg

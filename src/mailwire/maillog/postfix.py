@@ -15,6 +15,7 @@ that forgets an id at ``removed`` (short ids are reused).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from datetime import datetime
 
@@ -61,16 +62,29 @@ DAEMONS = (
     )
 )
 
+_intern = sys.intern  # domains, hosts, IPs repeat across attempts: keep one copy each
+KEEP = OUTBOUND | frozenset(("qmgr", "cleanup"))
 QID = r"(?P<qid>[0-9A-F]{5,}|[0-9A-Za-z]{12,})"
 _QID_MSG = re.compile(QID + r": (?P<rest>.*)$", re.DOTALL)
+# the usual shape in one match (reference §2.2); anything else goes through the tolerant tokenizer
+_STRICT = re.compile(
+    r"to=<(?P<to>[^>,]*)>, (?:orig_to=<(?P<orig>[^>]*)>, )?relay=(?P<relay>[^,]+), "
+    r"(?:conn_use=(?P<cu>\d+), )?"
+    r"delay=(?P<delay>[\d.]+), delays=(?P<a>[\d.]+)/(?P<b>[\d.]+)/(?P<c>[\d.]+)/(?P<d>[\d.]+), "
+    r"(?:dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), )?status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
+    re.DOTALL,
+)
 _STATUS = re.compile(
     r"to=<?(?P<to>[^>,]*)>?, (?P<fields>.*?)status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
     re.DOTALL,
 )
 _FIELD = re.compile(r"(\w+)=(<[^>]*>|[^,]*)(?:, |$)")
 _RELAY = re.compile(r"(?P<host>[^\[]*)\[(?P<ip>[^\]]*)\](?::(?P<port>\d+))?$")
-_QMGR_FROM = re.compile(r"from=<(?P<from>[^>]*)>, (?:size=(?P<size>\d+), nrcpt=\d+|status=(?P<st>\S+?),)")
-_MSGID = re.compile(r"message-id=<?(?P<mid>[^>\s]*)>?")
+_QMGR = re.compile(
+    QID + r": (?:from=<(?P<from>[^>]*)>, (?:size=(?P<size>\d+), nrcpt=\d+|status=(?P<st>[\w\-]+?),)"
+    r"|(?P<rm>removed$))"
+)
+_CLEANUP = re.compile(QID + r": message-id=<?([^>\s]*)>?")
 _INFO_PREFIXES = (
     "connect to ",
     "conversation with ",
@@ -90,7 +104,7 @@ MAX_PENDING = 64  # bound on waiting info lines per smtp process
 def _domain(addr: str | None) -> str | None:
     if not addr or "@" not in addr:
         return None
-    return addr.rsplit("@", 1)[1].lower().rstrip(".") or None
+    return _intern(addr.rsplit("@", 1)[1].lower().rstrip(".")) or None
 
 
 def _float(s: str | None) -> float | None:
@@ -102,6 +116,14 @@ def _float(s: str | None) -> float | None:
         return None
 
 
+def _delays(s: str | None) -> tuple[float, float, float, float] | None:
+    try:
+        a, b, c, d = (float(x) for x in (s or "").split("/"))
+    except ValueError:
+        return None
+    return a, b, c, d
+
+
 class PostfixParser:
     """Feeds Postfix payloads; appends finished attempts to ``out``."""
 
@@ -109,7 +131,7 @@ class PostfixParser:
         self.out = out
         # qid → [sender, size, message_id, last recipient, last domain]
         self.qids: dict[str, list[str | int | None]] = {}
-        self.pending: dict[tuple[str | None, int | None], list[Attempt]] = {}
+        self.pending: dict[tuple[str | None, str | None], list[Attempt]] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _qstate(self, qid: str) -> list[str | int | None]:
@@ -130,7 +152,7 @@ class PostfixParser:
         qid: str | None,
         host: str | None,
         prog: str,
-        pid: int | None,
+        pid: str | None,
         raw: str,
         reason: str,
     ) -> Attempt:
@@ -141,8 +163,8 @@ class PostfixParser:
             mta="postfix",
             outcome=cause.outcome,
             queue_id=qid,
-            relay_host=cause.host,
-            remote_ip=cause.ip,
+            relay_host=_intern(cause.host) if cause.host else None,
+            remote_ip=_intern(cause.ip) if cause.ip else None,
             remote_port=cause.port,
             kind=cause.kind,
             stage=cause.stage,
@@ -156,8 +178,9 @@ class PostfixParser:
             possible_duplicate=cause.possible_duplicate,
             logging_host=host,
             program=prog,
-            pid=pid,
-            reason=reason,
+            pid=int(pid) if pid else None,
+            # a delivery keeps its reply in reply_text; the raw line is kept as evidence of failures
+            reason=None if cause.outcome == "delivered" else reason,
             raw=None if cause.outcome == "delivered" else raw,
         )
         if qid is not None:
@@ -177,60 +200,56 @@ class PostfixParser:
         host: str | None,
         prog: str,
         daemon: str,
-        pid: int | None,
+        pid: str | None,
         msg: str,
         raw: str,
     ) -> int:
         """Returns 1 when the line was used, 0 when it carries nothing for triage, 2 when it looked
         like a delivery record but could not be parsed."""
-        m = _QID_MSG.match(msg)
-        if m is not None:
-            qid: str | None = m.group("qid")
-            rest = m.group("rest")
-        else:
-            qid, rest = None, msg
-        if daemon in OUTBOUND:
-            if rest.startswith("to="):
-                return self._status(when, file, lineno, host, prog, daemon, pid, qid, rest, raw)
-            if rest.startswith(_INFO_PREFIXES):
-                return self._info(when, file, lineno, host, prog, pid, qid, rest, raw)
-            return (
-                2
-                if _DELIVERY_HINT.search(rest)
-                and not rest.startswith(("warning:", "Untrusted", "Trusted", "Verified", "Anonymous"))
-                else 0
-            )
-        if qid is None:
-            return 0
         if daemon == "qmgr":
-            if rest == "removed":
+            q = _QMGR.match(msg)
+            if q is None:
+                return 0
+            qid, sender, size, st_, removed = q.groups()
+            if removed:
                 self.qids.pop(qid, None)
                 return 1
-            q = _QMGR_FROM.match(rest)
-            if q is not None:
-                st = self._qstate(qid)
-                st[0] = q.group("from")
-                if q.group("size"):
-                    st[1] = int(q.group("size"))
-                    return 1
-                if q.group("st") in ("expired", "force-expired"):
-                    a = self._attempt(when(), file, lineno, Cause("expired"), qid, host, prog, pid, raw, rest)
-                    a.mta_action = q.group("st")
-                    a.recipient = st[3]  # type: ignore[assignment]
-                    a.domain = st[4]  # type: ignore[assignment]
-                    self.out.append(a)
-                    return 1
+            st = self._qstate(qid)
+            st[0] = sender
+            if size:
+                st[1] = int(size)
+                return 1
+            if st_ in ("expired", "force-expired"):
+                a = self._attempt(when(), file, lineno, Cause("expired"), qid, host, prog, pid, raw, msg)
+                a.mta_action = st_
+                a.recipient = st[3]  # type: ignore[assignment]
+                a.domain = st[4]  # type: ignore[assignment]
+                self.out.append(a)
+                return 1
             return 0
         if daemon == "cleanup":
-            if rest.startswith("message-id="):
-                mm = _MSGID.match(rest)
-                if mm is not None:
-                    self._qstate(qid)[2] = mm.group("mid") or None
-                    return 1
-            return 0
-        if daemon in LOCAL_AGENTS and rest.startswith("to="):
-            return 0  # local delivery: not outbound
-        return 0
+            c = _CLEANUP.match(msg)
+            if c is None:
+                return 0
+            self._qstate(c.group(1))[2] = c.group(2) or None
+            return 1
+        if daemon not in OUTBOUND:
+            return 0  # smtpd, pickup, bounce, anvil …: nothing for outbound triage
+        m = _QID_MSG.match(msg)
+        oqid: str | None = None
+        rest = msg
+        if m is not None:
+            oqid, rest = m.group("qid"), m.group("rest")
+        if rest.startswith("to="):
+            return self._status(when, file, lineno, host, prog, daemon, pid, oqid, rest, raw)
+        if rest.startswith(_INFO_PREFIXES):
+            return self._info(when, file, lineno, host, prog, pid, oqid, rest, raw)
+        return (
+            2
+            if _DELIVERY_HINT.search(rest)
+            and not rest.startswith(("warning:", "Untrusted", "Trusted", "Verified", "Anonymous"))
+            else 0
+        )
 
     def _status(
         self,
@@ -240,21 +259,33 @@ class PostfixParser:
         host: str | None,
         prog: str,
         daemon: str,
-        pid: int | None,
+        pid: str | None,
         qid: str | None,
         rest: str,
         raw: str,
     ) -> int:
-        m = _STATUS.match(rest)
-        if m is None:
-            return 2
-        status = m.group("status")
+        s = _STRICT.match(rest)
+        if s is not None:
+            to, orig, relay, cu, dl, da, db, dc, dd, dsn, status, reason = s.groups()
+            delay: float | None = float(dl)
+            delays: tuple[float, float, float, float] | None = (float(da), float(db), float(dc), float(dd))
+        else:
+            m = _STATUS.match(rest)
+            if m is None:
+                return 2
+            status = m.group("status")
+            to = m.group("to")
+            fields = dict(_FIELD.findall(m.group("fields")))
+            reason = m.group("reason")
+            relay = fields.get("relay", "none")
+            orig = fields.get("orig_to")
+            cu = fields.get("conn_use")
+            dsn = fields.get("dsn")
+            delay = _float(fields.get("delay"))
+            delays = _delays(fields.get("delays"))
         if status in ("deliverable", "undeliverable"):
             return 0  # address verification probe: no mail was sent
-        to = m.group("to")
-        fields = dict(_FIELD.findall(m.group("fields")))
-        reason = m.group("reason") or ""
-        relay = fields.get("relay", "none")
+        reason = reason or ""
         if daemon == "lmtp" and "[" in relay and "/" in relay:
             return 0  # LMTP over a UNIX socket: local delivery
         cause = postfix_reason(reason, "sent" if status == "sent" else status.lower())
@@ -267,16 +298,12 @@ class PostfixParser:
         a = self._attempt(when(), file, lineno, cause, qid, host, prog, pid, raw, reason)
         a.recipient = to or None
         a.domain = _domain(to)
-        orig = fields.get("orig_to")
         if orig:
             a.orig_recipient = orig.strip("<>")
-        a.mta_action = status.lower()
-        a.dsn = fields.get("dsn")
-        a.delay = _float(fields.get("delay"))
-        parts = [_float(x) for x in fields.get("delays", "").split("/")]
-        if len(parts) == 4 and None not in parts:
-            a.delays = (parts[0], parts[1], parts[2], parts[3])  # type: ignore[assignment]
-        cu = fields.get("conn_use")
+        a.mta_action = _intern(status.lower())
+        a.dsn = _intern(dsn) if dsn else None
+        a.delay = delay
+        a.delays = delays
         if cu and cu.isdigit():
             a.conn_use = int(cu)
         if qid is not None:
@@ -312,7 +339,7 @@ class PostfixParser:
         lineno: int,
         host: str | None,
         prog: str,
-        pid: int | None,
+        pid: str | None,
         qid: str | None,
         rest: str,
         raw: str,

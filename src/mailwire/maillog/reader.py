@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
 from mailwire.maillog.exim import EximParser
-from mailwire.maillog.headers import EPOCH_US, HeaderParser, journal_fields
-from mailwire.maillog.postfix import DAEMONS, PostfixParser
+from mailwire.maillog.headers import EPOCH_US, HeaderParser, Split, journal_fields
+from mailwire.maillog.postfix import DAEMONS, KEEP, PostfixParser
 from mailwire.maillog.records import Attempt, InputStats, SkippedLine
 from mailwire.maillog.sendmail import SendmailParser
 from mailwire.maillog.sources import is_export, iter_export, iter_lines, open_binary, order_inputs, peek_start
@@ -60,6 +60,13 @@ class LogReader:
         self.exim = EximParser(self.attempts)
         self.sendmail = SendmailParser(self.attempts)
         self._families: dict[str, tuple[int, str]] = {}
+        self._hp: HeaderParser | None = None
+        self._stamp: tuple[int, str, int] = (0, "", 0)
+
+    def _when(self) -> datetime:
+        """Time of the line being dispatched (parsers call it only for lines they keep)."""
+        assert self._hp is not None
+        return self._hp.when(*self._stamp)
 
     def _skip(self, file: str, line: int, reason: str) -> None:
         self.skipped_total += 1
@@ -109,6 +116,8 @@ class LogReader:
                             continue
                         self._dispatch(hp, stats, name, n, sp, sp[6])
                     return stats
+                fams = self._families
+                first = hp.first
                 for line in iter_lines(fh):
                     n += 1
                     if line is None:
@@ -118,7 +127,10 @@ class LogReader:
                     if not line:
                         stats.ignored += 1
                         continue
-                    sp = hp.split(line)
+                    sp = first(line)
+                    if sp is None:
+                        sp = hp.split(line)
+                        first = hp.first
                     if sp is None:
                         stats.garbage += 1
                         self._skip(
@@ -126,6 +138,11 @@ class LogReader:
                             n,
                             "binary data" if "\x00" in line or "\ufffd" in line else "no known log header",
                         )
+                        continue
+                    fam = fams.get(sp[4])
+                    if fam is not None and fam[0] == OTHER:  # fast path: a daemon we never need
+                        stats.parsed += 1
+                        stats.ignored += 1
                         continue
                     self._dispatch(hp, stats, name, n, sp, line)
         except (OSError, EOFError, zlib.error, ValueError) as exc:
@@ -141,7 +158,7 @@ class LogReader:
         stats: InputStats,
         name: str,
         n: int,
-        sp: tuple[int, str, int, str | None, str, int | None, str],
+        sp: Split,
         raw: str,
     ) -> None:
         kind, ts, yr, host, prog, pid, msg = sp
@@ -149,16 +166,17 @@ class LogReader:
         fam = self._families.get(prog)
         if fam is None:
             fam = program_family(prog)
+            if fam[0] == POSTFIX and fam[1] not in KEEP:
+                fam = (OTHER, fam[1])
             if len(self._families) < 4096:
                 self._families[prog] = fam
         family, daemon = fam
         if family == OTHER:
             stats.ignored += 1
             return
-
-        def when() -> datetime:
-            return hp.when(kind, ts, yr)
-
+        self._hp = hp
+        self._stamp = (kind, ts, yr)
+        when = self._when
         if "\x00" in msg:
             stats.garbage += 1
             self._skip(name, n, "binary data in message")

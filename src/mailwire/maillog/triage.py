@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mailwire.maillog.records import TRIED, Attempt, Destination, Evidence, Verdict
@@ -104,28 +103,6 @@ def failure_class(a: Attempt, intermittent: bool) -> str | None:
     return None
 
 
-@dataclass
-class _Acc:
-    """Accumulator for one destination key."""
-
-    tried: list[Attempt] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    domains: Counter[str] = field(default_factory=Counter)
-    first: datetime | None = None
-    last: datetime | None = None
-
-    def add(self, a: Attempt) -> None:
-        self.outcomes[a.outcome] += 1
-        if a.domain:
-            self.domains[a.domain] += 1
-        if a.outcome in TRIED:
-            self.tried.append(a)
-            if self.first is None or a.time < self.first:
-                self.first = a.time
-            if self.last is None or a.time > self.last:
-                self.last = a.time
-
-
 def _registrable(host: str) -> str:
     parts = host.lower().rstrip(".").split(".")
     return ".".join(parts[-2:]) if len(parts) >= 2 else host.lower()
@@ -141,19 +118,6 @@ def provider_key(a: Attempt) -> str:
     if a.relay_host and not a.relay_host.replace(".", "").isdigit() and ":" not in a.relay_host:
         return _registrable(a.relay_host)
     return a.domain or a.remote_ip or "?"
-
-
-def _intermittency(tried: Sequence[Attempt]) -> int:
-    """Hours (UTC) in which the destination both accepted a message and failed a try."""
-    ok: set[int] = set()
-    bad: set[int] = set()
-    for a in tried:
-        h = int(a.time.timestamp()) // 3600
-        if a.outcome == "delivered":
-            ok.add(h)
-        elif a.category != "greylist":
-            bad.add(h)
-    return len(ok & bad)
 
 
 def _size_dependent(tried: Sequence[Attempt]) -> bool:
@@ -255,50 +219,60 @@ def next_step(verdict: str, scope: str, key: str, d: Destination | None, ip: str
 def _destination(
     scope: str,
     key: str,
-    acc: _Acc,
-    start: datetime | None,
-    width: int,
+    attempts: list[Attempt],
     count: int,
+    meta: dict[int, tuple[int, int, str]],
 ) -> tuple[Destination, Counter[str], dict[str, list[Attempt]]]:
-    tried = acc.tried
-    mixed = _intermittency(tried)
-    intermittent = mixed > 0
-    kinds: Counter[str] = Counter()
-    stages: Counter[str] = Counter()
-    cats: Counter[str] = Counter()
-    votes: Counter[str] = Counter()
-    by_class: dict[str, list[Attempt]] = defaultdict(list)
+    outcomes: Counter[str] = Counter()
+    domains: Counter[str] = Counter()
     total = [0] * count
     failed = [0] * count
-    t0 = start.timestamp() if start is not None else 0.0
-    fails = 0
-    for a in tried:
-        if count:
-            i = min(max(int((a.time.timestamp() - t0) // width), 0), count - 1)
-            total[i] += 1
-        if a.outcome == "delivered":
+    ok_hours: set[int] = set()
+    bad_hours: set[int] = set()
+    providers: set[str] = set()
+    tried: list[Attempt] = []
+    fails: list[Attempt] = []
+    for a in attempts:
+        o = a.outcome
+        outcomes[o] += 1
+        if a.domain:
+            domains[a.domain] += 1
+        if o not in TRIED:
             continue
-        fails += 1
+        tried.append(a)
+        bucket, hour, prov = meta[id(a)]
+        if a.relay_host or a.provider:
+            providers.add(prov)
         if count:
-            failed[i] += 1
-        if a.kind:
-            kinds[a.kind] += 1
-        if a.outcome == "network" and a.stage:
-            stages[a.stage] += 1
-        if a.category:
-            cats[a.category] += 1
+            total[bucket] += 1
+        if o == "delivered":
+            ok_hours.add(hour)
+            continue
+        fails.append(a)
+        if count:
+            failed[bucket] += 1
+        if a.category != "greylist":  # greylisting is expected to fail first, then succeed
+            bad_hours.add(hour)
+    mixed = len(ok_hours & bad_hours)
+    intermittent = mixed > 0
+    kinds: Counter[str] = Counter(a.kind for a in fails if a.kind)
+    stages: Counter[str] = Counter(a.stage for a in fails if a.outcome == "network" and a.stage)
+    cats: Counter[str] = Counter(a.category for a in fails if a.category)
+    votes: Counter[str] = Counter()
+    by_class: dict[str, list[Attempt]] = defaultdict(list)
+    for a in fails:
         c = failure_class(a, intermittent)
         if c is not None:
             votes[c] += 1
             by_class[c].append(a)
-    providers = sorted({provider_key(a) for a in tried if a.relay_host or a.provider})
+    times = [a.time for a in tried]
     d = Destination(
         scope=scope,
         key=key,
         attempts=len(tried),
-        outcomes=dict(acc.outcomes),
-        failures=fails,
-        failure_rate=fails / len(tried) if tried else 0.0,
+        outcomes=dict(outcomes),
+        failures=len(fails),
+        failure_rate=len(fails) / len(tried) if tried else 0.0,
         kinds=dict(kinds),
         stages=dict(stages),
         categories=dict(cats),
@@ -307,38 +281,44 @@ def _destination(
         intermittent=intermittent,
         mixed_windows=mixed,
         size_dependent=_size_dependent(tried),
-        first=acc.first,
-        last=acc.last,
+        first=min(times) if times else None,
+        last=max(times) if times else None,
         verdict="healthy",
-        domains=[k for k, _ in acc.domains.most_common(10)],
-        providers=providers[:10],
+        domains=[k for k, _ in domains.most_common(10)],
+        providers=sorted(providers)[:10],
     )
     if votes:
-        best = max(votes, key=lambda c: (votes[c], -_PRIORITY.index(c)))
-        d.verdict = best
+        d.verdict = max(votes, key=lambda c: (votes[c], -_PRIORITY.index(c)))
     return d, votes, by_class
 
 
 def triage(attempts: Sequence[Attempt]) -> tuple[list[Destination], list[Verdict], datetime | None, int]:
     start, width, count = choose_buckets(a.time for a in attempts if a.outcome in TRIED)
-    accs: dict[tuple[str, str], _Acc] = {}
+    # per attempt, once: (bucket, UTC hour, provider)
+    meta: dict[int, tuple[int, int, str]] = {}
+    t0 = start.timestamp() if start is not None else 0.0
+    prov_cache: dict[tuple[str | None, str | None, str | None], str] = {}
     for a in attempts:
-        keys = [("domain", a.domain or "(unknown)")]
-        if a.relay_host and a.outcome != "suppressed":
-            keys.append(("mx", a.relay_host.lower()))
-        if a.remote_ip and a.outcome != "suppressed":
-            keys.append(("ip", a.remote_ip))
-        for k in keys:
-            acc = accs.get(k)
-            if acc is None:
-                acc = accs[k] = _Acc()
-            acc.add(a)
+        ts = a.time.timestamp()
+        pk = (a.provider, a.relay_host, a.domain)
+        prov = prov_cache.get(pk)
+        if prov is None:
+            prov = prov_cache[pk] = provider_key(a)
+        meta[id(a)] = (min(max(int((ts - t0) // width), 0), count - 1) if count else 0, int(ts) // 3600, prov)
+    accs: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        accs["domain", a.domain or "(unknown)"].append(a)
+        if a.outcome != "suppressed":
+            if a.relay_host:
+                accs["mx", a.relay_host.lower()].append(a)
+            if a.remote_ip:
+                accs["ip", a.remote_ip].append(a)
     dests: list[Destination] = []
     verdicts: list[Verdict] = []
     domain_verdict: dict[str, str] = {}
     results = []
     for (scope, key), acc in accs.items():
-        d, votes, by_class = _destination(scope, key, acc, start, width, count)
+        d, votes, by_class = _destination(scope, key, acc, count, meta)
         dests.append(d)
         results.append((d, votes, by_class))
         if scope == "domain":
@@ -348,7 +328,7 @@ def triage(attempts: Sequence[Attempt]) -> tuple[list[Destination], list[Verdict
     net_providers: dict[str, list[Attempt]] = defaultdict(list)
     for a in attempts:
         if a.outcome == "network" and a.kind in _TIMEOUTISH:
-            net_providers[provider_key(a)].append(a)
+            net_providers[meta[id(a)][2]].append(a)
     our_side = len(net_providers) >= 2
     if our_side:
         for d, votes, by_class in results:
