@@ -116,6 +116,23 @@ def info_command(
         raise typer.Exit(code)
 
 
+# analyze (owned by smtp) -------------------------------------------------------------------------
+@app.command("analyze")
+def analyze_command(
+    captures: Annotated[list[str], typer.Argument(help="pcap/pcapng captures, compressed or not.")],
+    json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="List the evidence frames of every session.")] = False,
+) -> None:
+    """Per SMTP session: transcript, phase reached, verdict with evidence; findings across the capture."""
+    import sys
+
+    from mailwire.analyze import run_analyze
+
+    code = run_analyze(captures, json_out, frames, sys.stdout, sys.stderr)
+    if code:
+        raise typer.Exit(code)
+
+
 # diagnose (owned by diagnose + report) -------------------------------------------------------------
 @app.command("diagnose")
 def diagnose_command(
@@ -141,6 +158,35 @@ def diagnose_command(
     code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
     if code:
         raise typer.Exit(code)
+
+
+# compare (owned by compare) ---------------------------------------------------------------------
+@app.command("compare")
+def compare_command(
+    captures: Annotated[list[str], typer.Argument(help="Two or more captures in path order, sender's first.")],
+    json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
+) -> None:
+    """Where packets vanish between capture points: loss per hop, by size and direction; clock offset."""
+    from rich.console import Console
+
+    from mailwire.capture.read import CaptureError
+    from mailwire.compare import compare_captures
+    from mailwire.compare.render import render
+
+    if len(captures) < 2:
+        raise typer.BadParameter("compare needs at least two captures")
+    try:
+        result = compare_captures(captures)
+    except (CaptureError, OSError) as exc:
+        typer.echo(f"mailwire compare: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if json_out == "-":
+        typer.echo(result.dumps())
+        return
+    if json_out:
+        with open(json_out, "w", encoding="utf-8") as fh:
+            fh.write(result.dumps())
+    render(result, Console(width=min(Console().width, 120)))
 
 
 def main() -> None:
