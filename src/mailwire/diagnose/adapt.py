@@ -110,6 +110,15 @@ def hop_facts(result: Any) -> list[HopFact]:
         nlost = sum(int(d.get("lost", 0)) for d in lost.values())
         inj = sum(int(d.get("rst", 0)) for d in h.get("injected", {}).values())
         details = v.get("details") or {}
+        small = large = sent_large = 0
+        for dstats in lost.values():
+            for cls in dstats.get("by_size_class", []):
+                big = str(cls.get("class", "")).startswith(("1000", "1400", ">="))
+                if big:
+                    large += int(cls.get("lost", 0))
+                    sent_large += int(cls.get("sent", 0))
+                else:
+                    small += int(cls.get("lost", 0))
         ev = []
         for e in h.get("evidence", []):
             what = str(e.get("what", ""))
@@ -129,6 +138,9 @@ def hop_facts(result: Any) -> list[HopFact]:
                 lost_packets=nlost,
                 matched_packets=sent - nlost,
                 injected=inj,
+                lost_small=small,
+                lost_large=large,
+                sent_large=sent_large,
                 icmp_frag_needed=bool(details.get("icmp_frag_needed_seen", False))
                 if isinstance(details, dict)
                 else False,

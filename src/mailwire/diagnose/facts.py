@@ -84,6 +84,9 @@ class HopFact:
     lost_packets: int = 0
     matched_packets: int = 0
     injected: int = 0
+    lost_small: int = 0  # lost packets under 1000 bytes
+    lost_large: int = 0  # lost packets of 1000 bytes or more
+    sent_large: int = 0
     icmp_frag_needed: bool = False
     evidence: list[FrameRef] = field(default_factory=list)
     raw: Any = None

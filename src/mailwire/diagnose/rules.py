@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from mailwire.diagnose.facts import Facts, FrameRef, SessionFact
+from mailwire.diagnose.facts import Facts, FrameRef, HopFact, SessionFact
 from mailwire.diagnose.model import Conclusion, Evidence
 from mailwire.maillog.records import Attempt
 
@@ -118,13 +118,25 @@ def _ensure(c: Conclusion, f: Facts, sessions: list[SessionFact], attempts: list
 # --- network path ----------------------------------------------------------------------------------
 
 
+def _size_dependent_on_some_connections(h: HopFact, stuck: list[SessionFact]) -> bool:
+    """Compare calls the hop's loss random because large packets of healthy connections pass,
+    yet nothing small was lost and the stalled sessions lost only full-size segments."""
+    return (
+        h.verdict in ("random_loss", "directional_loss")
+        and h.lost_small == 0
+        and h.lost_large >= 3
+        and bool(stuck)
+    )
+
+
 def path_loss_size_dependent(f: Facts) -> Conclusion | None:
     """Large segments vanish, small ones pass: an MTU / PMTUD black hole or a size-filtering box."""
     log_ctx = _log_counts(f)
     net_attempts = [a for a in _tried(f) if a.outcome == "network"]
     stuck = [s for s in _sessions(f, "path_loss_timeout") if s.large_lost]
     for h in f.hops:
-        if h.verdict != "size_dependent_loss":
+        partial = _size_dependent_on_some_connections(h, stuck)
+        if h.verdict != "size_dependent_loss" and not partial:
             continue
         icmp = (
             "ICMP 'fragmentation needed' was seen"
@@ -135,6 +147,12 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
             f"Network path loss between {h.upstream} and {h.downstream}, "
             f"size-dependent (MTU or middle-box drop)"
         )
+        if partial:
+            summary += (
+                f", on some connections only: {h.lost_large} of {h.sent_large} large packets lost, "
+                f"no small one, while other connections' large packets passed (intermittent: e.g. a load "
+                f"balancer sending some flows through a bad path)"
+            )
         if stuck:
             summary += (
                 f"; {len(stuck)} SMTP session(s) stalled mid-DATA retransmitting full-size segments"
@@ -224,9 +242,12 @@ def path_loss_random(f: Facts) -> Conclusion | None:
     """Packets of every size lost now and then: congestion, a bad link, a policer."""
     log_ctx = _log_counts(f)
     net_attempts = [a for a in _tried(f) if a.outcome == "network"]
+    stuck_large = [s for s in _sessions(f, "path_loss_timeout") if s.large_lost]
     for h in f.hops:
         if h.verdict not in ("random_loss", "directional_loss"):
             continue
+        if _size_dependent_on_some_connections(h, stuck_large):
+            return None
         c = Conclusion(
             cause="path_loss_random",
             summary=(
@@ -464,14 +485,33 @@ def remote_outage(f: Facts) -> Conclusion | None:
     kinds = Counter([s.outcome for s in sess] + [a.kind or "" for a in att])
     remotes = sorted({s.server for s in sess} | {a.remote_ip or a.relay_host or "" for a in att} - {""})
     desc = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.most_common() if k)
+    mx = f"remote MX {', '.join(remotes[:3])}" if remotes else "the remote MX"
+    between = [mx] if remotes else []
+    where = ""
+    # Unanswered or unreachable: how far did the SYNs get? The last capture point that saw them
+    # and the next one (or the MX) bound the place they died.
+    points = [c.point for c in f.captures]
+    lost = [s for s in sess if s.outcome in ("connect_timeout", "unreachable")]
+    if lost and points:
+        s0 = lost[0]
+        seen = [
+            points.index(s.point)
+            for s in f.sessions
+            if (s.client, s.client_port, s.server) == (s0.client, s0.client_port, s0.server)
+            and s.point in points
+        ]
+        far = max(seen) if seen else 0
+        nxt = points[far + 1] if far + 1 < len(points) else mx
+        between = [points[far], nxt]
+        where = f"; the connection attempts were last seen at {points[far]} and not beyond"
     c = Conclusion(
         cause="remote_outage",
         summary=(
             f"The remote MX {', '.join(remotes[:3]) or ''} does not accept connections "
-            f"({desc or 'log verdict'})."
+            f"({desc or 'log verdict'}){where}."
         ),
         confidence=0.85 if sess else 0.7,
-        between=[f"remote MX {', '.join(remotes[:3])}"] if remotes else [],
+        between=between,
         evidence=[Evidence("log", v.summary, "", None) for v in log_v[:2]],
         next_step=(
             "Check whether the remote MX is down (other networks, the provider's status page); if only "
