@@ -20,8 +20,11 @@ This module knows nothing about SMTP and never reads files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
 
 Direction = Literal["c2s", "s2c"]
 
@@ -48,8 +51,199 @@ class StreamGap:
     length: int  # number of missing bytes
     frame: int  # frame whose arrival revealed the gap (first byte after it), or the last frame seen
     ts_ns: int
+    reason: str = "not_captured"  # or "snaplen" (payload cut), "buffer_limit" (given up, memory cap)
 
 
 StreamEvent = StreamChunk | StreamGap
 
-__all__ = ["Direction", "StreamChunk", "StreamEvent", "StreamGap"]
+M32 = 0xFFFFFFFF
+_SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
+
+
+@dataclass
+class _Dir:
+    """Reassembly state of one direction."""
+
+    base: int = -1  # raw sequence number of stream offset 0; -1 until known
+    next_off: int = 0  # next stream offset to deliver
+    held: dict[int, tuple[bytes, int, int]] = field(default_factory=dict)  # off -> (data, frame, ts)
+    held_bytes: int = 0
+    last_frame: int = 0
+    last_ts: int = 0
+    acked: int = -1  # highest stream offset the other side acknowledged
+    fin: int = -1  # stream offset of the FIN (it takes a sequence number, not a byte)
+
+
+class Reassembler:
+    """Turns each direction's segments into ordered StreamChunk / StreamGap events.
+
+    Memory: out-of-order data is held up to ``budget`` bytes per direction; past that the hole
+    in front of it is declared a gap (``reason="buffer_limit"``) and counted in ``dropped``.
+    Events go to ``on_event`` as they are produced, or are kept per connection (``keep=True``)
+    up to ``keep_limit`` payload bytes per direction (further data becomes gaps with
+    ``reason="buffer_limit"``, counted in ``not_kept``).
+    """
+
+    def __init__(
+        self,
+        *,
+        budget: int = 8 << 20,
+        on_event: Callable[[StreamEvent], None] | None = None,
+        keep: bool = True,
+        keep_limit: int = 64 << 20,
+    ) -> None:
+        self.budget = budget
+        self.on_event = on_event
+        self.keep = keep and on_event is None
+        self.keep_limit = keep_limit
+        self.dirs: dict[tuple[int, int], _Dir] = {}
+        self.client_kdir: dict[int, int] = {}
+        self.events: dict[int, list[StreamEvent]] = {}
+        self.kept: dict[tuple[int, int], int] = {}
+        self.dropped = 0
+        self.not_kept = 0
+
+    # -- feeding ---------------------------------------------------------------------------------
+    def feed(self, table: Any, sel: Any, part: dict[str, np.ndarray], ws: Any = None) -> None:
+        cols = sel.cols
+        fl = cols["tflags"]
+        interesting = cols["analysable"] & (
+            (cols["seglen"] > 0) | ((fl & (_SYN | _FIN)) != 0) | ((fl & _ACK) != 0)
+        )
+        idx = np.flatnonzero(interesting)
+        if idx.size == 0:
+            return
+        c = table.columns
+        rows = sel.rows
+        pkt_off = c["pkt_off"][rows[idx]]
+        pay_off = c["payload_off"][rows[idx]]
+        cap = c["cap_payload_len"][rows[idx]]
+        buf = memoryview(table.buf)
+        stream = part["stream"][idx]
+        kdir = cols["kdir"][idx]
+        seq = cols["seq"][idx]
+        ack = cols["ack"][idx]
+        seglen = cols["seglen"][idx]
+        flags = fl[idx]
+        frame = cols["frame"][idx]
+        ts = cols["ts"][idx]
+        dupf = (part["mailwire"][idx] & 0x10000) != 0  # DUPLICATE_FRAME: the copy adds nothing
+        for j in range(idx.size):  # one step per segment that carries bytes or sets a base
+            conv = int(stream[j])
+            kd = int(kdir[j])
+            f = int(flags[j])
+            if conv not in self.client_kdir and (f & _SYN):
+                self.client_kdir[conv] = kd if not (f & _ACK) else 1 - kd
+            d = self.dirs.get((conv, kd))
+            if d is None:
+                d = self.dirs[(conv, kd)] = _Dir()
+            s = int(seq[j])
+            if f & _SYN:
+                if d.base < 0 or not d.next_off:
+                    d.base = (s + 1) & M32
+                continue
+            if f & _ACK:
+                o = self.dirs.get((conv, 1 - kd))
+                if o is not None and o.base >= 0:
+                    a = _near(o.next_off, (int(ack[j]) - o.base) & M32)
+                    if o.fin >= 0:
+                        a = min(a, o.fin)
+                    o.acked = max(o.acked, a)
+                    if not o.held and a > o.next_off:  # ACK passed a hole we never saw
+                        self._gap(conv, 1 - kd, o, a - o.next_off, int(frame[j]), int(ts[j]), "not_captured")
+            n = int(seglen[j])
+            if d.base < 0 and (n > 0 or (f & _FIN)):
+                d.base = s
+            if f & _FIN:
+                d.fin = _near(d.next_off, (s - d.base) & M32) + n
+            if n <= 0 or dupf[j]:
+                continue
+            off = _near(d.next_off, (s - d.base) & M32)
+            fr, t = int(frame[j]), int(ts[j])
+            d.last_frame, d.last_ts = fr, t
+            start = int(pkt_off[j]) + int(pay_off[j])
+            data = bytes(buf[start : start + int(cap[j])])
+            if off + n <= d.next_off:
+                continue  # all of it delivered already (retransmission)
+            if off <= d.next_off:
+                self._deliver(conv, kd, d, off, data, n, fr, t)
+                self._release(conv, kd, d)
+            else:
+                if off not in d.held or len(d.held[off][0]) < len(data):
+                    d.held_bytes += len(data) - (len(d.held[off][0]) if off in d.held else 0)
+                    d.held[off] = (data, fr, t)
+                if d.held_bytes > self.budget:
+                    first = min(d.held)
+                    self.dropped += first - d.next_off
+                    self._gap(conv, kd, d, first - d.next_off, fr, t, "buffer_limit")
+                    self._release(conv, kd, d)
+
+    def _deliver(self, conv: int, kd: int, d: _Dir, off: int, data: bytes, n: int, fr: int, t: int) -> None:
+        skip = d.next_off - off
+        if skip < len(data):
+            self._emit_chunk(conv, kd, d.next_off, data[skip:], fr, t)
+        end = off + n
+        captured_end = off + len(data)
+        if captured_end < end:  # payload cut by the snaplen
+            start = max(captured_end, d.next_off)
+            if end > start:
+                self._emit(StreamGap(conv, self._dir(conv, kd), start, end - start, fr, t, "snaplen"))
+        d.next_off = max(d.next_off, end)
+
+    def _release(self, conv: int, kd: int, d: _Dir) -> None:
+        while d.held:
+            first = min(d.held)
+            if first > d.next_off:
+                return
+            data, fr, t = d.held.pop(first)
+            d.held_bytes -= len(data)
+            if first + len(data) > d.next_off:
+                self._deliver(conv, kd, d, first, data, len(data), fr, t)
+
+    def _gap(self, conv: int, kd: int, d: _Dir, length: int, fr: int, t: int, reason: str) -> None:
+        if length <= 0:
+            return
+        self._emit(StreamGap(conv, self._dir(conv, kd), d.next_off, length, fr, t, reason))
+        d.next_off += length
+
+    def _dir(self, conv: int, kd: int) -> Direction:
+        return "c2s" if kd == self.client_kdir.get(conv, kd) else "s2c"
+
+    def _emit_chunk(self, conv: int, kd: int, off: int, data: bytes, fr: int, t: int) -> None:
+        if self.keep:
+            used = self.kept.get((conv, kd), 0)
+            if used + len(data) > self.keep_limit:
+                self.not_kept += len(data)
+                self._emit(StreamGap(conv, self._dir(conv, kd), off, len(data), fr, t, "buffer_limit"))
+                return
+            self.kept[(conv, kd)] = used + len(data)
+        self._emit(StreamChunk(conv, self._dir(conv, kd), off, data, fr, t))
+
+    def _emit(self, ev: StreamEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(ev)
+        elif self.keep:
+            self.events.setdefault(ev.conn_id, []).append(ev)
+
+    # -- end of capture --------------------------------------------------------------------------
+    def finish(self, connections: Any = None) -> dict[int, list[StreamEvent]]:
+        """Flush held data (a gap, then the data); return the kept events per connection."""
+        for (conv, kd), d in sorted(self.dirs.items()):
+            while d.held:
+                first = min(d.held)
+                self._gap(conv, kd, d, first - d.next_off, d.last_frame, d.last_ts, "not_captured")
+                self._release(conv, kd, d)
+            if d.acked > d.next_off:
+                self._gap(conv, kd, d, d.acked - d.next_off, d.last_frame, d.last_ts, "not_captured")
+        return self.events
+
+
+def _near(ref: int, off32: int) -> int:
+    """The unwrapped offset congruent to ``off32`` (mod 2^32) closest to ``ref``."""
+    delta = (off32 - (ref & M32)) & M32
+    if delta >= 0x80000000:
+        delta -= 0x100000000
+    return ref + delta
+
+
+__all__ = ["Direction", "Reassembler", "StreamChunk", "StreamEvent", "StreamGap"]

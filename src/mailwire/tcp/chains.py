@@ -1,0 +1,135 @@
+"""Retransmission chains: every resend of the same bytes, with times, intervals and a cause.
+
+Theory of operation
+-------------------
+The mailwire-mode kernel run records, for each resent frame, the first captured frame that
+carried the same starting sequence number (``orig_frame``; byte-range lookup in the unacked
+list, so TSO super-segments and partial ACKs are handled). Grouping resends by that root gives
+one chain per original segment, e.g. the stalled DATA segment of an SMTP session resent at
+0.25, 0.5, 1, 2, 4 s intervals. Each resend gets a cause class in the spirit of tstat
+(Mellia et al. 2008):
+
+* ``rto`` -- resent after the retransmission timer (no duplicate-ACK / SACK trigger)
+* ``fast_retransmit`` -- resent after >= 2 duplicate ACKs or SACK from the receiver
+* ``unnecessary`` -- the receiver had already acknowledged those bytes (spurious)
+* ``reordering`` -- bytes never captured before arriving late (out of order)
+* ``network_duplicate`` -- the same IP packet captured twice (not a TCP resend at all)
+* ``unknown`` -- a plain resend sooner than the handshake RTT (10 ms if unknown): no timer
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mailwire.tcp.analysis import (
+    F_DUPLICATE_FRAME,
+    F_FAST_RETRANSMISSION,
+    F_OUT_OF_ORDER,
+    F_RETRANSMISSION,
+    F_SPURIOUS_RETRANSMISSION,
+)
+
+if TYPE_CHECKING:
+    from mailwire.tcp.summary import Connection
+
+
+@dataclass
+class Resend:
+    frame: int
+    ts_ns: int
+    since_original_s: float
+    interval_s: float  # since the previous send of these bytes
+    cause: str
+
+
+@dataclass
+class Chain:
+    """One original segment and every later copy of it."""
+
+    conn_id: int
+    direction: str  # "c2s" / "s2c"
+    original_frame: int
+    original_ts_ns: int
+    length: int  # payload bytes of the original
+    resends: list[Resend] = field(default_factory=list)
+    doubling: bool = False  # intervals grow by ~2x each time (exponential RTO backoff)
+
+    @property
+    def intervals_s(self) -> list[float]:
+        return [r.interval_s for r in self.resends]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["intervals_s"] = self.intervals_s
+        return d
+
+
+def cause_of(mask: int, interval_s: float = 1.0, irtt_s: float | None = None) -> str:
+    """tstat-like cause of one resend; a plain resend sooner than the RTT is no timer's doing."""
+    if mask & F_DUPLICATE_FRAME:
+        return "network_duplicate"
+    if mask & F_SPURIOUS_RETRANSMISSION:
+        return "unnecessary"
+    if mask & F_FAST_RETRANSMISSION:
+        return "fast_retransmit"
+    if mask & F_OUT_OF_ORDER:
+        return "reordering"
+    if interval_s < (irtt_s if irtt_s else 0.010):
+        return "unknown"
+    return "rto"
+
+
+def is_doubling(intervals: list[float]) -> bool:
+    """At least two intervals, each 1.6x to 2.5x the previous one."""
+    if len(intervals) < 2:
+        return False
+    return all(b > 0 and 1.6 <= b / a <= 2.5 for a, b in itertools.pairwise(intervals) if a > 0)
+
+
+def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -> list[Chain]:
+    mw = frames["mailwire"].astype(np.int64)
+    resent = ((mw & (F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME)) != 0) & (
+        frames["orig_frame"] >= 0
+    )
+    idx = np.flatnonzero(resent)
+    if idx.size == 0:
+        return []
+    orig = frames["orig_frame"][idx]
+    order = np.lexsort((frames["frame"][idx], orig))
+    idx, orig = idx[order], orig[order]
+    starts = np.flatnonzero(np.r_[True, orig[1:] != orig[:-1]])
+    ends = np.r_[starts[1:], idx.size]
+    fnum = frames["frame"]
+    chains: list[Chain] = []
+    for a, b in zip(starts, ends, strict=True):  # one step per chain
+        of = int(orig[a])
+        j = int(np.searchsorted(fnum, of))
+        if j >= fnum.shape[0] or fnum[j] != of:
+            continue
+        t0 = int(frames["ts_ns"][j])
+        conn = int(frames["stream"][j])
+        ch = Chain(
+            conn_id=conn,
+            direction="c2s" if int(frames["direction"][j]) == 0 else "s2c",
+            original_frame=of,
+            original_ts_ns=t0,
+            length=int(frames["seglen"][j]),
+        )
+        prev = t0
+        for i in idx[a:b]:
+            t = int(frames["ts_ns"][i])
+            iv = (t - prev) / 1e9
+            irtt = connections[conn].rtt_handshake_s if conn < len(connections) else None
+            ch.resends.append(Resend(int(fnum[i]), t, (t - t0) / 1e9, iv, cause_of(int(mw[i]), iv, irtt)))
+            prev = t
+        rto_iv = [r.interval_s for r in ch.resends if r.cause == "rto"]
+        ch.doubling = is_doubling(rto_iv)
+        chains.append(ch)
+    return chains
+
+
+__all__ = ["Chain", "Resend", "build_chains", "cause_of", "is_doubling"]

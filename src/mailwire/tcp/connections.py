@@ -1,0 +1,169 @@
+"""Which frames are TCP, and which connection key (address/port pair) each belongs to.
+
+Theory of operation
+-------------------
+A connection key is the unordered pair of endpoints ((address, port), (address, port)), as
+Wireshark's conversation table keys TCP. Each frame's key is found for a whole chunk at once: the
+two endpoints are put in a canonical order (lower endpoint first; ``kdir`` says whether the frame
+goes lower -> higher (0) or the other way (1)), the five 64-bit words of the canonical key are
+hashed, ``np.unique`` groups the hashes, and a small dict (one entry per distinct key, never per
+packet) maps them to key ids that stay valid across chunks. Hash collisions are checked for and
+resolved exactly.
+
+A key is not yet a connection: port reuse (a new SYN with a different ISN) opens a new
+connection on the same key. That decision needs per-flow state in file order, so it is made in
+the analysis kernel (``analysis.run_kernel``, step 0), which numbers connections in order of first
+appearance, exactly as tshark's ``tcp.stream``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from mailwire.capture.table import PacketTable, Warn
+
+_NOT_ANALYSABLE = int(Warn.IP_FRAGMENT | Warn.BAD_TCP_OFFSET | Warn.L4_TRUNCATED)
+
+
+def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64 finaliser, vectorised (wrap-around arithmetic is intended)."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_rows(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """One 64-bit hash per row of a (n, k) uint64 array."""
+    h = np.full(words.shape[0], 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for j in range(words.shape[1]):
+        h = _mix(h ^ words[:, j])
+    return h
+
+
+@dataclass
+class TcpFrames:
+    """The TCP frames of one chunk, as the kernel wants them (row ``rows[i]`` of the table)."""
+
+    rows: npt.NDArray[np.int64]
+    cols: dict[str, np.ndarray]
+
+
+class KeyRegistry:
+    """Connection keys seen so far: canonical endpoint words per key id, stable across chunks."""
+
+    def __init__(self) -> None:
+        self._ids: dict[bytes, int] = {}
+        self._words = np.zeros((256, 5), dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def words(self) -> npt.NDArray[np.uint64]:
+        """(n_keys, 5): lower endpoint hi, lo; higher endpoint hi, lo; ports (lower << 16 | higher)."""
+        return self._words[: len(self._ids)]
+
+    def ids_for(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Key id of every row of ``words`` (registering new keys)."""
+        n = words.shape[0]
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        h = hash_rows(words)
+        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        rep = words[first]
+        if not np.array_equal(rep[inverse], words):  # a hash collision: group exactly instead
+            void = np.ascontiguousarray(words).view(np.dtype((np.void, 40))).ravel()
+            _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
+            rep = words[first]
+        local = np.empty(rep.shape[0], dtype=np.int64)
+        for j in range(rep.shape[0]):  # one step per distinct key in the chunk
+            b = rep[j].tobytes()
+            kid = self._ids.get(b)
+            if kid is None:
+                kid = len(self._ids)
+                self._ids[b] = kid
+                if kid >= self._words.shape[0]:
+                    grown = np.zeros((2 * self._words.shape[0], 5), dtype=np.uint64)
+                    grown[:kid] = self._words[:kid]
+                    self._words = grown
+                self._words[kid] = rep[j]
+            local[j] = kid
+        return local[inverse.ravel()]
+
+
+def select_tcp(table: PacketTable, keys: KeyRegistry) -> TcpFrames:
+    """Pick the TCP frames of a chunk and compute the kernel's input columns for them."""
+    c = table.columns
+    # tshark reads ports, seq, ack, flags and window before it looks up the connection: a header
+    # cut before the window (snaplen) gets no tcp.stream
+    head = c["caplen"] - c["l4_off"].astype(np.int64)
+    tcp = (c["proto"] == 6) & (c["sport"] >= 0) & (c["dport"] >= 0) & (c["l4_off"] >= 0) & (head >= 16)
+    # ICMP errors quoting a TCP header: tshark dissects the quoted header and files it under its
+    # connection (creating one if needed), so it gets a tcp.stream but no sequence analysis.
+    # The quoted packet came from the ICMP message's destination.
+    quoted = ((c["proto"] == 1) | (c["proto"] == 58)) & (c["inner_proto"] == 6) & (c["inner_sport"] >= 0)
+    rows = np.flatnonzero(tcp | quoted).astype(np.int64)
+    q = quoted[rows]
+    sh = np.where(q, c["dst_hi"][rows], c["src_hi"][rows])
+    sl = np.where(q, c["dst_lo"][rows], c["src_lo"][rows])
+    dh = np.where(q, c["inner_dst_hi"][rows], c["dst_hi"][rows])
+    dl = np.where(q, c["inner_dst_lo"][rows], c["dst_lo"][rows])
+    sp = np.where(q, c["inner_sport"][rows], c["sport"][rows]).astype(np.uint64)
+    dp = np.where(q, c["inner_dport"][rows], c["dport"][rows]).astype(np.uint64)
+    src_low = (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (sp <= dp))))
+    words = np.empty((rows.shape[0], 5), dtype=np.uint64)
+    words[:, 0] = np.where(src_low, sh, dh)
+    words[:, 1] = np.where(src_low, sl, dl)
+    words[:, 2] = np.where(src_low, dh, sh)
+    words[:, 3] = np.where(src_low, dl, sl)
+    words[:, 4] = np.where(src_low, (sp << np.uint64(16)) | dp, (dp << np.uint64(16)) | sp)
+    key = keys.ids_for(words)
+
+    warn = c["warnings"][rows]
+    seglen = c["payload_len"][rows].astype(np.int64)
+    analysable = (c["tcp_hdr_len"][rows] >= 20) & (seglen >= 0) & ((warn & _NOT_ANALYSABLE) == 0) & ~q
+    seglen = np.where(analysable, seglen, 0)
+
+    seq = c["seq"][rows].astype(np.int64)
+    ack = c["ack"][rows].astype(np.int64)
+    tflags = np.where(q, 0, c["tcp_flags"][rows]).astype(np.int64)
+    win = c["win"][rows].astype(np.int64)
+    ip_id = c["ip_id"][rows].astype(np.int64)
+    tsval = c["opt_ts_val"][rows].astype(np.int64)
+    sack_n = c["sack_n"][rows].astype(np.int64)
+    le = c["sack_le"][rows].astype(np.int64)
+    re = c["sack_re"][rows].astype(np.int64)
+    blocks = (np.arange(4)[None, :] < sack_n[:, None]) & (sack_n[:, None] > 0)
+    sack_sum = np.where(blocks, (re - le) & 0xFFFFFFFF, 0).sum(axis=1)
+
+    fpw = np.empty((rows.shape[0], 7), dtype=np.uint64)
+    for j, col in enumerate((ip_id, seq, ack, seglen, tflags, win, tsval)):
+        fpw[:, j] = col.astype(np.uint64)
+    fp = hash_rows(fpw).view(np.int64)
+    fp[fp == 0] = 1  # 0 marks an empty slot of the kernel's duplicate ring
+
+    cols: dict[str, np.ndarray] = {
+        "key": key,
+        "kdir": np.where(src_low, 0, 1).astype(np.int64),
+        "analysable": analysable,
+        "seq": seq,
+        "ack": ack,
+        "tflags": tflags,
+        "win": win,
+        "seglen": seglen,
+        "ts": c["ts_ns"][rows].astype(np.int64),
+        "frame": c["frame"][rows].astype(np.int64),
+        "wscale": c["opt_wscale"][rows].astype(np.int64),
+        "sack_sum": sack_sum.astype(np.int64),
+        "ip_id": ip_id,
+        "fp": fp,
+    }
+    return TcpFrames(rows=rows, cols=cols)
+
+
+__all__ = ["KeyRegistry", "TcpFrames", "hash_rows", "select_tcp"]

@@ -1,0 +1,237 @@
+"""The TCP stage's driver: PacketTable chunks in, per-frame analysis and per-connection records out.
+
+Theory of operation
+-------------------
+:class:`TcpAnalyzer` is fed the chunks of one capture in file order. For each chunk it selects the
+TCP frames (``connections.select_tcp``), runs the analysis kernel twice (Wireshark-compatible and
+mailwire mode, ``analysis.run_kernel``), feeds the per-connection accumulators
+(``summary.SummaryState``) and the stream reassembler (``reassembly.Reassembler``) and returns a
+:class:`ChunkAnalysis` aligned with the chunk's rows (what ``mailwire packets`` prints). All state
+lives in arrays carried from chunk to chunk; per-frame results are kept in compact arrays for the
+frames that matter later (TCP frames), and reassembled bytes only within a per-direction budget.
+
+:func:`analyze` is the one-call form: ``analyze(tables) -> TcpResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mailwire.capture.table import PacketTable
+from mailwire.tcp.analysis import FLAG_NAMES, Flag, KernelState
+from mailwire.tcp.chains import Chain, build_chains
+from mailwire.tcp.connections import KeyRegistry, select_tcp
+from mailwire.tcp.quality import CaptureQuality, QualityCounter, capture_quality
+from mailwire.tcp.reassembly import Reassembler, StreamEvent
+from mailwire.tcp.summary import Connection, SummaryState
+
+# Per-frame output arrays of one kernel run, and their dtypes
+_OUT: dict[str, npt.DTypeLike] = {
+    "conv": np.int64,
+    "flags": np.int64,
+    "dupack_num": np.int64,
+    "dupack_frame": np.int64,
+    "acks_frame": np.int64,
+    "ack_rtt": np.int64,
+    "initial_rtt": np.int64,
+    "bytes_in_flight": np.int64,
+    "rto": np.int64,
+    "rto_frame": np.int64,
+    "orig_frame": np.int64,
+}
+
+# What is kept per TCP frame for the whole capture (compact dtypes: bounded memory per frame)
+FRAME_FIELDS: dict[str, npt.DTypeLike] = {
+    "frame": np.int64,
+    "ts_ns": np.int64,
+    "stream": np.int32,
+    "direction": np.int8,  # 0 = client -> server, 1 = server -> client (set in finish())
+    "kdir": np.int8,  # canonical key direction (internal)
+    "seglen": np.int32,
+    "wireshark": np.uint32,  # Flag mask, Wireshark-compatible
+    "mailwire": np.uint32,  # Flag mask, mailwire
+    "dupack_num": np.int32,
+    "dupack_frame": np.int64,
+    "acks_frame": np.int64,
+    "ack_rtt_ns": np.int64,
+    "initial_rtt_ns": np.int64,
+    "bytes_in_flight": np.int64,
+    "rto_ns": np.int64,  # Wireshark's rto
+    "rto_frame": np.int64,
+    "mw_rto_ns": np.int64,  # mailwire: time since the first frame carrying these bytes
+    "mw_rto_frame": np.int64,
+    "orig_frame": np.int64,  # mailwire: first frame that carried these bytes (resends only)
+}
+
+
+@dataclass
+class ChunkAnalysis:
+    """Analysis of one chunk, aligned with the chunk's rows (-1 / 0 for non-TCP rows)."""
+
+    stream: npt.NDArray[np.int64]
+    wireshark: npt.NDArray[np.uint32]
+    mailwire: npt.NDArray[np.uint32]
+    values: dict[str, npt.NDArray[np.int64]]  # ack_rtt_ns, initial_rtt_ns, bytes_in_flight, ...
+
+
+@dataclass
+class TcpResult:
+    """Everything the TCP stage learnt about one capture."""
+
+    frames: dict[str, np.ndarray]  # FRAME_FIELDS, one row per TCP frame, file order
+    connections: list[Connection]
+    chains: list[Chain]
+    quality: CaptureQuality
+    streams: dict[int, list[StreamEvent]] = field(default_factory=dict)
+    n_frames: int = 0  # all frames of the capture, TCP or not
+
+    def flags_of(self, frame: int, *, mode: str = "mailwire") -> list[str]:
+        """Flag names of one frame (Wireshark frame number)."""
+        idx = np.searchsorted(self.frames["frame"], frame)
+        if idx >= self.frames["frame"].shape[0] or self.frames["frame"][idx] != frame:
+            return []
+        mask = int(self.frames[mode][idx])
+        return [name for bit, name in FLAG_NAMES.items() if mask & bit]
+
+    def stream_events(self, conn_id: int) -> list[StreamEvent]:
+        """Reassembly events of one connection, both directions, in capture order."""
+        return self.streams.get(conn_id, [])
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view: connections, retransmission chains, capture quality."""
+        return {
+            "connections": [c.to_json() for c in self.connections],
+            "chains": [ch.to_json() for ch in self.chains],
+            "quality": self.quality.to_json(),
+        }
+
+
+class TcpAnalyzer:
+    """Feed chunks in file order with :meth:`feed`; call :meth:`finish` once at the end."""
+
+    def __init__(
+        self,
+        *,
+        reassemble: bool = True,
+        stream_budget: int = 8 << 20,
+        on_stream: Callable[[StreamEvent], None] | None = None,
+    ) -> None:
+        self.keys = KeyRegistry()
+        self.ws = KernelState(mw=False)
+        self.mw = KernelState(mw=True)
+        self.summary = SummaryState()
+        self._parts: list[dict[str, np.ndarray]] = []
+        self._n_frames = 0
+        self.quality = QualityCounter()
+        self._reasm = Reassembler(budget=stream_budget, on_event=on_stream) if reassemble else None
+        self._path = ""
+
+    def feed(self, table: PacketTable) -> ChunkAnalysis:
+        n = len(table)
+        self._path = self._path or table.path
+        self._n_frames += n
+        sel = select_tcp(table, self.keys)
+        m = sel.rows.shape[0]
+        self.ws.ensure_keys(len(self.keys))
+        self.mw.ensure_keys(len(self.keys))
+        ws_out = {k: np.empty(m, dtype=dt) for k, dt in _OUT.items()}
+        mw_out = {k: np.empty(m, dtype=dt) for k, dt in _OUT.items()}
+        self.ws.run(sel.cols, ws_out)
+        mw_out["conv"][:] = ws_out["conv"]
+        self.mw.run(sel.cols, mw_out)
+
+        part: dict[str, np.ndarray] = {
+            "frame": sel.cols["frame"],
+            "ts_ns": sel.cols["ts"],
+            "stream": ws_out["conv"].astype(np.int32),
+            "direction": np.zeros(m, dtype=np.int8),
+            "kdir": sel.cols["kdir"].astype(np.int8),
+            "seglen": sel.cols["seglen"].astype(np.int32),
+            "wireshark": ws_out["flags"].astype(np.uint32),
+            "mailwire": mw_out["flags"].astype(np.uint32),
+            "dupack_num": ws_out["dupack_num"].astype(np.int32),
+            "dupack_frame": ws_out["dupack_frame"],
+            "acks_frame": ws_out["acks_frame"],
+            "ack_rtt_ns": ws_out["ack_rtt"],
+            "initial_rtt_ns": ws_out["initial_rtt"],
+            "bytes_in_flight": ws_out["bytes_in_flight"],
+            "rto_ns": ws_out["rto"],
+            "rto_frame": ws_out["rto_frame"],
+            "mw_rto_ns": mw_out["rto"],
+            "mw_rto_frame": mw_out["rto_frame"],
+            "orig_frame": mw_out["orig_frame"],
+        }
+        self._parts.append(part)
+        self.summary.feed(table, sel, part)
+        self.quality.feed(table, sel, part["stream"])
+        if self._reasm is not None:
+            self._reasm.feed(table, sel, part, self.ws)
+
+        stream = np.full(n, -1, dtype=np.int64)
+        stream[sel.rows] = ws_out["conv"]
+        wsf = np.zeros(n, dtype=np.uint32)
+        wsf[sel.rows] = part["wireshark"]
+        mwf = np.zeros(n, dtype=np.uint32)
+        mwf[sel.rows] = part["mailwire"]
+        values: dict[str, npt.NDArray[np.int64]] = {}
+        for name in ("ack_rtt_ns", "initial_rtt_ns", "bytes_in_flight", "rto_ns", "rto_frame",
+                     "dupack_num", "dupack_frame", "acks_frame"):  # fmt: skip
+            v = np.full(n, -1, dtype=np.int64)
+            v[sel.rows] = part[name]
+            values[name] = v
+        return ChunkAnalysis(stream=stream, wireshark=wsf, mailwire=mwf, values=values)
+
+    def finish(self) -> TcpResult:
+        if self._parts:
+            frames = {k: np.concatenate([p[k] for p in self._parts]) for k in FRAME_FIELDS}
+        else:
+            frames = {k: np.zeros(0, dtype=dt) for k, dt in FRAME_FIELDS.items()}
+        self._parts = [frames]
+        connections = self.summary.finish(self.keys, self.ws, frames)
+        # client -> server direction per frame, from each connection's roles
+        client_kdir = np.array([c.client_kdir for c in connections], dtype=np.int8)
+        if frames["stream"].shape[0]:
+            frames["direction"] = (frames["kdir"] != client_kdir[frames["stream"]]).astype(np.int8)
+        chains = build_chains(frames, connections)
+        quality = capture_quality(self._path, self._n_frames, frames, connections, self.quality)
+        streams = self._reasm.finish(connections) if self._reasm is not None else {}
+        return TcpResult(
+            frames=frames,
+            connections=connections,
+            chains=chains,
+            quality=quality,
+            streams=streams,
+            n_frames=self._n_frames,
+        )
+
+
+def analyze(tables: Iterable[PacketTable], **kwargs: Any) -> TcpResult:
+    """Analyse a capture given as PacketTable chunks in file order (state carried across chunks)."""
+    analyzer = TcpAnalyzer(**kwargs)
+    for table in tables:
+        analyzer.feed(table)
+    return analyzer.finish()
+
+
+def packet_fields(analysis: ChunkAnalysis, i: int, *, mode: str = "wireshark") -> dict[str, Any]:
+    """``stream`` and ``analysis`` (flag names) plus the numeric values for row ``i`` of a chunk."""
+    mask = int((analysis.wireshark if mode == "wireshark" else analysis.mailwire)[i])
+    out: dict[str, Any] = {
+        "stream": int(analysis.stream[i]) if analysis.stream[i] >= 0 else None,
+        "analysis": [name for bit, name in FLAG_NAMES.items() if mask & bit],
+    }
+    if mode == "wireshark" and analysis.mailwire[i] & Flag.DUPLICATE_FRAME:
+        out["analysis_mailwire"] = ["duplicate_frame"]
+    for name, v in analysis.values.items():
+        val = int(v[i])
+        if val >= 0 and not (name == "dupack_num" and val == 0):
+            out[name] = val
+    return out
+
+
+__all__ = ["FRAME_FIELDS", "ChunkAnalysis", "TcpAnalyzer", "TcpResult", "analyze", "packet_fields"]

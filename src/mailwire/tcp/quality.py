@@ -1,0 +1,126 @@
+"""Capture quality: what about the capture itself (not the network) limits what can be concluded.
+
+Reported per capture and per connection, up front, so capture loss is never read as network
+loss: ACKs of data the capture never saw (Zeek's capture_loss: gaps / ACKs), frames cut by the
+snaplen, TSO/GSO super-segments (a host-side capture), the same packet captured twice, and
+connections seen in one direction only (an asymmetric capture point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mailwire.capture.table import PacketTable, Warn
+from mailwire.tcp.analysis import F_ACK_LOST_SEGMENT, F_DUPLICATE_FRAME, F_LOST_SEGMENT
+from mailwire.tcp.connections import TcpFrames
+
+if TYPE_CHECKING:
+    from mailwire.tcp.summary import Connection
+
+_TRUNC = int(Warn.SNAPLEN_TRUNCATED | Warn.PAYLOAD_TRUNCATED)
+
+
+@dataclass
+class ConnQuality:
+    conn_id: int
+    acked_unseen: int  # ACKs of data the capture never saw (tshark ack_lost_segment)
+    unseen_before: int  # segments after a hole (tshark lost_segment)
+    truncated_frames: int
+    super_segments: int
+    duplicate_frames: int
+    one_direction: bool
+
+
+@dataclass
+class CaptureQuality:
+    path: str
+    frames: int
+    tcp_frames: int
+    acks: int
+    acked_unseen: int
+    capture_loss_pct: float  # Zeek capture_loss style: acked_unseen / acks
+    truncated_frames: int
+    super_segments: int
+    duplicate_frames: int
+    one_direction_connections: int
+    connections: list[ConnQuality] = field(default_factory=list)  # only those with a finding
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class QualityCounter:
+    """Per-connection counts of capture warnings, carried across chunks."""
+
+    def __init__(self) -> None:
+        self.trunc: list[np.ndarray] = []
+        self.tso: list[np.ndarray] = []
+        self.acks = 0
+
+    def feed(self, table: PacketTable, sel: TcpFrames, stream: np.ndarray) -> None:
+        if sel.rows.shape[0] == 0:
+            return
+        w = table.columns["warnings"][sel.rows]
+        self.trunc.append(stream[(w & _TRUNC) != 0].astype(np.int64))
+        self.tso.append(stream[(w & int(Warn.SUPER_SEGMENT)) != 0].astype(np.int64))
+        self.acks += int(np.count_nonzero((sel.cols["tflags"] & 0x10) != 0))
+
+
+def capture_quality(
+    path: str, n_frames: int, frames: dict[str, np.ndarray], connections: list[Connection], qc: QualityCounter
+) -> CaptureQuality:
+    nconv = len(connections)
+    stream = frames["stream"].astype(np.int64)
+    ws = frames["wireshark"].astype(np.int64)
+    mw = frames["mailwire"].astype(np.int64)
+
+    def per_conn(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(stream[mask], minlength=nconv)
+
+    ack_lost = per_conn((ws & F_ACK_LOST_SEGMENT) != 0)
+    lost = per_conn((ws & F_LOST_SEGMENT) != 0)
+    dups = per_conn((mw & F_DUPLICATE_FRAME) != 0)
+    trunc = np.bincount(np.concatenate(qc.trunc), minlength=nconv) if qc.trunc else np.zeros(nconv, np.int64)
+    tso = np.bincount(np.concatenate(qc.tso), minlength=nconv) if qc.tso else np.zeros(nconv, np.int64)
+    conns: list[ConnQuality] = []
+    one_dir = 0
+    for c in connections:
+        k = c.id
+        od = c.c2s.pkts == 0 or c.s2c.pkts == 0
+        one_dir += od
+        if ack_lost[k] or lost[k] or trunc[k] or tso[k] or dups[k] or od:
+            conns.append(
+                ConnQuality(k, int(ack_lost[k]), int(lost[k]), int(trunc[k]), int(tso[k]), int(dups[k]), od)
+            )
+    acked_unseen = int(ack_lost.sum())
+    q = CaptureQuality(
+        path=path,
+        frames=n_frames,
+        tcp_frames=int(stream.shape[0]),
+        acks=qc.acks,
+        acked_unseen=acked_unseen,
+        capture_loss_pct=100.0 * acked_unseen / qc.acks if qc.acks else 0.0,
+        truncated_frames=int(trunc.sum()),
+        super_segments=int(tso.sum()),
+        duplicate_frames=int(dups.sum()),
+        one_direction_connections=one_dir,
+        connections=conns,
+    )
+    if q.super_segments:
+        q.notes.append("TCP segments larger than the link MTU: captured on a sending host with TSO/GSO")
+    if q.duplicate_frames:
+        q.notes.append("the same packets were captured twice (several interfaces or a SPAN duplicating)")
+    if q.truncated_frames:
+        q.notes.append("frames cut by the snaplen: payload bytes missing from the capture, not the network")
+    if q.capture_loss_pct >= 10:
+        q.notes.append("many ACKs for data the capture never saw: the capture dropped packets")
+    if one_dir:
+        q.notes.append(f"{one_dir} connection(s) seen in one direction only: asymmetric capture point")
+    return q
+
+
+__all__ = ["CaptureQuality", "ConnQuality", "QualityCounter", "capture_quality"]
