@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side timing of mailwire and its peers on the same capture, in one run.
 
-Each tool runs as its own child process, one at a time, under ``/usr/bin/time`` (wall time and
-peak RSS as the kernel reports it, mapped file pages included), after the capture has been read
+Each tool runs as its own child process, one at a time (wall time, and peak RSS from ``wait4`` as
+``/usr/bin/time`` reports it, mapped file pages included), after the capture has been read
 once to warm the page cache. Outputs go to /dev/null so terminal speed is not measured. A tool
 that is not installed is reported as missing; one that runs past ``--timeout`` is killed (its
 process group, by id) and reported as timed out. Ratios are peer time / mailwire time for the
@@ -30,6 +30,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,38 +189,47 @@ def warm(path: Path) -> float:
 
 
 def run_one(tool: Tool, timeout: float) -> dict[str, object]:
-    """Run one tool under /usr/bin/time; returns wall, peak RSS, exit status, stdout tail."""
+    """Run one tool as a child process; returns wall time, peak RSS, exit status, its JSON line.
+
+    Peak RSS comes from ``os.wait4`` on that very child (what ``/usr/bin/time`` reports), so no
+    other process's memory is mixed in. A child still running after ``timeout`` is killed with its
+    process group (the group created for it here, addressed by its id)."""
     if shutil.which(tool.needs) is None:
         return {"status": "missing", "detail": f"{tool.needs} not found"}
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        argv = ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *tool.argv]
-        t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         # peers' outputs go to /dev/null; only our child decoders print (one JSON line)
-        stdout = subprocess.PIPE if tool.child else subprocess.DEVNULL
-        p = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
+        stdout = out if tool.child else subprocess.DEVNULL
+        t0 = time.perf_counter()
+        p = subprocess.Popen(tool.argv, stdout=stdout, stderr=err, start_new_session=True)
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
         try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)  # the group we created for this child, by its id
-            p.communicate()
-            return {"status": "timeout", "detail": f"killed after {timeout:.0f} s"}
+            _pid, status, ru = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
         wall = time.perf_counter() - t0
-        tf.seek(0)
-        lines = [x for x in tf.read().splitlines() if x.strip()]
-    res: dict[str, object] = {"wall_s": round(wall, 3)}
-    try:
-        _e, m = lines[-1].split()  # time's own wall clock has 10 ms steps: ours is used
-        res["peak_rss_mb"] = round(int(m) / 1024, 1)
-    except (IndexError, ValueError):
-        pass
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout_text = out.read().decode(errors="replace")
+        stderr_text = err.read().decode(errors="replace")
+    if timed_out.is_set():
+        return {"status": "timeout", "detail": f"killed after {timeout:g} s"}
+    res: dict[str, object] = {"wall_s": round(wall, 3), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
     if p.returncode != 0:
+        last = (stderr_text.strip().splitlines() or [f"exit {p.returncode}"])[-1]
         res["status"] = "failed"
-        res["detail"] = (err.decode(errors="replace").strip().splitlines() or [f"exit {p.returncode}"])[-1][
-            :200
-        ]
+        res["detail"] = f"exit {p.returncode}: {last[:200]}"
         return res
     res["status"] = "ok"
-    tail = (out or b"").decode(errors="replace").strip().splitlines()
+    tail = stdout_text.strip().splitlines()
     if tail and tail[-1].startswith("{"):
         with contextlib.suppress(json.JSONDecodeError):
             res["output"] = json.loads(tail[-1])
@@ -345,8 +355,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.capture is None or not a.capture.is_file():
         ap.error(f"capture not found: {a.capture}")
-    if not Path("/usr/bin/time").exists():
-        ap.error("/usr/bin/time is needed for peak RSS (Debian package 'time')")
 
     packets, size = pcap_counts(a.capture)
     warm_s = warm(a.capture)
