@@ -98,8 +98,8 @@ def flag_names(mask: int) -> list[str]:
 DIFFERENCES: dict[str, str] = {
     "duplicate_frame": (
         "The same IP packet captured twice (same IP id, seq, ack, length, flags, window and TCP "
-        "timestamp, among the last 8 segments of the direction; for IP id 0 or IPv6 also within "
-        "2 ms) is flagged duplicate_frame and otherwise ignored. Wireshark calls the copy a "
+        "timestamp, among the last 8 segments of the direction, within 100 ms; for IP id 0 or IPv6 "
+        "within 2 ms) is flagged duplicate_frame and otherwise ignored. Wireshark calls the copy a "
         "retransmission / duplicate ACK (wireshark issue 19463)."
     ),
     "byte_range_reordering": (
@@ -345,7 +345,7 @@ def run_kernel(
             is_dup = False
             for r in range(N_DUPRING):
                 same = dupring[fwd, r, 0] == fp[i] and dupring[fwd, r, 2] != 0
-                if same and (ip_id[i] > 0 or t - dupring[fwd, r, 1] < 2_000_000):
+                if same and t - dupring[fwd, r, 1] < (100_000_000 if ip_id[i] > 0 else 2_000_000):
                     is_dup = True
                     orig_out[i] = dupring[fwd, r, 2]
                     break
