@@ -334,6 +334,8 @@ class EximParser:
                 )
             if cause.outcome == "delivered":
                 cause.outcome = "rejected" if flag == "**" else "deferred"
+            if cause.outcome == "dns":  # Exim decides: a deferral is a temporary lookup failure
+                cause.kind = "dns_temp" if flag == "==" else "dns_perm"
         if hf is not None and hf.group("port"):
             cause.port = int(hf.group("port"))
         a = self._attempt(when(), file, lineno, cause, mid, host, prog, pid, raw, reason)
