@@ -16,48 +16,190 @@ from mailwire.maillog import triage_logs
 from .conftest import FIXTURES
 
 # source → (attempts expected, outcome, kind, stage, relay host, ip, port, extra checks)
-PAYLOAD_EXPECT: dict[str, tuple[int, str | None, str | None, str | None, str | None, str | None, int | None]] = {
-    "whyscream/postfix-grok-patterns:test/smtp_0005.yaml":
-        (1, "network", "connect_timeout", "connect", "intern.nl", "194.109.6.98", 25),
-    "whyscream/postfix-grok-patterns:test/smtp_0006.yaml":
-        (1, "network", "lost_connection", "greeting", "mx3.hotmail.com", "65.55.37.72", None),
-    "whyscream/postfix-grok-patterns:test/smtp_0007.yaml":
-        (1, "network", "host_unreachable", "connect", "mail2.crabruzzo.it", "2.115.207.21", 25),
-    "whyscream/postfix-grok-patterns:test/smtp_0018.yaml":
-        (1, "rejected", None, "dot", "gmail-smtp-in.l.google.com", "2607:f8b0:400e:c04::1b", 25),
-    "whyscream/postfix-grok-patterns:test/smtp_0022.yaml":
-        (1, "network", "timeout", "greeting", "mx00.gmx.com", "74.208.5.4", None),
-    "whyscream/postfix-grok-patterns:test/smtp_0026.yaml":
-        (1, "deferred", None, "rcpt", "open.example.nl", "10.49.140.10", 25),
-    "whyscream/postfix-grok-patterns:test/smtp_0029.yaml":
-        (1, "tls", "handshake", "starttls", "mail.example.org", "112.63.65.2", 25),
-    "whyscream/postfix-grok-patterns:test/smtp_0030.yaml":
-        (1, "tls", "handshake", "starttls", "mail.example.org", "112.63.65.2", 25),
-    "whyscream/postfix-grok-patterns:test/smtp_0033.yaml":
-        (1, "network", "lost_connection", "rcpt", "hotmail-com.olc.protection.outlook.com", "104.47.55.161", None),
-    "whyscream/postfix-grok-patterns:test/smtp_0034.yaml":
-        (1, "deferred", None, "greeting", "mg2.egov.bg", "213.91.191.86", None),
-    "whyscream/postfix-grok-patterns:test/error_0001.yaml":
-        (1, "suppressed", "lost_connection", "rcpt", "mta7.am0.yahoodns.net", "98.136.216.22", None),
-    "whyscream/postfix-grok-patterns:test/POSTFIX_SMTP.log#1":
-        (1, "delivered", None, None, "127.0.0.1", "127.0.0.1", 2525),
-    "whyscream/postfix-grok-patterns:test/POSTFIX_SMTP.log#2":
-        (1, "delivered", None, None, "mail1.example.net", "10.74.103.11", 25),
-    "msimerson/postfix-parser:test/index.js#sent-conn_use":
-        (1, "delivered", None, None, "mpafm.example.org", "24.100.200.21", 25),
-    "msimerson/postfix-parser:test/index.js#bounced":
-        (1, "rejected", None, "rcpt", "mail2.sender.com", "66.100.32.07", 25),
-    "msimerson/postfix-parser:test/index.js#deferred":
-        (1, "network", "connect_timeout", "connect", "dc-452452f6.bar.com", "63.200.300.49", 25),
-    "msimerson/postfix-parser:test/index.js#error":
-        (1, "suppressed", "connect_timeout", "connect", "24.200.177.247", "24.200.177.247", 25),
-    "msimerson/postfix-parser:test/index.js#error-noqid":
-        (1, "suppressed", "connect_timeout", "connect", "24.200.177.247", "24.200.177.247", 25),
-    "msimerson/postfix-parser:test/index.js#error-orig_to":
-        (1, "suppressed", "connect_refused", "connect", "127.0.0.2", "127.0.0.2", 25),
+PAYLOAD_EXPECT: dict[
+    str, tuple[int, str | None, str | None, str | None, str | None, str | None, int | None]
+] = {
+    "whyscream/postfix-grok-patterns:test/smtp_0005.yaml": (
+        1,
+        "network",
+        "connect_timeout",
+        "connect",
+        "intern.nl",
+        "194.109.6.98",
+        25,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0006.yaml": (
+        1,
+        "network",
+        "lost_connection",
+        "greeting",
+        "mx3.hotmail.com",
+        "65.55.37.72",
+        None,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0007.yaml": (
+        1,
+        "network",
+        "host_unreachable",
+        "connect",
+        "mail2.crabruzzo.it",
+        "2.115.207.21",
+        25,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0018.yaml": (
+        1,
+        "rejected",
+        None,
+        "dot",
+        "gmail-smtp-in.l.google.com",
+        "2607:f8b0:400e:c04::1b",
+        25,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0022.yaml": (
+        1,
+        "network",
+        "timeout",
+        "greeting",
+        "mx00.gmx.com",
+        "74.208.5.4",
+        None,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0026.yaml": (
+        1,
+        "deferred",
+        None,
+        "rcpt",
+        "open.example.nl",
+        "10.49.140.10",
+        25,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0029.yaml": (
+        1,
+        "tls",
+        "handshake",
+        "starttls",
+        "mail.example.org",
+        "112.63.65.2",
+        25,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0030.yaml": (
+        1,
+        "tls",
+        "handshake",
+        "starttls",
+        "mail.example.org",
+        "112.63.65.2",
+        25,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0033.yaml": (
+        1,
+        "network",
+        "lost_connection",
+        "rcpt",
+        "hotmail-com.olc.protection.outlook.com",
+        "104.47.55.161",
+        None,
+    ),
+    "whyscream/postfix-grok-patterns:test/smtp_0034.yaml": (
+        1,
+        "deferred",
+        None,
+        "greeting",
+        "mg2.egov.bg",
+        "213.91.191.86",
+        None,
+    ),
+    "whyscream/postfix-grok-patterns:test/error_0001.yaml": (
+        1,
+        "suppressed",
+        "lost_connection",
+        "rcpt",
+        "mta7.am0.yahoodns.net",
+        "98.136.216.22",
+        None,
+    ),
+    "whyscream/postfix-grok-patterns:test/POSTFIX_SMTP.log#1": (
+        1,
+        "delivered",
+        None,
+        None,
+        "127.0.0.1",
+        "127.0.0.1",
+        2525,
+    ),
+    "whyscream/postfix-grok-patterns:test/POSTFIX_SMTP.log#2": (
+        1,
+        "delivered",
+        None,
+        None,
+        "mail1.example.net",
+        "10.74.103.11",
+        25,
+    ),
+    "msimerson/postfix-parser:test/index.js#sent-conn_use": (
+        1,
+        "delivered",
+        None,
+        None,
+        "mpafm.example.org",
+        "24.100.200.21",
+        25,
+    ),
+    "msimerson/postfix-parser:test/index.js#bounced": (
+        1,
+        "rejected",
+        None,
+        "rcpt",
+        "mail2.sender.com",
+        "66.100.32.07",
+        25,
+    ),
+    "msimerson/postfix-parser:test/index.js#deferred": (
+        1,
+        "network",
+        "connect_timeout",
+        "connect",
+        "dc-452452f6.bar.com",
+        "63.200.300.49",
+        25,
+    ),
+    "msimerson/postfix-parser:test/index.js#error": (
+        1,
+        "suppressed",
+        "connect_timeout",
+        "connect",
+        "24.200.177.247",
+        "24.200.177.247",
+        25,
+    ),
+    "msimerson/postfix-parser:test/index.js#error-noqid": (
+        1,
+        "suppressed",
+        "connect_timeout",
+        "connect",
+        "24.200.177.247",
+        "24.200.177.247",
+        25,
+    ),
+    "msimerson/postfix-parser:test/index.js#error-orig_to": (
+        1,
+        "suppressed",
+        "connect_refused",
+        "connect",
+        "127.0.0.2",
+        "127.0.0.2",
+        25,
+    ),
     "msimerson/postfix-parser:test/index.js#local": (0, None, None, None, None, None, None),
-    "msimerson/postfix-parser:test/index.js#connect-info":
-        (1, "network", "connect_timeout", "connect", "mail.mountaineer.k12.mm.us", "70.200.138.252", 25),
+    "msimerson/postfix-parser:test/index.js#connect-info": (
+        1,
+        "network",
+        "connect_timeout",
+        "connect",
+        "mail.mountaineer.k12.mm.us",
+        "70.200.138.252",
+        25,
+    ),
     "msimerson/postfix-parser:test/index.js#pix": (0, None, None, None, None, None, None),
 }
 
@@ -97,11 +239,20 @@ def test_payload_details_from_the_peers() -> None:
     rows = {s: p for s, _, p in _payloads()}
     from mailwire.maillog.classify import postfix_reason
 
-    c = postfix_reason(rows["whyscream/postfix-grok-patterns:test/smtp_0026.yaml"].split("status=deferred (")[1][:-1],
-                       "deferred")
-    assert (c.reply_code, c.enhanced_code, c.category, c.reply_command) == (450, "4.2.0", "greylist", "RCPT TO command")
-    c = postfix_reason(rows["whyscream/postfix-grok-patterns:test/smtp_0018.yaml"].split("status=bounced (")[1][:-1],
-                       "bounced")
+    c = postfix_reason(
+        rows["whyscream/postfix-grok-patterns:test/smtp_0026.yaml"].split("status=deferred (")[1][:-1],
+        "deferred",
+    )
+    assert (c.reply_code, c.enhanced_code, c.category, c.reply_command) == (
+        450,
+        "4.2.0",
+        "greylist",
+        "RCPT TO command",
+    )
+    c = postfix_reason(
+        rows["whyscream/postfix-grok-patterns:test/smtp_0018.yaml"].split("status=bounced (")[1][:-1],
+        "bounced",
+    )
     # G4 "likely unsolicited mail" from Gmail: content/spam (reference §9)
     assert (c.reply_code, c.enhanced_code, c.category, c.provider) == (550, "5.7.1", "content", "google")
 
@@ -109,18 +260,30 @@ def test_payload_details_from_the_peers() -> None:
 def test_postfix_payload_fields(tmp_path: Path) -> None:
     rows = {s: (p, pl) for s, p, pl in _payloads()}
     lines = []
-    for key in ("whyscream/postfix-grok-patterns:test/POSTFIX_SMTP.log#2", "msimerson/postfix-parser:test/index.js#sent-conn_use",
-                "msimerson/postfix-parser:test/index.js#error-orig_to"):
+    for key in (
+        "whyscream/postfix-grok-patterns:test/POSTFIX_SMTP.log#2",
+        "msimerson/postfix-parser:test/index.js#sent-conn_use",
+        "msimerson/postfix-parser:test/index.js#error-orig_to",
+    ):
         prog, payload = rows[key]
         lines.append(f"Mar 31 19:41:02 mx1 {prog}[{len(lines) + 1}]: {payload}")
     log = tmp_path / "maillog"
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")
     a1, a2, a3 = triage_logs([log], tz="UTC", year=2024).attempts
     assert (a1.queue_id, a1.recipient, a1.orig_recipient, a1.dsn, a1.delay) == (
-        "0D9633D", "jos@example.com", "bestuur@example.com", "2.0.0", 11.0)
+        "0D9633D",
+        "jos@example.com",
+        "bestuur@example.com",
+        "2.0.0",
+        11.0,
+    )
     assert a1.delays == (5.4, 0.06, 5.1, 0.03)
     assert (a2.queue_id, a2.conn_use, a2.reply_code, a2.enhanced_code) == ("3mPVKl0Mhjz7sXv", 2, 250, "2.0.0")
-    assert (a3.queue_id, a3.orig_recipient, a3.mta_action) == ("3lz2cf24l8z2yfC", "root@localhost", "deferred")
+    assert (a3.queue_id, a3.orig_recipient, a3.mta_action) == (
+        "3lz2cf24l8z2yfC",
+        "root@localhost",
+        "deferred",
+    )
 
 
 def test_lightmeter_retry_log() -> None:
@@ -154,11 +317,16 @@ def test_lightmeter_expired_log() -> None:
     assert c == Counter({"deferred": 5, "delivered": 2, "expired": 1})
     deferred = [a for a in t.attempts if a.outcome == "deferred"]
     assert {a.category for a in deferred} == {"mailbox"}  # 452 4.1.1 "user is over quota" (G15)
-    assert all(a.queue_id == "23EBE3D5C0" and a.size == 312343 and a.program == "postfix-239.58.50.50/smtp"
-               for a in deferred)
+    assert all(
+        a.queue_id == "23EBE3D5C0" and a.size == 312343 and a.program == "postfix-239.58.50.50/smtp"
+        for a in deferred
+    )
     exp = next(a for a in t.attempts if a.outcome == "expired")
-    assert (exp.queue_id, exp.domain, exp.time.isoformat()) == ("23EBE3D5C0", "h-695da2287.com",
-                                                                "2020-09-30T20:46:08+00:00")
+    assert (exp.queue_id, exp.domain, exp.time.isoformat()) == (
+        "23EBE3D5C0",
+        "h-695da2287.com",
+        "2020-09-30T20:46:08+00:00",
+    )
     # a full mailbox is not a path problem: no failure verdict
     assert t.verdicts == []
 
@@ -178,8 +346,13 @@ def test_exim_0099_refused_retry_dns() -> None:
     t = triage_logs([FIXTURES / "exim_test_log_0099"], tz="UTC")
     assert t.inputs[0].unparsed_delivery == 0 and t.inputs[0].garbage == 0
     c = Counter((a.outcome, a.kind) for a in t.attempts)
-    assert c == Counter({("network", "connect_refused"): 7, ("suppressed", "retry_time_not_reached"): 2,
-                         ("dns", "dns_temp"): 3})
+    assert c == Counter(
+        {
+            ("network", "connect_refused"): 7,
+            ("suppressed", "retry_time_not_reached"): 2,
+            ("dns", "dns_temp"): 3,
+        }
+    )
     hmay = [a for a in t.attempts if a.queue_id == "10HmaY-0005vi-00"]
     assert [(a.remote_ip, a.final) for a in hmay] == [("ip4.ip4.ip4.ip4", False), ("127.0.0.1", True)]
     assert all(a.domain == "complex" for a in hmay)
@@ -210,9 +383,21 @@ def test_sendmail_reference_lines() -> None:
     t = triage_logs([FIXTURES / "sendmail_reference_examples.log"], tz="UTC", year=2011)
     a, b = t.attempts
     assert (a.outcome, a.kind, a.stage, a.relay_host, a.remote_ip, a.queue_id, a.domain) == (
-        "network", "timeout", None, "rediff.com", "64.27.53.172", "p879AR6l014283", "rediff.com")
+        "network",
+        "timeout",
+        None,
+        "rediff.com",
+        "64.27.53.172",
+        "p879AR6l014283",
+        "rediff.com",
+    )
     assert a.delay == 1 * 86400 + 17 * 3600 + 52 * 60 + 54
-    assert (b.outcome, b.kind, b.remote_ip, b.program) == ("network", "connect_refused", "127.0.0.1", "sm-msp-queue")
+    assert (b.outcome, b.kind, b.remote_ip, b.program) == (
+        "network",
+        "connect_refused",
+        "127.0.0.1",
+        "sm-msp-queue",
+    )
 
 
 def test_no_unparsed_delivery_lines_in_any_fixture() -> None:

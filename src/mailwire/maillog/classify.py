@@ -122,6 +122,9 @@ _REPLY = re.compile(
 )
 
 
+_REMOTE_TIMEOUT = re.compile(r"time ?out|timed out", re.IGNORECASE)
+
+
 def reply_cause(
     reply: str, cmd: str | None, host: str | None, ip: str | None, *, greeting: bool = False
 ) -> Cause:
@@ -144,6 +147,12 @@ def reply_cause(
     stage = "greeting" if greeting else command_stage(cmd)
     if code < 400:
         return Cause("delivered", None, stage, code, esc, text, cmd, host=host, ip=ip)
+    if code < 500 and (esc in ("4.4.1", "4.4.2") or _REMOTE_TIMEOUT.search(text)):
+        # The remote itself says the connection broke (RFC 3463 X.4.2 "bad connection", e.g.
+        # "421 4.4.2 … Error: timeout exceeded" after it waited in vain for our data): a network
+        # failure that happens to carry a reply, not a policy decision.
+        return Cause("network", "remote_timeout", stage, code, esc, text, cmd, host=host, ip=ip,
+                     possible_duplicate=stage == "dot")
     category, provider, bl = categorize(code, esc, text, host)
     outcome = "rejected" if code >= 500 else "deferred"
     return Cause(outcome, None, stage, code, esc, text, cmd, category, provider, bl, host, ip)
