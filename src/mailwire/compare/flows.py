@@ -144,8 +144,16 @@ def digest(tables: Iterable[PacketTable], path: str) -> Digest:
     """Digest the chunks of one capture (in file order) for comparison."""
     parts: list[dict[str, np.ndarray]] = []
     issues: list[str] = []
+    span = [np.iinfo(np.int64).max, np.iinfo(np.int64).min]
     for t in tables:
-        parts.append(_digest_chunk(t))
+        part = _digest_chunk(t)
+        if len(t):  # the capture's time span counts every frame, ARP included: it was running
+            span = [min(span[0], int(t.columns["ts_ns"].min())), max(span[1], int(t.columns["ts_ns"].max()))]
+        # frames without IP (ARP, LLDP ...) carry nothing to match across a routed path
+        keep = part["ip_version"] != 0
+        if not keep.all():
+            part = {k: v[keep] for k, v in part.items()}
+        parts.append(part)
         issues.extend(str(i) for i in t.issues)
     if parts:
         c = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -157,6 +165,8 @@ def digest(tables: Iterable[PacketTable], path: str) -> Digest:
         c["phash"] = np.zeros(0, np.uint64)
     d = Digest(path=path, c=c, issues=issues)
     _flows(d)
+    if span[0] <= span[1]:
+        d.first_ts, d.last_ts = span[0], span[1]
     return d
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mailwire.capture.addr import format_addr
-from mailwire.compare.flows import RST, SYN, TCP, Digest
+from mailwire.compare.flows import ACK, RST, SYN, TCP, Digest
 from mailwire.compare.match import ConnMatch
 from mailwire.compare.segments import (
     CAPTURE_LOSS,
@@ -82,6 +82,7 @@ def direction_stats(inst: Instances, a: Digest, b: Digest, ab: bool) -> dict[str
             }
         )
     lost = sent[lost_m]
+    lost_flags = _col(inst, a, b, "tcp_flags", lost).astype(np.int64)
     caploss = up[st == CAPTURE_LOSS]
     inj = dn[inst.status[dn] == INJECTED]
     dup = dn[inst.status[dn] == DUPLICATE]
@@ -124,7 +125,9 @@ def direction_stats(inst: Instances, a: Digest, b: Digest, ab: bool) -> dict[str
         "first_lost_s": float((inst.t[lost].min() - a.first_ts) / 1e9) if lost.size else None,
         "last_lost_s": float((inst.t[lost].max() - a.first_ts) / 1e9) if lost.size else None,
         "_idx": {"lost": lost, "capture_loss": caploss, "injected": inj, "injected_rst": inj_rst, "dup": dup},
+        "lost_syn": int(((lost_flags & (SYN | ACK)) == SYN).sum()),
         "_sizes": (ipl, lost_m),
+        "_conns": inst.half[sent] // 2,
         "_sides": (up_side, dn_side),
     }
 

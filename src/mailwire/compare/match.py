@@ -56,6 +56,7 @@ class ConnMatch:
     delta: npt.NDArray[np.uint32]  # per A half: seq_b - seq_a (mod 2**32) of that direction
     method: list[str]  # per A conn ("" when unmatched)
     votes: I64  # per A conn
+    unanswered: npt.NDArray[np.bool_] | None = None  # per A conn: attempt that never got through
 
     def is_proxy(self, conn_a: int) -> bool:
         return self.method[conn_a] == METHOD_FULL_PROXY
@@ -161,6 +162,7 @@ def match_connections(a: Digest, b: Digest, use_payload: bool = True) -> ConnMat
         votes=np.zeros(na, np.int64),
     )
     if len(a) == 0 or len(b) == 0:
+        m.unanswered = unanswered_attempts(a, m)
         return m
     # 1. packet identity
     ia, ib = unique_pairs(packet_keys(a, use_payload), packet_keys(b, use_payload))
@@ -207,7 +209,40 @@ def match_connections(a: Digest, b: Digest, use_payload: bool = True) -> ConnMat
             m.a2b[x], m.b2a[y] = y, x
             m.method[x] = METHOD_TUPLE_ONLY
             # same canonical tuple: same orientation
+    m.unanswered = unanswered_attempts(a, m)
     return m
+
+
+def unanswered_attempts(a: Digest, m: ConnMatch) -> npt.NDArray[np.bool_]:
+    """Unmatched upstream TCP connections that are only attempts (SYNs, all from the client, no
+    answer) towards a server other matched connections reach, or when nothing matched at all:
+    they should have passed the downstream point, so their packets count as lost there (the
+    time-window rule still applies). Other unmatched connections may simply not use this path."""
+    n = a.n_conns
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    c = a.c
+    conn, fdir = c["conn"], c["fdir"]
+    client = a.conn_client.astype(np.int64)
+    from_server = np.bincount(conn[fdir != client[conn]], minlength=n)
+    syn = (c["proto"] == TCP) & ((c["tcp_flags"].astype(np.int64) & (SYN | ACK)) == SYN)
+    has_syn = np.bincount(conn[syn], minlength=n) > 0
+    cand = (m.a2b < 0) & has_syn & (from_server == 0)
+    if not cand.any():
+        return out
+    matched = m.a2b >= 0
+    if not matched.any():
+        return cand
+    # server endpoint of each connection (destination of its client-direction packets)
+    r = a.conn_row
+    to_srv = fdir[r] == client
+    srv = mix(
+        np.where(to_srv, c["dst_hi"][r], c["src_hi"][r]),
+        np.where(to_srv, c["dst_lo"][r], c["src_lo"][r]),
+        np.where(to_srv, c["dport"][r], c["sport"][r]),
+    )
+    return cand & np.isin(srv, srv[matched])
 
 
 def _resegmented(a: Digest, b: Digest, conns: I64, m: ConnMatch) -> npt.NDArray[np.bool_]:

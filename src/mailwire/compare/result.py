@@ -25,6 +25,7 @@ from mailwire.compare.hops import (
     changes,
     connection_detail,
     direction_stats,
+    endpoint_str,
     frames_of,
     icmp_too_big,
     proxy_detail,
@@ -87,6 +88,9 @@ def compare_hop(a: Digest, b: Digest) -> dict[str, Any]:
     icmp = icmp_too_big(a) + icmp_too_big(b)
     findings = decide(dirs, n_matched, icmp, names)
     proxied = proxy_detail(a, b, m)
+    unanswered = _unanswered(a, m)
+    if findings[0].kind == "no_common_traffic":
+        findings[0].details = {"downstream_packets": len(b), "unanswered": len(unanswered)}
     verdict = findings[0]
     evidence: list[dict[str, Any]] = []
     files = (a.path, b.path)
@@ -218,9 +222,27 @@ def compare_hop(a: Digest, b: Digest) -> dict[str, Any]:
         "evidence": evidence,
         "connections": connection_detail(inst, a, b, m),
         "proxied_connections": proxied,
+        "unanswered_connections": unanswered,
         "notes": notes,
     }
     return hop
+
+
+def _unanswered(a: Digest, m: Any) -> list[dict[str, Any]]:
+    """Upstream connection attempts expected downstream (see ``match.unanswered_attempts``)."""
+    if m.unanswered is None:
+        return []
+    out = []
+    for x in np.flatnonzero(m.unanswered)[:100].tolist():
+        rows = np.flatnonzero(a.c["conn"] == x)
+        out.append(
+            {
+                "upstream": endpoint_str(a, int(a.conn_row[x]), int(a.conn_client[x])),
+                "packets": int(rows.size),
+                "frames": [int(f) for f in a.c["frame"][rows[:20]]],
+            }
+        )
+    return out
 
 
 def _plain(x: Any) -> Any:

@@ -95,6 +95,8 @@ def _fields(d: Digest, rows: I64, delta_seq: np.ndarray, delta_ack: np.ndarray) 
 def build_instances(a: Digest, b: Digest, m: ConnMatch, use_payload: bool) -> Instances:
     """Instances of both captures with keys in A's sequence space; B times still on B's clock."""
     ok_a = (m.a2b >= 0) & np.array([meth != "full_proxy" for meth in m.method], dtype=bool)
+    if m.unanswered is not None:
+        ok_a |= m.unanswered
     ra = np.flatnonzero(ok_a[a.c["conn"]]) if len(a) else np.zeros(0, np.int64)
     cb_a = m.b2a[b.c["conn"]] if len(b) else np.zeros(0, np.int64)
     rb = np.flatnonzero((cb_a >= 0) & ok_a[np.maximum(cb_a, 0)]) if len(b) else np.zeros(0, np.int64)

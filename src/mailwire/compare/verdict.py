@@ -94,7 +94,7 @@ def decide(
 ) -> list[Finding]:
     """All findings for one hop, the verdict first. ``names`` = (upstream file, downstream file)."""
     out: list[Finding] = []
-    if matched_connections == 0:
+    if matched_connections == 0 and not any(s["sent"] for s in directions.values()):
         return [Finding("no_common_traffic")]
     rst = [(d, s) for d, s in directions.items() if s["injected_rst"] > 0]
     for d, s in rst:
@@ -103,6 +103,18 @@ def decide(
     for d, s in lossy.items():
         sizes, lost = s["_sizes"]
         th = size_threshold(sizes, lost)
+        if th is None:
+            # intermittent: only some connections take the faulty path; look at those alone
+            conns = s["_conns"]
+            hit = np.unique(conns[lost])
+            sel = np.isin(conns, hit)
+            th = size_threshold(sizes[sel], lost[sel])
+            if th is not None:
+                n_conns = int(np.unique(conns).size)
+                th["connections_affected"] = int(hit.size)
+                th["connections"] = n_conns
+                big = sizes >= th["threshold_bytes"]
+                th["delivered_at_or_above_elsewhere"] = int((big & ~sel & ~lost).sum())
         if th is not None:
             th["icmp_frag_needed_seen"] = bool(icmp_seen)
             th["icmp"] = icmp_seen[:10]
@@ -112,7 +124,12 @@ def decide(
             d, s = next(iter(lossy.items()))
             other = [x for x in directions if x != d]
             if s["rate"] >= DIRECTIONAL_SHARE and all(directions[o]["lost"] == 0 for o in other):
-                out.append(Finding("directional_loss", d, {"rate": s["rate"], "lost": s["lost"]}))
+                syn_only = s["lost_syn"] == s["lost"]
+                out.append(
+                    Finding(
+                        "directional_loss", d, {"rate": s["rate"], "lost": s["lost"], "syn_only": syn_only}
+                    )
+                )
         if not any(f.kind == "directional_loss" for f in out):
             total_sent = sum(s["sent"] for s in lossy.values())
             total_lost = sum(s["lost"] for s in lossy.values())
@@ -159,10 +176,18 @@ def sentence(
     between = f"Between {up} and {down}"
     x = f.details
     if f.kind == "no_common_traffic":
-        return (
+        text = (
             f"{up} and {down} share no connection: they did not capture the same traffic "
             "(wrong time window, capture filter or capture point), so nothing can be localised."
         )
+        if x.get("downstream_packets") == 0:
+            text = f"{down} holds no IP packets at all, so nothing can be compared with {up}."
+            if x.get("unanswered"):
+                text += (
+                    f" {up} shows {x['unanswered']} connection attempts that got no answer: if {down} was "
+                    "capturing at the time, they were dropped between these points."
+                )
+        return text
     if f.kind == "no_loss":
         sent = sum(s["sent"] for s in directions.values())
         text = f"{between}, all {sent} packets sent were seen on the other side: no loss on this hop."
@@ -187,6 +212,13 @@ def sentence(
             else "no ICMP 'fragmentation needed' was seen (a PMTUD black hole)"
         )
         passed = x.get("largest_delivered_bytes")
+        some = ""
+        if "connections_affected" in x:
+            some = (
+                f" This held in {x['connections_affected']} of {x['connections']} connections; the others "
+                f"passed {x['delivered_at_or_above_elsewhere']} packets that large, so the device sends only "
+                "some connections through the faulty path (e.g. one load-balancer member or route)."
+            )
         smaller = (
             f"smaller ones passed (largest delivered: {passed} bytes)" if passed else "smaller ones passed"
         )
@@ -194,7 +226,12 @@ def sentence(
             f"{between}, {_dir_words(f.direction, names)}, every packet of {x['smallest_lost_bytes']} "
             f"bytes or more was lost ({x['lost_at_or_above']} of {x['sent_at_or_above']}); {smaller}, "
             f"{x['lost_below']} of {x['sent_below']} smaller ones lost; {icmp}. Look at the device "
-            "between these points (e.g. a load balancer or firewall) for an MTU or size-based drop."
+            "between these points (e.g. a load balancer or firewall) for an MTU or size-based drop." + some
+        )
+    if f.kind == "directional_loss" and x.get("syn_only"):
+        return (
+            f"{between}, {x['lost']} SYN packets (connection attempts) {_dir_words(f.direction, names)} "
+            "never arrived: the device between these points drops new connections (firewall, load balancer)."
         )
     if f.kind == "directional_loss":
         return (
