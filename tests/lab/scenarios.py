@@ -152,10 +152,10 @@ _add(Scenario(
 
 _add(Scenario(
     name="random_loss",
-    description=("The lb drops 3% of TCP packets at random, both directions. Every message is "
+    description=("The lb drops 5% of TCP packets at random, both directions. Every message is "
                  "delivered, with retransmissions."),
     fault="random_loss", box="lb", between=("sender", "edge"),
-    rules=[("lb", "-A FORWARD -p tcp -m statistic --mode random --probability 0.03 -j DROP")],
+    rules=[("lb", "-A FORWARD -p tcp -m statistic --mode random --probability 0.05 -j DROP")],
     postfix={"xfer_timeout": 20, "done_timeout": 20},
     messages=[_ok(f"msg{i}", 40000) for i in range(1, 6)],
 ))

@@ -214,12 +214,11 @@ def test_intermittent(lab_run: LabRun) -> None:
 def test_random_loss(lab_run: LabRun) -> None:
     d = lab_run("random_loss")
     assert count(d / "sender.pcap", f"{TO_MX} && {RETRANS}") > 0
-    # Losses happen between the two capture points: fewer data packets reach the edge than left
-    # the sender, in both directions the other way round.
-    sent = count(d / "sender.pcap", TO_MX)
-    arrived = count(d / "edge.pcap", TO_MX)
-    assert arrived < sent
-    assert count(d / "sender.pcap", FROM_MX) < count(d / "edge.pcap", FROM_MX) + sent - arrived + 1
+    # Losses happen between the two capture points: fewer packets reach the edge than left the
+    # sender (about 200 of them at 5 %: all passing has odds of 1 in 30,000); the other way, the
+    # sender never sees more than the edge passed on.
+    assert count(d / "edge.pcap", TO_MX) < count(d / "sender.pcap", TO_MX)
+    assert count(d / "sender.pcap", FROM_MX) <= count(d / "edge.pcap", FROM_MX)
 
 
 def test_reject_5xx(lab_run: LabRun) -> None:
