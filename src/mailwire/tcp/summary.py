@@ -93,7 +93,8 @@ K_IDLE_TO = 6
 K_FIRST_KDIR = 7
 K_HLEN = 8
 K_PKTS = 9
-K_NFIELDS = 10
+K_CLOSED_TS = 10  # when both sides had sent a FIN (0: not yet)
+K_NFIELDS = 11
 
 # endpoint states
 ST_INACTIVE, ST_SYN_SENT, ST_SYN_ACK_SENT, ST_PARTIAL, ST_ESTABLISHED, ST_CLOSED, ST_RESET = range(7)
@@ -222,6 +223,8 @@ def _accumulate(
                 acc[d, A_HIST_ONCE] |= 8
                 _hist(k, kd, 9, hist, cs)  # q
         if fl & FIN:
+            if acc[r, A_FIN] > 0 and acc[d, A_FIN] == 0 and cs[k, K_CLOSED_TS] == 0:
+                cs[k, K_CLOSED_TS] = t
             acc[d, A_FIN] += 1
             if acc[d, A_FIRST_FIN_FRAME] < 0:
                 acc[d, A_FIRST_FIN_FRAME] = fr
@@ -362,7 +365,8 @@ class Connection:
     server_port: int
     roles_from: str  # "syn", "synack", "port" (inferred)
     start_ns: int
-    duration_s: float
+    duration_s: float  # first to last frame (tshark's conversation duration)
+    duration_zeek_s: float  # first frame to the second FIN when both sides closed (Zeek's duration)
     first_frame: int
     last_frame: int
     conn_state: str  # Zeek's
@@ -516,6 +520,7 @@ class SummaryState:
             roles_from=how,
             start_ns=int(cs[k, K_FIRST_TS]),
             duration_s=(last - int(cs[k, K_FIRST_TS])) / 1e9,
+            duration_zeek_s=((int(cs[k, K_CLOSED_TS]) or last) - int(cs[k, K_FIRST_TS])) / 1e9,
             first_frame=int(cs[k, K_FIRST_FRAME]),
             last_frame=int(cs[k, K_LAST_FRAME]),
             conn_state=_conn_state(int(c[A_STATE]), int(s[A_STATE]), hist, int(c[A_BYTES]), int(s[A_BYTES])),

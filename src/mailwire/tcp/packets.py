@@ -1,0 +1,78 @@
+"""The TCP columns of ``mailwire packets``: ``stream``, ``analysis`` and tshark's analysis values.
+
+The packets command streams chunks; :class:`PacketColumns` keeps a :class:`TcpAnalyzer` across
+them (sequence analysis needs every earlier frame) and returns, for the selected rows of each
+chunk, JSON text per field, ready to be joined into the command's JSON lines:
+
+* ``stream`` -- tshark's ``tcp.stream`` (null for non-TCP frames)
+* ``analysis`` -- list of flag names, Wireshark-compatible (e.g. ``["retransmission"]``)
+* ``analysis_mailwire`` -- the mailwire flags where they differ (e.g. ``["duplicate_frame"]``)
+* ``ack_rtt``, ``initial_rtt``, ``rto`` (seconds), ``bytes_in_flight``, ``rto_frame``,
+  ``dupack_num``, ``dupack_frame``, ``acks_frame`` -- as tshark's ``tcp.analysis.*`` (null if absent)
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mailwire.capture.table import PacketTable
+from mailwire.tcp.analysis import FLAG_NAMES
+from mailwire.tcp.engine import TcpAnalyzer
+
+FIELDS = (
+    "stream",
+    "analysis",
+    "analysis_mailwire",
+    "ack_rtt",
+    "initial_rtt",
+    "bytes_in_flight",
+    "rto",
+    "rto_frame",
+    "dupack_num",
+    "dupack_frame",
+    "acks_frame",
+)
+_SECONDS = {"ack_rtt": "ack_rtt_ns", "initial_rtt": "initial_rtt_ns", "rto": "rto_ns"}
+_INTS = ("bytes_in_flight", "rto_frame", "dupack_num", "dupack_frame", "acks_frame")
+
+
+def _names(mask: int, cache: dict[int, str]) -> str:
+    text = cache.get(mask)
+    if text is None:
+        text = json.dumps([n for b, n in FLAG_NAMES.items() if mask & b])
+        cache[mask] = text
+    return text
+
+
+class PacketColumns:
+    """Feed every chunk of the capture in order (also those whose rows are all filtered out)."""
+
+    def __init__(self) -> None:
+        self.analyzer = TcpAnalyzer(reassemble=False)
+        self._cache: dict[int, str] = {}
+
+    def columns(self, table: PacketTable, rows: np.ndarray) -> dict[str, list[str]]:
+        a = self.analyzer.feed(table)
+        out: dict[str, list[str]] = {}
+        stream = a.stream[rows]
+        out["stream"] = [str(s) if s >= 0 else "null" for s in stream.tolist()]
+        ws, mw = a.wireshark[rows].tolist(), a.mailwire[rows].tolist()
+        out["analysis"] = [
+            _names(m, self._cache) if s >= 0 else "null" for m, s in zip(ws, stream, strict=True)
+        ]
+        out["analysis_mailwire"] = [
+            _names(m, self._cache) if (m != w and s >= 0) else "null"
+            for m, w, s in zip(mw, ws, stream, strict=True)
+        ]
+        for name, src in _SECONDS.items():
+            v = a.values[src][rows]
+            out[name] = [f"{x / 1e9:.9f}" if x >= 0 else "null" for x in v.tolist()]
+        for name in _INTS:
+            v = a.values[name][rows]
+            out[name] = [str(x) if x > 0 else "null" for x in v.tolist()]
+        return out
+
+
+__all__ = ["FIELDS", "PacketColumns"]
