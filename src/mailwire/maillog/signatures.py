@@ -346,7 +346,8 @@ def categorize(
 ) -> tuple[str, str | None, str | None]:
     """(category, provider, blocklist name) for one reply."""
     provider = provider_of(host)
-    flat = strip_continuations(text)
+    # provider texts often name the enhanced code ("4.7.500 Server busy"): match with it in front
+    flat = (esc + " " if esc else "") + strip_continuations(text)
     low = flat.lower()
     klass = code // 100 if code else None
     for row in PROVIDER_ROWS:

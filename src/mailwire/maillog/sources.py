@@ -86,8 +86,10 @@ def iter_lines(fh: IO[bytes]) -> Iterator[str | None]:
     """Lines without their end-of-line; ``None`` for a line cut off at ``MAX_LINE`` bytes."""
     rest = b""
     skipping = False  # inside an over-long line: drop bytes until its newline
+    # read1 hands over what was decompressed so far: a truncated archive still yields its lines
+    read = fh.read1 if hasattr(fh, "read1") else fh.read
     while True:
-        block = fh.read(BLOCK)
+        block = read(BLOCK)
         if not block:
             break
         if skipping:
@@ -104,7 +106,10 @@ def iter_lines(fh: IO[bytes]) -> Iterator[str | None]:
             text = data[:last].decode("utf-8", "replace")
             rest = data[last + 1 :]
             for line in text.split("\n"):
-                yield line[:-1] if line.endswith("\r") else line
+                if len(line) > MAX_LINE:
+                    yield None
+                else:
+                    yield line[:-1] if line.endswith("\r") else line
         if len(rest) > MAX_LINE:
             yield None
             rest = b""
