@@ -28,33 +28,43 @@ def _complete(d: Path) -> bool:
     return all((d / f).is_file() for f in NEEDED)
 
 
-@pytest.fixture(scope="session")
-def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    env = os.environ.get(LAB_DIR_ENV)
-    root = Path(env) if env else tmp_path_factory.mktemp("lab")
-    done: dict[str, Path] = {}
-    failed: dict[str, str] = {}
+class LabCache:
+    """Scenario name → its directory under ``root``, each scenario run at most once.
 
-    def scenario(name: str) -> Path:
+    ``reuse``: a scenario directory that already has its files is taken as it is.
+    """
+
+    def __init__(self, root: Path, *, reuse: bool,
+                 runner: Callable[[str, Path], Path] = run_scenario) -> None:
+        self.root, self.reuse, self.runner = root, reuse, runner
+        self.done: dict[str, Path] = {}
+        self.failed: dict[str, str] = {}
+
+    def __call__(self, name: str) -> Path:
         scenarios.get(name)  # unknown names fail loudly
-        if name in done:
-            return done[name]
-        if name in failed:
-            pytest.fail(f"lab scenario {name} failed earlier in this session: {failed[name]}")
-        d = root / name
-        if env and _complete(d):
-            done[name] = d
+        if name in self.done:
+            return self.done[name]
+        if name in self.failed:
+            pytest.fail(f"lab scenario {name} failed earlier in this session: {self.failed[name]}")
+        d = self.root / name
+        if self.reuse and _complete(d):
+            self.done[name] = d
             return d
         try:
             check_prerequisites()
         except LabUnavailable as exc:
             pytest.skip(str(exc))
         try:
-            run_scenario(name, d)
+            self.runner(name, d)
         except Exception as exc:
-            failed[name] = f"{type(exc).__name__}: {exc}"
+            self.failed[name] = f"{type(exc).__name__}: {exc}"
             raise
-        done[name] = d
+        self.done[name] = d
         return d
 
-    return scenario
+
+@pytest.fixture(scope="session")
+def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    env = os.environ.get(LAB_DIR_ENV)
+    root = Path(env) if env else tmp_path_factory.mktemp("lab")
+    return LabCache(root, reuse=bool(env))
