@@ -98,16 +98,19 @@ def _walk(
     return n, pos, 2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _plausible(buf: U8Array, p: int, end: int, big: bool, limit: int, frac_max: int, prev_sec: int) -> bool:
     if p + 16 > end:
         return False
-    sec = _rd32(buf, p, big)
-    frac = _rd32(buf, p + 4, big)
-    caplen = _rd32(buf, p + 8, big)
-    wirelen = _rd32(buf, p + 12, big)
-    if caplen > limit or wirelen < caplen or wirelen > MAX_CAPLEN_HARD or frac >= frac_max:
+    caplen = _rd32(buf, p + 8, big)  # the cheapest rejection first: most offsets fail here
+    if caplen > limit:
         return False
+    wirelen = _rd32(buf, p + 12, big)
+    if wirelen < caplen or wirelen > MAX_CAPLEN_HARD:
+        return False
+    if _rd32(buf, p + 4, big) >= frac_max:
+        return False
+    sec = _rd32(buf, p, big)
     return not (prev_sec >= 0 and abs(sec - prev_sec) > RESYNC_WINDOW_S)
 
 
@@ -229,17 +232,18 @@ class PcapReader:
         sec: np.ndarray,
         frac: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        frac = frac[:n]
+        # copies: slices would keep the walker's full-size output arrays alive with the table
+        frac = frac[:n].copy()
         scale = 1 if self.nano else 1000
         warn = np.zeros(n, np.uint32)
         bad_frac = frac >= (1_000_000_000 if self.nano else 1_000_000)
         warn[bad_frac] |= np.uint32(Warn.BAD_TIMESTAMP)
-        caplen = cap[:n]
+        caplen = cap[:n].copy()
         warn[caplen > self.snaplen] |= np.uint32(Warn.CAPLEN_EXCEEDS_SNAPLEN)
         return {
-            "pkt_off": off[:n],
+            "pkt_off": off[:n].copy(),
             "caplen": caplen,
-            "wirelen": wlen[:n],
+            "wirelen": wlen[:n].copy(),
             "ts_ns": sec[:n] * 1_000_000_000 + frac * scale,
             "interface": np.zeros(n, np.int32),
             "link_type": np.full(n, self.link_type, np.int32),

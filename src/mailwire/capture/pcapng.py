@@ -466,7 +466,7 @@ class PcapngReader:
         ts_ns = np.zeros(n, np.int64)
         link = np.full(n, -1, np.int32)
         warn = np.zeros(n, np.uint32)
-        caplen = cap[:n]
+        caplen = cap[:n].copy()  # copies: slices would keep the full-size walker arrays alive
         for g in np.unique(gif):
             if g < 0:
                 continue
@@ -497,9 +497,9 @@ class PcapngReader:
             o, ln = int(com_off[i]), int(com_len[i])
             comments[frame + int(i)] = _text(bytes(buf[o : o + ln]))
         recs = {
-            "pkt_off": off[:n],
+            "pkt_off": off[:n].copy(),
             "caplen": caplen,
-            "wirelen": wlen[:n],
+            "wirelen": wlen[:n].copy(),
             "ts_ns": ts_ns,
             "interface": gif,
             "link_type": link,

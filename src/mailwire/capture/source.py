@@ -96,7 +96,7 @@ class Source:
                 if self.compression == "none":
                     k = self.stream.readinto(mv[got:])  # type: ignore[attr-defined]
                 else:
-                    piece = self.stream.read(min(total - got, 1 << 22))
+                    piece = self.stream.read(min(total - got, 1 << 20))
                     k = len(piece)
                     mv[got : got + k] = piece
             except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
