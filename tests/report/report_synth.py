@@ -66,3 +66,71 @@ def stalled_connection(
     cols["opt_wscale"][0:2] = 7
     cols["opt_mss"][0:2] = 1460
     return cols
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def tcp_frame(
+    src: str, sport: int, dst: str, dport: int, seq: int, ack: int, flags: int, payload: bytes = b""
+) -> bytes:
+    """One Ethernet/IPv4/TCP frame with valid checksums (MSS option on SYNs)."""
+    import ipaddress
+    import struct
+
+    s, d = ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed
+    opts = b"\x02\x04\x05\xb4" if flags & 0x02 else b""
+    off = (20 + len(opts)) // 4
+    tcp = (
+        struct.pack("!HHIIBBHHH", sport, dport, seq % 2**32, ack % 2**32, off << 4, flags, 64240, 0, 0) + opts
+    )
+    pseudo = s + d + struct.pack("!BBH", 0, 6, len(tcp) + len(payload))
+    c = _csum(pseudo + tcp + payload)
+    tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 1, 0x4000, 64, 6, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
+    return eth + ip + tcp + payload
+
+
+def smtp_dialogue_frames(
+    lines: list[tuple[str, bytes]],
+    client: tuple[str, int] = ("192.0.2.10", 40312),
+    server: tuple[str, int] = ("198.51.100.25", 25),
+    t0_ns: int = T0,
+) -> list[tuple[int, bytes]]:
+    """A whole TCP connection carrying ``lines`` (("c"|"s", bytes) in order), each data segment
+    acknowledged by the peer 1 ms later, closed with FIN/ACK both ways. Returns (ts_ns, frame)."""
+    (ca, cp), (sa, sp) = client, server
+    cseq, sseq = 1000, 5000
+    t = t0_ns
+    out: list[tuple[int, bytes]] = []
+
+    def add(frame: bytes) -> None:
+        nonlocal t
+        out.append((t, frame))
+        t += 1_000_000
+
+    add(tcp_frame(ca, cp, sa, sp, cseq, 0, 0x02))
+    add(tcp_frame(sa, sp, ca, cp, sseq, cseq + 1, 0x12))
+    cseq, sseq = cseq + 1, sseq + 1
+    add(tcp_frame(ca, cp, sa, sp, cseq, sseq, 0x10))
+    for who, data in lines:
+        if who == "c":
+            add(tcp_frame(ca, cp, sa, sp, cseq, sseq, 0x18, data))
+            cseq += len(data)
+            add(tcp_frame(sa, sp, ca, cp, sseq, cseq, 0x10))
+        else:
+            add(tcp_frame(sa, sp, ca, cp, sseq, cseq, 0x18, data))
+            sseq += len(data)
+            add(tcp_frame(ca, cp, sa, sp, cseq, sseq, 0x10))
+    add(tcp_frame(sa, sp, ca, cp, sseq, cseq, 0x11))
+    add(tcp_frame(ca, cp, sa, sp, cseq, sseq + 1, 0x11))
+    add(tcp_frame(sa, sp, ca, cp, sseq + 1, cseq + 1, 0x10))
+    return out

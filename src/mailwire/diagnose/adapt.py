@@ -39,6 +39,8 @@ def session_facts(result: Any) -> list[SessionFact]:
         replies = [f"{r.code} {r.text}" for tr in tx for r in tr.replies[-2:]]
         if s.last_reply_line:
             replies.append(s.last_reply_line)
+        if v.reply:  # the reply that decided the verdict goes first
+            replies.insert(0, str(v.reply))
         out.append(
             SessionFact(
                 capture=j.capture,

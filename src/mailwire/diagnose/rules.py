@@ -419,8 +419,8 @@ def _reply_rule(
         n = len(att) if att else len(sess)
         total = len(tried) if tried else len(f.sessions)
         remotes = sorted({s.server for s in sess} | {a.remote_ip or a.relay_host or "" for a in att} - {""})
-        texts = [t for s in sess for t in s.reply_texts[-1:]] + [a.reply_text or "" for a in att]
-        quote = next((t for t in texts if t), "")
+        texts = [t for s in sess for t in s.reply_texts] + [a.reply_text or "" for a in att]
+        quote = next((t for t in texts if t[:1] in ("4", "5")), "")
         c = Conclusion(
             cause=cause,
             summary=(
