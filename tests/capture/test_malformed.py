@@ -298,9 +298,16 @@ def test_fuzz_decoders_on_random_frames(frames: list[bytes], link: int) -> None:
 @given(st.text(max_size=60))
 def test_fuzz_filter_parser_only_raises_filter_error(text: str) -> None:
     try:
-        compile_filter(text)
-    except FilterError:
-        pass
+        flt = compile_filter(text)
+    except FilterError as exc:
+        assert str(exc)  # a message saying what is wrong
+        return
+    table = read_table(CORPUS[0]) if CORPUS else _EMPTY
+    mask = flt.mask(table)
+    assert mask.dtype == np.bool_ and mask.shape == (len(table),)
+
+
+_EMPTY = PacketTable(path="", buf=np.zeros(0, np.uint8), columns=empty_columns(0))
 
 
 def test_ng_block_helper_is_well_formed() -> None:
