@@ -4,8 +4,6 @@ Expected fields: relay host/ip/port as the grok-pattern project's YAML states th
 kind and stage from the reference's §8 phrase table and §9 worked examples, checked by hand.
 """
 
-# ruff: noqa: E501 - log lines are data and stay whole
-
 from __future__ import annotations
 
 from collections import Counter
