@@ -222,7 +222,12 @@ def run_one(tool: Tool, timeout: float) -> dict[str, object]:
         stderr_text = err.read().decode(errors="replace")
     if timed_out.is_set():
         return {"status": "timeout", "detail": f"killed after {timeout:g} s"}
-    res: dict[str, object] = {"wall_s": round(wall, 3), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
+    res: dict[str, object] = {
+        "wall_s": round(wall, 3),
+        # CPU time (user + system) is what other load on a shared machine disturbs least
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
+        "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
+    }
     if p.returncode != 0:
         last = (stderr_text.strip().splitlines() or [f"exit {p.returncode}"])[-1]
         res["status"] = "failed"
@@ -416,14 +421,15 @@ def main(argv: list[str] | None = None) -> int:
         p, r = by.get(peer, {}), by.get(ref, {})
         if p.get("status") == "ok" and r.get("status") == "ok":
             x = float(p["wall_s"]) / max(float(r["wall_s"]), 1e-9)  # type: ignore[arg-type]
-            ratios.append({"peer": peer, "reference": ref, "ratio": round(x, 3)})
+            y = float(p["cpu_s"]) / max(float(r["cpu_s"]), 1e-9)  # type: ignore[arg-type]
+            ratios.append({"peer": peer, "reference": ref, "ratio": round(x, 3), "cpu_ratio": round(y, 3)})
 
     print(
         f"\n{a.capture.name}: {packets:,} packets, {size / 1e6:.0f} MB, {os.cpu_count()} cores, "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n"
     )
     hdr = (
-        f"| {'tool':18s} | {'work':8s} | {'wall s':>7s} | {'packets/s':>10s} | {'MB/s':>7s} "
+        f"| {'tool':18s} | {'work':8s} | {'wall s':>7s} | {'CPU s':>7s} | {'packets/s':>10s} | {'MB/s':>7s} "
         f"| {'peak RSS MB':>11s} | note"
     )
     print(hdr)
@@ -433,12 +439,13 @@ def main(argv: list[str] | None = None) -> int:
         if r.get("status") == "ok":
             cells = [
                 f"{r['wall_s']:7.2f}",
+                f"{r['cpu_s']:7.2f}",
                 f"{r['packets_per_s']:>10,}",
                 f"{r['mb_per_s']:7.1f}",
                 f"{r['peak_rss_mb']:11.0f}",
             ]
         else:
-            cells = [f"{'-':>7s}", f"{'-':>10s}", f"{'-':>7s}", f"{'-':>11s}"]
+            cells = [f"{'-':>7s}", f"{'-':>7s}", f"{'-':>10s}", f"{'-':>7s}", f"{'-':>11s}"]
         note = (
             str(r.get("detail", ""))
             if r.get("status") == "ok"
@@ -446,13 +453,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"| {t.name:18s} | {t.kind:8s} | " + " | ".join(cells) + f" | {note}")
     print()
+
+    def fmt(v: object) -> str:
+        x = float(v)  # type: ignore[arg-type]
+        return f"{x:.1f}×" if x >= 1 else f"{x:.2f}×"
+
     for rr in ratios:
-        x = float(rr["ratio"])  # type: ignore[arg-type]
-        print(
-            f"{rr['peer']} / {rr['reference']} = {x:.1f}×"
-            if x >= 1
-            else f"{rr['peer']} / {rr['reference']} = {x:.2f}×"
-        )
+        print(f"{rr['peer']} / {rr['reference']} = {fmt(rr['ratio'])} wall ({fmt(rr['cpu_ratio'])} CPU)")
 
     if a.json:
         doc = {
