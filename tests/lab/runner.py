@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ def run_scenario(name: str, out: Path) -> Path:
             Capture("edge", "edge", IFACES["edge"]["lb"], out / "edge.pcap"),
             Capture("recv", "recv", IFACES["recv"]["edge"], out / "recv.pcap")]
     mids: list[str] = []
+    finished = False
     try:
         lab.build()
         for role, side, mtu in sc.mtu:
@@ -117,18 +119,25 @@ def run_scenario(name: str, out: Path) -> Path:
         pf.wait_final(mids, max(1.0, deadline - time.monotonic()))
         time.sleep(sc.settle)
         timing["traffic"] = time.monotonic() - t2
+        finished = True
     finally:
-        for cap in caps:
-            cap.stop()
-        if pf is not None:
-            pf.stop()
-        _stop(receiver)
-        _stop(delayer)
-        lab.remove()
+        # Each step on its own: one failing stop must not keep the namespaces alive.
+        steps: list[Callable[[], None]] = [c.stop for c in caps]
+        steps += [pf.stop] if pf is not None else []
+        steps += [lambda: _stop(receiver), lambda: _stop(delayer), lab.remove]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # reported; the next step still runs
+                print(f"lab cleanup: {exc}", file=sys.stderr)
         if pf is not None and pf.maillog.exists():
             shutil.copyfile(pf.maillog, out / "maillog")
-    messages = _message_records(sc, pf, mids, out)
-    shutil.rmtree(work, ignore_errors=True)
+        if not finished:
+            shutil.rmtree(work, ignore_errors=True)
+    try:
+        messages = _message_records(sc, pf, mids, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     timing["total"] = time.monotonic() - t0
     record = truth.build(sc, messages=messages, timing={k: round(v, 3) for k, v in timing.items()},
                          captures=[c.name for c in caps], tag=lab.tag)
