@@ -35,13 +35,13 @@ _OUT: dict[str, npt.DTypeLike] = {
     "conv": np.int64,
     "flags": np.int64,
     "dupack_num": np.int64,
-    "dupack_frame": np.int64,
-    "acks_frame": np.int64,
+    "dupack_frame": np.int32,
+    "acks_frame": np.int32,
     "ack_rtt": np.int64,
     "initial_rtt": np.int64,
     "bytes_in_flight": np.int64,
     "rto": np.int64,
-    "rto_frame": np.int64,
+    "rto_frame": np.int32,
     "orig_frame": np.int64,
 }
 
@@ -64,8 +64,8 @@ FRAME_FIELDS: dict[str, npt.DTypeLike] = {
     "rto_ns": np.int64,  # Wireshark's rto
     "rto_frame": np.int64,
     "mw_rto_ns": np.int64,  # mailwire: time since the first frame carrying these bytes
-    "mw_rto_frame": np.int64,
-    "orig_frame": np.int64,  # mailwire: first frame that carried these bytes (resends only)
+    "mw_rto_frame": np.int32,
+    "orig_frame": np.int32,  # mailwire: first frame that carried these bytes (resends only)
 }
 
 
@@ -155,16 +155,16 @@ class TcpAnalyzer:
             "wireshark": ws_out["flags"].astype(np.uint32),
             "mailwire": mw_out["flags"].astype(np.uint32),
             "dupack_num": ws_out["dupack_num"].astype(np.int32),
-            "dupack_frame": ws_out["dupack_frame"],
-            "acks_frame": ws_out["acks_frame"],
+            "dupack_frame": ws_out["dupack_frame"].astype(np.int32),
+            "acks_frame": ws_out["acks_frame"].astype(np.int32),
             "ack_rtt_ns": ws_out["ack_rtt"],
             "initial_rtt_ns": ws_out["initial_rtt"],
             "bytes_in_flight": ws_out["bytes_in_flight"],
             "rto_ns": ws_out["rto"],
-            "rto_frame": ws_out["rto_frame"],
+            "rto_frame": ws_out["rto_frame"].astype(np.int32),
             "mw_rto_ns": mw_out["rto"],
-            "mw_rto_frame": mw_out["rto_frame"],
-            "orig_frame": mw_out["orig_frame"],
+            "mw_rto_frame": mw_out["rto_frame"].astype(np.int32),
+            "orig_frame": mw_out["orig_frame"].astype(np.int32),
         }
         self._parts.append(part)
         self.summary.feed(table, sel, part)
@@ -187,10 +187,9 @@ class TcpAnalyzer:
         return ChunkAnalysis(stream=stream, wireshark=wsf, mailwire=mwf, values=values)
 
     def finish(self) -> TcpResult:
-        if self._parts:
-            frames = {k: np.concatenate([p[k] for p in self._parts]) for k in FRAME_FIELDS}
-        else:
-            frames = {k: np.zeros(0, dtype=dt) for k, dt in FRAME_FIELDS.items()}
+        frames: dict[str, np.ndarray] = {}
+        for k, dt in FRAME_FIELDS.items():  # field by field, freeing the parts as we go
+            frames[k] = np.concatenate([p.pop(k) for p in self._parts]) if self._parts else np.zeros(0, dt)
         self._parts = [frames]
         connections = self.summary.finish(self.keys, self.ws, frames)
         # client -> server direction per frame, from each connection's roles

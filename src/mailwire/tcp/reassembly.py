@@ -102,92 +102,88 @@ class Reassembler:
         self.kept: dict[tuple[int, int], int] = {}
         self.dropped = 0
         self.not_kept = 0
+        self._pending: dict[int, list[Any]] = {}  # conv -> [kdir, offset, length, pieces, frame, ts]
 
     # -- feeding ---------------------------------------------------------------------------------
     def feed(self, table: Any, sel: Any, part: dict[str, np.ndarray], ws: Any = None) -> None:
         cols = sel.cols
         fl = cols["tflags"]
+        # segments with bytes, SYN/FIN (they fix offsets), and ACKs of data never captured (tshark's
+        # ack_lost_segment: the only ACKs that can reveal a hole); other ACKs change nothing here
         interesting = cols["analysable"] & (
-            (cols["seglen"] > 0) | ((fl & (_SYN | _FIN)) != 0) | ((fl & _ACK) != 0)
+            (cols["seglen"] > 0) | ((fl & (_SYN | _FIN)) != 0) | ((part["wireshark"] & 0x20) != 0)
         )
         idx = np.flatnonzero(interesting)
         if idx.size == 0:
             return
         c = table.columns
-        rows = sel.rows
-        pkt_off = c["pkt_off"][rows[idx]]
-        pay_off = c["payload_off"][rows[idx]]
-        cap = c["cap_payload_len"][rows[idx]]
+        r = sel.rows[idx]
+        start_l = (c["pkt_off"][r] + c["payload_off"][r]).tolist()
+        cap_l = c["cap_payload_len"][r].tolist()
         buf = memoryview(table.buf)
-        stream = part["stream"][idx]
-        kdir = cols["kdir"][idx]
-        seq = cols["seq"][idx]
-        ack = cols["ack"][idx]
-        seglen = cols["seglen"][idx]
-        flags = fl[idx]
-        frame = cols["frame"][idx]
-        ts = cols["ts"][idx]
-        dupf = (part["mailwire"][idx] & 0x10000) != 0  # DUPLICATE_FRAME: the copy adds nothing
-        for j in range(idx.size):  # one step per segment that carries bytes or sets a base
-            conv = int(stream[j])
-            kd = int(kdir[j])
-            f = int(flags[j])
-            if conv not in self.client_kdir and (f & _SYN):
+        dupf = ((part["mailwire"][idx] & 0x10000) != 0).tolist()  # DUPLICATE_FRAME: adds nothing
+        lists = [part["stream"][idx], cols["kdir"][idx], fl[idx], cols["seq"][idx], cols["ack"][idx],
+                 cols["seglen"][idx], cols["frame"][idx], cols["ts"][idx]]  # fmt: skip
+        it = zip(*(x.tolist() for x in lists), start_l, cap_l, dupf, strict=True)
+        dirs = self.dirs
+        for conv, kd, f, s, ack, n, fr, t, start, cap, dup in it:  # one step per such segment
+            if (f & _SYN) and conv not in self.client_kdir:
                 self.client_kdir[conv] = kd if not (f & _ACK) else 1 - kd
-            d = self.dirs.get((conv, kd))
+            d = dirs.get((conv, kd))
             if d is None:
-                d = self.dirs[(conv, kd)] = _Dir()
-            s = int(seq[j])
+                d = dirs[(conv, kd)] = _Dir()
             if f & _SYN:
                 if d.base < 0 or not d.next_off:
                     d.base = (s + 1) & M32
                 continue
-            if f & _ACK:
-                o = self.dirs.get((conv, 1 - kd))
+            if n == 0 and (f & _ACK):
+                o = dirs.get((conv, 1 - kd))
                 if o is not None and o.base >= 0:
-                    a = _near(o.next_off, (int(ack[j]) - o.base) & M32)
+                    a = _near(o.next_off, (ack - o.base) & M32)
                     if o.fin >= 0:
                         a = min(a, o.fin)
                     o.acked = max(o.acked, a)
                     if not o.held and a > o.next_off:  # ACK passed a hole we never saw
-                        self._gap(conv, 1 - kd, o, a - o.next_off, int(frame[j]), int(ts[j]), "not_captured")
-            n = int(seglen[j])
-            if d.base < 0 and (n > 0 or (f & _FIN)):
+                        self._gap(conv, 1 - kd, o, a - o.next_off, fr, t, "not_captured")
+            if d.base < 0:
                 d.base = s
             if f & _FIN:
                 d.fin = _near(d.next_off, (s - d.base) & M32) + n
-            if n <= 0 or dupf[j]:
+            if n <= 0 or dup:
                 continue
             off = _near(d.next_off, (s - d.base) & M32)
-            fr, t = int(frame[j]), int(ts[j])
             d.last_frame, d.last_ts = fr, t
-            start = int(pkt_off[j]) + int(pay_off[j])
-            data = bytes(buf[start : start + int(cap[j])])
             if off + n <= d.next_off:
                 continue  # all of it delivered already (retransmission)
-            if off <= d.next_off:
+            data = buf[start : start + cap]
+            if off <= d.next_off and not d.held:
+                self._deliver(conv, kd, d, off, data, n, fr, t)
+            elif off <= d.next_off:
                 self._deliver(conv, kd, d, off, data, n, fr, t)
                 self._release(conv, kd, d)
             else:
                 if off not in d.held or len(d.held[off][0]) < len(data):
                     d.held_bytes += len(data) - (len(d.held[off][0]) if off in d.held else 0)
-                    d.held[off] = (data, fr, t)
+                    d.held[off] = (bytes(data), fr, t)
                 if d.held_bytes > self.budget:
                     first = min(d.held)
                     self.dropped += first - d.next_off
                     self._gap(conv, kd, d, first - d.next_off, fr, t, "buffer_limit")
                     self._release(conv, kd, d)
+        self._flush_all()
 
-    def _deliver(self, conv: int, kd: int, d: _Dir, off: int, data: bytes, n: int, fr: int, t: int) -> None:
+    def _deliver(
+        self, conv: int, kd: int, d: _Dir, off: int, data: bytes | memoryview, n: int, fr: int, t: int
+    ) -> None:
         skip = d.next_off - off
         if skip < len(data):
-            self._emit_chunk(conv, kd, d.next_off, data[skip:], fr, t)
+            self._emit_chunk(conv, kd, d.next_off, data[skip:] if skip else data, fr, t)
         end = off + n
         captured_end = off + len(data)
         if captured_end < end:  # payload cut by the snaplen
-            start = max(captured_end, d.next_off)
-            if end > start:
-                self._emit(StreamGap(conv, self._dir(conv, kd), start, end - start, fr, t, "snaplen"))
+            gstart = max(captured_end, d.next_off)
+            if end > gstart:
+                self._emit(StreamGap(conv, self._dir(conv, kd), gstart, end - gstart, fr, t, "snaplen"))
         d.next_off = max(d.next_off, end)
 
     def _release(self, conv: int, kd: int, d: _Dir) -> None:
@@ -209,17 +205,39 @@ class Reassembler:
     def _dir(self, conv: int, kd: int) -> Direction:
         return "c2s" if kd == self.client_kdir.get(conv, kd) else "s2c"
 
-    def _emit_chunk(self, conv: int, kd: int, off: int, data: bytes, fr: int, t: int) -> None:
+    def _emit_chunk(self, conv: int, kd: int, off: int, data: bytes | memoryview, fr: int, t: int) -> None:
+        """Queue in-order bytes; contiguous pieces of one direction become one StreamChunk."""
+        run = self._pending.get(conv)
+        if run is not None:
+            if run[0] == kd and run[1] + run[2] == off:
+                run[3].append(data)
+                run[2] += len(data)
+                return
+            self._flush(conv)
+        self._pending[conv] = [kd, off, len(data), [data], fr, t]
+
+    def _flush(self, conv: int) -> None:
+        run = self._pending.pop(conv, None)
+        if run is None:
+            return
+        kd, off, n, pieces, fr, t = run
+        data = b"".join(pieces)
         if self.keep:
             used = self.kept.get((conv, kd), 0)
-            if used + len(data) > self.keep_limit:
-                self.not_kept += len(data)
-                self._emit(StreamGap(conv, self._dir(conv, kd), off, len(data), fr, t, "buffer_limit"))
+            if used + n > self.keep_limit:
+                self.not_kept += n
+                self._emit(StreamGap(conv, self._dir(conv, kd), off, n, fr, t, "buffer_limit"))
                 return
-            self.kept[(conv, kd)] = used + len(data)
+            self.kept[(conv, kd)] = used + n
         self._emit(StreamChunk(conv, self._dir(conv, kd), off, data, fr, t))
 
+    def _flush_all(self) -> None:
+        for conv in list(self._pending):
+            self._flush(conv)
+
     def _emit(self, ev: StreamEvent) -> None:
+        if self._pending and ev.conn_id in self._pending and isinstance(ev, StreamGap):
+            self._flush(ev.conn_id)  # queued bytes of this connection come first
         if self.on_event is not None:
             self.on_event(ev)
         elif self.keep:
@@ -228,6 +246,7 @@ class Reassembler:
     # -- end of capture --------------------------------------------------------------------------
     def finish(self, connections: Any = None) -> dict[int, list[StreamEvent]]:
         """Flush held data (a gap, then the data); return the kept events per connection."""
+        self._flush_all()
         for (conv, kd), d in sorted(self.dirs.items()):
             while d.held:
                 first = min(d.held)
@@ -235,6 +254,7 @@ class Reassembler:
                 self._release(conv, kd, d)
             if d.acked > d.next_off:
                 self._gap(conv, kd, d, d.acked - d.next_off, d.last_frame, d.last_ts, "not_captured")
+        self._flush_all()
         return self.events
 
 

@@ -459,29 +459,56 @@ class SummaryState:
             sel = (mw & bit) != 0
             if sel.any():
                 flag_counts[name] = np.bincount(frames["stream"][sel], minlength=nconv)
+        # per-connection assembly in plain Python ints (one step per connection, not per packet)
+        acc_l = self.acc[: 2 * nconv].tolist()
+        cs_l = self.cs[:nconv].tolist()
+        hist_l = self.hist[:nconv].tolist()
+        words_l = words.tolist()
+        key_l = key_of.tolist()
+        wscale_l = wscale.tolist()
+        irtt_l = irtt.tolist()
+        rtt_l = rtt_val.tolist()
+        bounds_l = bounds.tolist()
+        zw_by: dict[int, list[list[int]]] = {}
+        for row in zw.tolist():
+            zw_by.setdefault(row[0], []).append(row)
+        counts = {n: v.tolist() for n, v in flag_counts.items()}
+        addr_cache: dict[tuple[int, int], str] = {}
         out: list[Connection] = []
         for k in range(nconv):
-            out.append(self._one(k, words[key_of[k]], wscale, irtt, zw, rtt_val[bounds[k] : bounds[k + 1]],
-                                 {n: int(v[k]) for n, v in flag_counts.items() if v[k]}))  # fmt: skip
+            rtts = rtt_l[bounds_l[k] : bounds_l[k + 1]]
+            out.append(
+                self._one(
+                    k, acc_l[2 * k], acc_l[2 * k + 1], cs_l[k], hist_l[k], words_l[key_l[k]],
+                    wscale_l, irtt_l[k], zw_by.get(k, []), rtts,
+                    {n: v[k] for n, v in counts.items() if v[k]}, addr_cache,
+                )
+            )  # fmt: skip
         return out
 
     def _one(
         self,
         k: int,
-        w: npt.NDArray[np.uint64],
-        wscale: np.ndarray,
-        irtt: np.ndarray,
-        zw: np.ndarray,
-        rtts: np.ndarray,
+        a0: list[int],
+        a1: list[int],
+        ck: list[int],
+        hist_row: list[int],
+        w: list[int],
+        wscale: list[int],
+        irtt: int,
+        zw: list[list[int]],
+        rtts: list[int],
         flags: dict[str, int],
+        addr_cache: dict[tuple[int, int], str],
     ) -> Connection:
-        acc, cs = self.acc, self.cs
-        a0, a1 = acc[2 * k], acc[2 * k + 1]
-        ports = int(w[4])
-        ep = [
-            (format_addr(int(w[0]), int(w[1])), ports >> 16),
-            (format_addr(int(w[2]), int(w[3])), ports & 0xFFFF),
-        ]
+        ports = w[4]
+        names = []
+        for hi, lo in ((w[0], w[1]), (w[2], w[3])):
+            name = addr_cache.get((hi, lo))
+            if name is None:
+                name = addr_cache[(hi, lo)] = format_addr(hi, lo)
+            names.append(name)
+        ep = [(names[0], ports >> 16), (names[1], ports & 0xFFFF)]
         # roles: pure SYN sender is the client; else SYN/ACK sender is the server; else lower port
         if a0[A_SYN] or a1[A_SYN]:
             ckd, how = (0 if a0[A_SYN] else 1), "syn"
@@ -492,22 +519,22 @@ class SummaryState:
         c, s = (a0, a1) if ckd == 0 else (a1, a0)
         ci, si = 2 * k + ckd, 2 * k + 1 - ckd
         hist = "".join(
-            (_LETTERS[int(x) & 0x7F].upper() if (int(x) >> 7) == ckd else _LETTERS[int(x) & 0x7F])
-            for x in self.hist[k, : cs[k, K_HLEN]]
+            (_LETTERS[x & 0x7F].upper() if (x >> 7) == ckd else _LETTERS[x & 0x7F])
+            for x in hist_row[: ck[K_HLEN]]
         )
-        if how == "port" and int(cs[k, K_FIRST_KDIR]) != ckd:
+        if how == "port" and ck[K_FIRST_KDIR] != ckd:
             hist = "^" + hist  # Zeek marks a flipped direction
         eps = []
-        for row in zw[zw[:, 0] == k]:
-            t0, t1 = int(row[2]), int(row[3])
-            side = "c2s" if int(row[1]) == ckd else "s2c"
-            eps.append(ZeroWindowEpisode(side, t0, t1, (t1 - t0) / 1e9, int(row[4]), int(row[5])))
+        for row in zw:
+            t0, t1 = row[2], row[3]
+            side = "c2s" if row[1] == ckd else "s2c"
+            eps.append(ZeroWindowEpisode(side, t0, t1, (t1 - t0) / 1e9, row[4], row[5]))
         for side, a in (("c2s", c), ("s2c", s)):
             if a[A_ZW_OPEN] >= 0:
                 eps.append(
                     ZeroWindowEpisode(side, int(a[A_ZW_OPEN]), None, None, int(a[A_ZW_OPEN_FRAME]), None)
                 )
-        last = int(cs[k, K_LAST_TS])
+        last = int(ck[K_LAST_TS])
         fin_by = _first_by(int(c[A_FIRST_FIN_FRAME]), int(s[A_FIRST_FIN_FRAME]))
         rst_by = _first_by(int(c[A_FIRST_RST_FRAME]), int(s[A_FIRST_RST_FRAME]))
         rst_frame = [f for f in (int(c[A_FIRST_RST_FRAME]), int(s[A_FIRST_RST_FRAME])) if f >= 0]
@@ -518,23 +545,23 @@ class SummaryState:
             server=ep[1 - ckd][0],
             server_port=int(ep[1 - ckd][1]),
             roles_from=how,
-            start_ns=int(cs[k, K_FIRST_TS]),
-            duration_s=(last - int(cs[k, K_FIRST_TS])) / 1e9,
-            duration_zeek_s=((int(cs[k, K_CLOSED_TS]) or last) - int(cs[k, K_FIRST_TS])) / 1e9,
-            first_frame=int(cs[k, K_FIRST_FRAME]),
-            last_frame=int(cs[k, K_LAST_FRAME]),
+            start_ns=int(ck[K_FIRST_TS]),
+            duration_s=(last - int(ck[K_FIRST_TS])) / 1e9,
+            duration_zeek_s=((int(ck[K_CLOSED_TS]) or last) - int(ck[K_FIRST_TS])) / 1e9,
+            first_frame=int(ck[K_FIRST_FRAME]),
+            last_frame=int(ck[K_LAST_FRAME]),
             conn_state=_conn_state(int(c[A_STATE]), int(s[A_STATE]), hist, int(c[A_BYTES]), int(s[A_BYTES])),
             history=hist,
             c2s=_direction(c, int(wscale[ci]), last),
             s2c=_direction(s, int(wscale[si]), last),
-            rtt_handshake_s=irtt[k] / 1e9 if irtt[k] >= 0 else None,
-            rtt_min_s=float(rtts[0]) / 1e9 if rtts.size else None,
-            rtt_median_s=float(np.median(rtts)) / 1e9 if rtts.size else None,
-            rtt_max_s=float(rtts[-1]) / 1e9 if rtts.size else None,
-            rtt_samples=int(rtts.size),
+            rtt_handshake_s=irtt / 1e9 if irtt >= 0 else None,
+            rtt_min_s=float(rtts[0]) / 1e9 if rtts else None,
+            rtt_median_s=(rtts[(len(rtts) - 1) // 2] + rtts[len(rtts) // 2]) / 2e9 if rtts else None,
+            rtt_max_s=float(rtts[-1]) / 1e9 if rtts else None,
+            rtt_samples=len(rtts),
             zero_window=eps,
-            longest_idle_s=cs[k, K_IDLE_MAX] / 1e9 if cs[k, K_IDLE_MAX] >= 0 else None,
-            idle_frames=(int(cs[k, K_IDLE_FROM]), int(cs[k, K_IDLE_TO])) if cs[k, K_IDLE_MAX] >= 0 else None,
+            longest_idle_s=ck[K_IDLE_MAX] / 1e9 if ck[K_IDLE_MAX] >= 0 else None,
+            idle_frames=(int(ck[K_IDLE_FROM]), int(ck[K_IDLE_TO])) if ck[K_IDLE_MAX] >= 0 else None,
             closed_by=None if fin_by is None else ("client" if fin_by == 0 else "server"),
             reset_by=None if rst_by is None else ("client" if rst_by == 0 else "server"),
             reset_frame=min(rst_frame) if rst_frame else None,
@@ -551,7 +578,7 @@ def _first_by(c_frame: int, s_frame: int) -> int | None:
     return 1
 
 
-def _direction(a: np.ndarray, wscale: int, last_ts: int) -> Direction:
+def _direction(a: list[int], wscale: int, last_ts: int) -> Direction:
     n = int(a[A_IPID_N])
     if n == 0:
         pattern = "none"
