@@ -96,6 +96,23 @@ def _be64(buf: U8Array, idx: I64Array) -> npt.NDArray[np.uint64]:
     return buf[idx[:, None] + _K8].view(">u8").ravel().astype(np.uint64)
 
 
+def _hdr(buf: U8Array, idx: I64Array, k: int) -> U8Array:
+    """The ``k`` bytes at each ``idx`` as an (n, k) matrix: one gather for a whole fixed header."""
+    return buf[idx[:, None] + np.arange(k, dtype=np.int64)]
+
+
+def _h8(h: U8Array, o: int) -> I64Array:
+    return h[:, o].astype(np.int64)
+
+
+def _h16(h: U8Array, o: int) -> I64Array:
+    return h[:, o : o + 2].view(">u2")[:, 0].astype(np.int64)
+
+
+def _h32(h: U8Array, o: int) -> I64Array:
+    return h[:, o : o + 4].view(">u4")[:, 0].astype(np.int64)
+
+
 def _flag(warn: npt.NDArray[np.uint32], rows: I64Array, bit: Warn) -> None:
     if rows.size:
         warn[rows] |= np.uint32(bit)
@@ -359,22 +376,22 @@ def _ipv4(
     short = cap[rows] < l3[rows] + 20
     _flag(warn, rows[short], Warn.IP_TRUNCATED)
     rows = rows[~short]
-    q = c["pkt_off"][rows] + l3[rows]
-    ihl = (_u8(buf, q) & 0xF) * 4
-    tot = _be16(buf, q + 2)
+    h = _hdr(buf, c["pkt_off"][rows] + l3[rows], 20)
+    ihl = (_h8(h, 0) & 0xF) * 4
+    tot = _h16(h, 2)
     c["ip_version"][rows] = 4
     c["l3_off"][rows] = l3[rows]
-    c["tos"][rows] = _u8(buf, q + 1)
-    c["ip_id"][rows] = _be16(buf, q + 4)
-    ff = _be16(buf, q + 6)
+    c["tos"][rows] = h[:, 1]
+    c["ip_id"][rows] = _h16(h, 4)
+    ff = _h16(h, 6)
     c["df"][rows] = (ff & 0x4000) != 0
-    c["ttl"][rows] = _u8(buf, q + 8)
-    proto = _u8(buf, q + 9)
+    c["ttl"][rows] = h[:, 8]
+    proto = _h8(h, 9)
     c["src_hi"][rows] = 0
     c["dst_hi"][rows] = 0
     mapped = np.int64(0xFFFF_0000_0000)
-    c["src_lo"][rows] = (_be32(buf, q + 12) | mapped).astype(np.uint64)
-    c["dst_lo"][rows] = (_be32(buf, q + 16) | mapped).astype(np.uint64)
+    c["src_lo"][rows] = (_h32(h, 12) | mapped).astype(np.uint64)
+    c["dst_lo"][rows] = (_h32(h, 16) | mapped).astype(np.uint64)
     avail = c["wirelen"][rows] - l3[rows]  # what the frame can hold (Wireshark's reported length)
     tso = tot == 0
     _flag(warn, rows[tso], Warn.TSO_LENGTH_ZERO)
@@ -476,16 +493,18 @@ def _tcp(buf: U8Array, c: dict[str, np.ndarray], rows: I64Array, l4: I64Array, i
     rows, lo = rows[has_ports], lo[has_ports]
     p = c["pkt_off"][rows] + lo
     c["l4_off"][rows] = lo
-    c["sport"][rows] = _be16(buf, p)
-    c["dport"][rows] = _be16(buf, p + 2)
+    ports = _hdr(buf, p, 4)
+    c["sport"][rows] = _h16(ports, 0)
+    c["dport"][rows] = _h16(ports, 2)
     full = cap[rows] >= lo + 20
     _flag(warn, rows[~full], Warn.L4_TRUNCATED)
     rows, lo, p = rows[full], lo[full], p[full]
-    c["seq"][rows] = _be32(buf, p + 4).astype(np.uint32)
-    c["ack"][rows] = _be32(buf, p + 8).astype(np.uint32)
-    b12 = _be16(buf, p + 12)
+    h = _hdr(buf, p, 16)
+    c["seq"][rows] = h[:, 4:8].view(">u4")[:, 0]
+    c["ack"][rows] = h[:, 8:12].view(">u4")[:, 0]
+    b12 = _h16(h, 12)
     c["tcp_flags"][rows] = (b12 & 0x0FFF).astype(np.uint16)
-    c["win"][rows] = _be16(buf, p + 14)
+    c["win"][rows] = _h16(h, 14)
     thl = (b12 >> 12) * 4
     c["tcp_hdr_len"][rows] = thl
     end = ip_end[rows]
