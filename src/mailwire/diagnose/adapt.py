@@ -85,6 +85,14 @@ def capture_facts(result: Any) -> list[CaptureFact]:
             if j.capture == cap.path:
                 outcomes[j.verdict.outcome] = outcomes.get(j.verdict.outcome, 0) + 1
         quality = [f"{cap.path}: {i}" for i in cap.issues[:10]]
+        q = cap.quality or {}
+        quality += [f"{cap.path}: {n}" for n in list(q.get("notes", []))[:5]]
+        if float(q.get("capture_loss_pct", 0) or 0) > 0:
+            quality.append(
+                f"{cap.path}: the capture itself missed {q['capture_loss_pct']:.2f}% of the data "
+                f"({q.get('acked_unseen', 0)} segments acknowledged but never captured) — capture loss, "
+                f"not network loss"
+            )
         mine = [f for f in result.findings if f.severity in ("failure", "warning")]
         out.append(
             CaptureFact(
