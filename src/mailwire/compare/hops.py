@@ -27,6 +27,7 @@ from mailwire.compare.segments import (
     INJECTED,
     LOST,
     MATCHED,
+    MISSED_UPSTREAM,
     SPLIT,
     Instances,
 )
@@ -86,6 +87,7 @@ def direction_stats(inst: Instances, a: Digest, b: Digest, ab: bool) -> dict[str
     caploss = up[st == CAPTURE_LOSS]
     inj = dn[inst.status[dn] == INJECTED]
     dup = dn[inst.status[dn] == DUPLICATE]
+    missed = dn[inst.status[dn] == MISSED_UPSTREAM]
     inj_flags = _col(inst, a, b, "tcp_flags", inj).astype(np.int64)
     inj_proto = _col(inst, a, b, "proto", inj)
     inj_rst = inj[(inj_proto == TCP) & ((inj_flags & RST) != 0)]
@@ -115,6 +117,7 @@ def direction_stats(inst: Instances, a: Digest, b: Digest, ab: bool) -> dict[str
         "data_segments_sent": int(data.sum()),
         "data_segments_lost": int((data & lost_m).sum()),
         "capture_loss": int(caploss.size),
+        "missed_by_upstream_capture": int(missed.size),
         "injected": int(inj.size),
         "injected_rst": int(inj_rst.size),
         "duplicates_downstream": int(dup.size),
@@ -124,7 +127,14 @@ def direction_stats(inst: Instances, a: Digest, b: Digest, ab: bool) -> dict[str
         "by_time": by_time,
         "first_lost_s": float((inst.t[lost].min() - a.first_ts) / 1e9) if lost.size else None,
         "last_lost_s": float((inst.t[lost].max() - a.first_ts) / 1e9) if lost.size else None,
-        "_idx": {"lost": lost, "capture_loss": caploss, "injected": inj, "injected_rst": inj_rst, "dup": dup},
+        "_idx": {
+            "lost": lost,
+            "capture_loss": caploss,
+            "injected": inj,
+            "injected_rst": inj_rst,
+            "dup": dup,
+            "missed": missed,
+        },
         "lost_syn": int(((lost_flags & (SYN | ACK)) == SYN).sum()),
         "_sizes": (ipl, lost_m),
         "_conns": inst.half[sent] // 2,

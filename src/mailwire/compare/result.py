@@ -124,6 +124,15 @@ def compare_hop(a: Digest, b: Digest) -> dict[str, Any]:
                     "count": int(idx["capture_loss"].size),
                 }
             )
+        if idx["missed"].size:
+            evidence.append(
+                {
+                    "what": f"missed by the upstream capture {d}: only downstream, amid ones seen upstream",
+                    "file": files[ds],
+                    "frames": frames_of(inst, a, b, idx["missed"]),
+                    "count": int(idx["missed"].size),
+                }
+            )
         if idx["dup"].size:
             evidence.append(
                 {

@@ -45,6 +45,7 @@ OUTSIDE = 3  # the other capture was not running: neither loss nor injection
 CAPTURE_LOSS = 4
 DUPLICATE = 5
 INJECTED = 6
+MISSED_UPSTREAM = 7  # seen downstream only, inside a stretch the upstream capture saw: it missed it
 
 STATUS_NAMES = {
     MATCHED: "matched",
@@ -54,6 +55,7 @@ STATUS_NAMES = {
     CAPTURE_LOSS: "capture_loss",
     DUPLICATE: "duplicate",
     INJECTED: "injected",
+    MISSED_UPSTREAM: "missed_by_upstream_capture",
 }
 
 _MASK = 0xFFFFFFFF
@@ -72,6 +74,7 @@ class Instances:
     a_to_b: npt.NDArray[np.bool_]  # its direction goes from A to B
     rel: I64  # TCP: relative seq in A's space (base - 2**30 offset); 0 otherwise
     plen: I64
+    flags: I64
     is_tcp: npt.NDArray[np.bool_]
     status: npt.NDArray[np.int8]
     partner: I64  # index of the paired instance (exact matches), -1 otherwise
@@ -142,6 +145,7 @@ def build_instances(a: Digest, b: Digest, m: ConnMatch, use_payload: bool) -> In
         a_to_b=np.zeros(half.size, dtype=bool),
         rel=rel,
         plen=np.where(plen > 0, plen, 0),
+        flags=np.where(is_tcp, flags, 0),
         is_tcp=is_tcp,
         status=np.full(half.size, -1, np.int8),
         partner=np.full(half.size, -1, np.int64),
@@ -304,6 +308,14 @@ def _classify_leftovers(
     has = ack_rel >= 0
     np.maximum.at(maxack, (inst.side[has].astype(np.int64), inst.half[has] ^ 1), ack_rel[has])
     cd = inst.d_copies if inst.d_copies is not None else np.zeros(inst.half.size, np.int64)
+    # sequence space each packet occupies (SYN and FIN count one)
+    span = inst.plen + ((inst.flags & SYN) != 0) + ((inst.flags & FIN) != 0)
+    # time span of each (capture side, half) in that capture
+    key = inst.side.astype(np.int64) * max(n_h, 1) + inst.half
+    t_min = np.full(2 * max(n_h, 1), np.iinfo(np.int64).max, dtype=np.int64)
+    t_max = np.full(2 * max(n_h, 1), np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(t_min, key, inst.t)
+    np.maximum.at(t_max, key, inst.t)
     left = np.flatnonzero(inst.status < 0)
     for ab in (True, False):
         # direction A->B: upstream capture 0, downstream 1; B->A the reverse
@@ -315,16 +327,18 @@ def _classify_leftovers(
         inside = (t >= first[ds]) & (t + mg <= last[ds])
         inst.status[uu[~inside]] = OUTSIDE
         lost = uu[inside]
-        end = inst.rel[lost] + inst.plen[lost]
-        acked = (
-            inst.is_tcp[lost] & (inst.plen[lost] > 0) & (cd[lost] == 0) & (maxack[ds, inst.half[lost]] >= end)
-        )
+        end = inst.rel[lost] + span[lost]
+        acked = inst.is_tcp[lost] & (span[lost] > 0) & (cd[lost] == 0) & (maxack[ds, inst.half[lost]] >= end)
         inst.status[lost[acked]] = CAPTURE_LOSS
         inst.status[lost[~acked]] = LOST
         dd = sel[~inst.up[sel]]
         t = inst.t[dd]
         inside = (t >= first[us] + mg) & (t <= last[us])
-        inst.status[dd[inside]] = INJECTED
+        # not a reset, and the upstream capture saw this direction both before and after it
+        uk = us * max(n_h, 1) + inst.half[dd]
+        missed = inside & ((inst.flags[dd] & RST) == 0) & (t_min[uk] < t) & (t_max[uk] > t)
+        inst.status[dd[inside & ~missed]] = INJECTED
+        inst.status[dd[missed]] = MISSED_UPSTREAM
         inst.status[dd[~inside]] = OUTSIDE
 
 
@@ -357,6 +371,7 @@ __all__ = [
     "INJECTED",
     "LOST",
     "MATCHED",
+    "MISSED_UPSTREAM",
     "OUTSIDE",
     "SPLIT",
     "STATUS_NAMES",

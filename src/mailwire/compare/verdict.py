@@ -149,8 +149,14 @@ def decide(
         if s["injected"] > 0 and s["injected_rst"] == 0:
             out.append(Finding("injected_packets", d, {"count": s["injected"], "rst": 0}))
     for d, s in directions.items():
-        if s["capture_loss"] > 0:
-            out.append(Finding("capture_loss", d, {"count": s["capture_loss"]}))
+        if s["capture_loss"] > 0 or s["missed_by_upstream_capture"] > 0:
+            out.append(
+                Finding(
+                    "capture_loss",
+                    d,
+                    {"count": s["capture_loss"], "missed_upstream": s["missed_by_upstream_capture"]},
+                )
+            )
     if not out:
         out.append(Finding("no_loss"))
     return out
@@ -255,10 +261,19 @@ def sentence(
         )
     if f.kind == "capture_loss":
         cap = down if f.direction == "a_to_b" else up
-        return (
-            f"{x['count']} segments missing from {cap} were acknowledged by the receiver: {cap} "
-            "dropped them while capturing (capture loss), the network delivered them."
-        )
+        other = up if f.direction == "a_to_b" else down
+        parts = []
+        if x["count"]:
+            parts.append(
+                f"{x['count']} packets missing from {cap} were acknowledged by the receiver: {cap} "
+                "dropped them while capturing, the network delivered them."
+            )
+        if x.get("missed_upstream"):
+            parts.append(
+                f"{x['missed_upstream']} packets seen in {cap} are missing from {other} although it captured "
+                f"the packets around them: {other} dropped them while capturing."
+            )
+        return " ".join(parts) + " This is capture loss, not network loss."
     return f"{between}: {f.kind}."
 
 
