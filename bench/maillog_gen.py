@@ -59,9 +59,13 @@ def generate(out: str, lines: int, seed: int) -> int:
         while written < lines:
             t += timedelta(seconds=rng.expovariate(1 / 0.6))
             if rng.random() < 0.12:
-                fh.write(f"{t:%b} {t.day:2d} {t:%H:%M:%S} mx1 "
-                         + rng.choice(NOISE).format(pid=rng.randint(100, 99999), n=rng.randint(1, 999),
-                                                    h=rng.randint(1, 254)) + "\n")
+                fh.write(
+                    f"{t:%b} {t.day:2d} {t:%H:%M:%S} mx1 "
+                    + rng.choice(NOISE).format(
+                        pid=rng.randint(100, 99999), n=rng.randint(1, 999), h=rng.randint(1, 254)
+                    )
+                    + "\n"
+                )
                 written += 1
                 continue
             q = qid(rng)
@@ -72,8 +76,11 @@ def generate(out: str, lines: int, seed: int) -> int:
             size = int(rng.lognormvariate(8.5, 1.3))
             nrcpt = 1 if rng.random() < 0.8 else 2
             w("postfix/qmgr", 999, f"{q}: from=<app@example.com>, size={size}, nrcpt={nrcpt} (queue active)")
-            w("postfix/smtpd", spid, "disconnect from web1.example.com[192.0.2.5] ehlo=1 mail=1 rcpt=1 data=1 "
-              "quit=1 commands=5")
+            w(
+                "postfix/smtpd",
+                spid,
+                "disconnect from web1.example.com[192.0.2.5] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
+            )
             dom, mxs, pfx = rng.choice(DESTS)
             opid = rng.randint(1000, 40000)
             ip = pfx + str(rng.randint(10, 99)) if pfx.endswith(".") else pfx + str(rng.randint(0, 9))
@@ -83,39 +90,75 @@ def generate(out: str, lines: int, seed: int) -> int:
             if r < 0.05 and len(mxs) > 1:
                 w("postfix/smtp", opid, f"connect to {mxs[0]}[{pfx}7]:25: Connection timed out")
             if r < 0.5:
-                w("postfix/smtp", opid, f"Trusted TLS connection established to {relay}: TLSv1.3 with cipher "
-                  "TLS_AES_256_GCM_SHA384 (256/256 bits)")
-            for k in range(nrcpt):
+                w(
+                    "postfix/smtp",
+                    opid,
+                    f"Trusted TLS connection established to {relay}: TLSv1.3 with cipher "
+                    "TLS_AES_256_GCM_SHA384 (256/256 bits)",
+                )
+            for _ in range(nrcpt):
                 rcpt = f"user{rng.randint(1, 50000)}@{dom}"
                 x = rng.random()
                 head = f"{q}: to=<{rcpt}>, relay={relay}, delay={rng.uniform(0.2, 9):.1f}, "
                 if x < 0.80:
-                    w("postfix/smtp", opid, head + f"delays=0.1/0.01/0.2/{rng.uniform(0.1, 3):.2f}, dsn=2.0.0, "
-                      f"status=sent (250 2.0.0 OK {rng.getrandbits(32):x} - gsmtp)")
+                    w(
+                        "postfix/smtp",
+                        opid,
+                        head + f"delays=0.1/0.01/0.2/{rng.uniform(0.1, 3):.2f}, dsn=2.0.0, "
+                        f"status=sent (250 2.0.0 OK {rng.getrandbits(32):x} - gsmtp)",
+                    )
                 elif x < 0.86:
-                    w("postfix/smtp", opid, head + "delays=0.1/0/0.3/180, dsn=4.4.2, status=deferred "
-                      f"(conversation with {mx}[{ip}] timed out while sending message body)")
+                    w(
+                        "postfix/smtp",
+                        opid,
+                        head + "delays=0.1/0/0.3/180, dsn=4.4.2, status=deferred "
+                        f"(conversation with {mx}[{ip}] timed out while sending message body)",
+                    )
                 elif x < 0.90:
                     rep = rng.choice(REPLIES_4XX)
-                    w("postfix/smtp", opid, head + f"delays=0.1/0/0.3/0.1, dsn={rep[4:9].strip()}, status=deferred "
-                      f"(host {mx}[{ip}] said: {rep} (in reply to RCPT TO command))")
+                    w(
+                        "postfix/smtp",
+                        opid,
+                        head + f"delays=0.1/0/0.3/0.1, dsn={rep[4:9].strip()}, status=deferred "
+                        f"(host {mx}[{ip}] said: {rep} (in reply to RCPT TO command))",
+                    )
                 elif x < 0.93:
                     rep = rng.choice(REPLIES_5XX)
-                    w("postfix/smtp", opid, head + f"delays=0.1/0/0.3/0.1, dsn=5.7.1, status=bounced "
-                      f"(host {mx}[{ip}] said: {rep} (in reply to end of DATA command))")
+                    w(
+                        "postfix/smtp",
+                        opid,
+                        head + f"delays=0.1/0/0.3/0.1, dsn=5.7.1, status=bounced "
+                        f"(host {mx}[{ip}] said: {rep} (in reply to end of DATA command))",
+                    )
                 elif x < 0.96:
-                    w("postfix/smtp", opid, f"{q}: to=<{rcpt}>, relay=none, delay=30, delays=0.1/0/30/0, "
-                      f"dsn=4.4.1, status=deferred (connect to {mx}[{ip}]:25: Connection timed out)")
+                    w(
+                        "postfix/smtp",
+                        opid,
+                        f"{q}: to=<{rcpt}>, relay=none, delay=30, delays=0.1/0/30/0, "
+                        f"dsn=4.4.1, status=deferred (connect to {mx}[{ip}]:25: Connection timed out)",
+                    )
                 elif x < 0.98:
-                    w("postfix/error", opid, f"{q}: to=<{rcpt}>, relay=none, delay=0.2, delays=0.1/0/0/0.1, "
-                      f"dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to {mx}[{ip}]:25: "
-                      "Connection timed out)")
+                    w(
+                        "postfix/error",
+                        opid,
+                        f"{q}: to=<{rcpt}>, relay=none, delay=0.2, delays=0.1/0/0/0.1, "
+                        "dsn=4.4.1, status=deferred (delivery temporarily suspended: "
+                        f"connect to {mx}[{ip}]:25: Connection timed out)",
+                    )
                 else:
-                    w("postfix/smtp", opid, f"{q}: lost connection with {mx}[{ip}] while sending end of data -- "
-                      "message may be sent more than once")
-                    w("postfix/smtp", opid, head + "delays=0.1/0/0.3/600, dsn=4.4.2, status=deferred "
-                      f"(conversation with {mx}[{ip}] timed out while sending end of data -- message may be sent "
-                      "more than once)")
+                    w(
+                        "postfix/smtp",
+                        opid,
+                        f"{q}: lost connection with {mx}[{ip}] while sending end of data -- "
+                        "message may be sent more than once",
+                    )
+                    w(
+                        "postfix/smtp",
+                        opid,
+                        head + "delays=0.1/0/0.3/600, dsn=4.4.2, status=deferred "
+                        f"(conversation with {mx}[{ip}] timed out while sending end of data -- "
+                        "message may be sent more than once)",
+                    )
             w("postfix/qmgr", 999, f"{q}: removed")
     return written
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 
 from mailwire.maillog.headers import parse_tz
@@ -63,7 +64,7 @@ def triage_logs(
         if gc_was_enabled:
             gc.enable()
     attempts = select(reader.attempts, as_utc(since), as_utc(until), domain)
-    attempts.sort(key=lambda a: (a.time, a.file, a.line))
+    attempts.sort(key=attrgetter("time"))  # stable: equal times keep file and line order
     dests, verdicts, start, width = triage(attempts)
     return LogTriage(
         attempts=attempts,

@@ -151,8 +151,18 @@ def reply_cause(
         # The remote itself says the connection broke (RFC 3463 X.4.2 "bad connection", e.g.
         # "421 4.4.2 … Error: timeout exceeded" after it waited in vain for our data): a network
         # failure that happens to carry a reply, not a policy decision.
-        return Cause("network", "remote_timeout", stage, code, esc, text, cmd, host=host, ip=ip,
-                     possible_duplicate=stage == "dot")
+        return Cause(
+            "network",
+            "remote_timeout",
+            stage,
+            code,
+            esc,
+            text,
+            cmd,
+            host=host,
+            ip=ip,
+            possible_duplicate=stage == "dot",
+        )
     category, provider, bl = categorize(code, esc, text, host)
     outcome = "rejected" if code >= 500 else "deferred"
     return Cause(outcome, None, stage, code, esc, text, cmd, category, provider, bl, host, ip)
@@ -165,9 +175,7 @@ PF_CONNECT = re.compile(r"connect to " + _H + r": (?P<err>.+?)(?: \(port (?P<old
 PF_LOST = re.compile(r"lost connection with " + _H + r" while (?P<stage>.+)$")
 PF_TIMEOUT = re.compile(r"conversation with " + _H + r" timed out while (?P<stage>.+)$")
 PF_REPLY = re.compile(
-    r"host "
-    + _H
-    + r" (?P<verb>said|refused to talk to me): (?P<reply>.*)$",
+    r"host " + _H + r" (?P<verb>said|refused to talk to me): (?P<reply>.*)$",
     re.DOTALL,
 )
 # split off separately: a lazy reply group before an optional suffix backtracks quadratically

@@ -95,6 +95,7 @@ _INFO_PREFIXES = (
     "TLS is required",
     "Server certificate not verified",
 )
+_NOTES = ("Trusted ", "Untrusted ", "Verified ", "Anonymous ", "warning:", "statistics:")
 _DELIVERY_HINT = re.compile(r"\bstatus=|\bto=<|connect to |lost connection with |conversation with ")
 
 MAX_QIDS = 500_000  # bound on remembered queue ids (oldest forgotten first)
@@ -235,6 +236,8 @@ class PostfixParser:
             return 1
         if daemon not in OUTBOUND:
             return 0  # smtpd, pickup, bounce, anvil …: nothing for outbound triage
+        if msg.startswith(_NOTES):
+            return 0  # TLS session notes, warnings: cheap exit before any regex
         m = _QID_MSG.match(msg)
         oqid: str | None = None
         rest = msg
@@ -290,11 +293,13 @@ class PostfixParser:
             return 0  # LMTP over a UNIX socket: local delivery
         cause = postfix_reason(reason, "sent" if status == "sent" else status.lower())
         r = _RELAY.match(relay)
-        if r is not None and (cause.ip is None or cause.outcome == "delivered" or cause.ip == r.group("ip")):
-            cause.host = r.group("host") or cause.host
-            cause.ip = r.group("ip") or cause.ip
-            if r.group("port"):
-                cause.port = int(r.group("port"))
+        if r is not None:
+            rhost, rip, rport = r.groups()
+            if cause.ip is None or cause.outcome == "delivered" or cause.ip == rip:
+                cause.host = rhost or cause.host
+                cause.ip = rip or cause.ip
+                if rport:
+                    cause.port = int(rport)
         a = self._attempt(when(), file, lineno, cause, qid, host, prog, pid, raw, reason)
         a.recipient = to or None
         a.domain = _domain(to)

@@ -18,7 +18,14 @@ from mailwire.maillog.headers import EPOCH_US, HeaderParser, Split, journal_fiel
 from mailwire.maillog.postfix import DAEMONS, KEEP, PostfixParser
 from mailwire.maillog.records import Attempt, InputStats, SkippedLine
 from mailwire.maillog.sendmail import SendmailParser
-from mailwire.maillog.sources import is_export, iter_export, iter_lines, open_binary, order_inputs, peek_start
+from mailwire.maillog.sources import (
+    is_export,
+    iter_export,
+    iter_line_blocks,
+    open_binary,
+    order_inputs,
+    peek_start,
+)
 
 MAX_SKIPPED = 1000  # skipped lines listed with their numbers; beyond that only counted
 
@@ -118,33 +125,54 @@ class LogReader:
                     return stats
                 fams = self._families
                 first = hp.first
-                for line in iter_lines(fh):
-                    n += 1
-                    if line is None:
-                        stats.garbage += 1
-                        self._skip(name, n, f"over-long line (> {64 << 10} bytes), cut")
-                        continue
-                    if not line:
-                        stats.ignored += 1
-                        continue
-                    sp = first(line)
-                    if sp is None:
-                        sp = hp.split(line)
-                        first = hp.first
-                    if sp is None:
-                        stats.garbage += 1
-                        self._skip(
-                            name,
-                            n,
-                            "binary data" if "\x00" in line or "\ufffd" in line else "no known log header",
-                        )
-                        continue
-                    fam = fams.get(sp[4])
-                    if fam is not None and fam[0] == OTHER:  # fast path: a daemon we never need
-                        stats.parsed += 1
-                        stats.ignored += 1
-                        continue
-                    self._dispatch(hp, stats, name, n, sp, line)
+                pf_feed = self.postfix.feed
+                when = self._when
+                garbage = ignored = parsed = unparsed = 0
+                try:
+                    for block in iter_line_blocks(fh):
+                        for line in block:
+                            n += 1
+                            if not line:
+                                if line is None:
+                                    garbage += 1
+                                    self._skip(name, n, f"over-long line (> {64 << 10} bytes), cut")
+                                else:
+                                    ignored += 1
+                                continue
+                            sp = first(line)
+                            if sp is None:
+                                sp = hp.split(line)
+                                first = hp.first
+                                if sp is None:
+                                    garbage += 1
+                                    binary = "\x00" in line or "\ufffd" in line
+                                    self._skip(name, n, "binary data" if binary else "no known log header")
+                                    continue
+                            fam = fams.get(sp[4])
+                            if fam is not None:
+                                family = fam[0]
+                                if family == OTHER:  # fast path: a daemon we never need
+                                    parsed += 1
+                                    ignored += 1
+                                    continue
+                                msg = sp[6]
+                                if family == POSTFIX and "\x00" not in msg:  # fast path: Postfix
+                                    parsed += 1
+                                    self._hp = hp
+                                    self._stamp = (sp[0], sp[1], sp[2])
+                                    r = pf_feed(when, name, n, sp[3], sp[4], fam[1], sp[5], msg, line)
+                                    if r == 0:
+                                        ignored += 1
+                                    elif r == 2:
+                                        unparsed += 1
+                                        self._skip(name, n, "delivery line not understood")
+                                    continue
+                            self._dispatch(hp, stats, name, n, sp, line)
+                finally:
+                    stats.garbage += garbage
+                    stats.ignored += ignored
+                    stats.parsed += parsed
+                    stats.unparsed_delivery += unparsed
         except (OSError, EOFError, zlib.error, ValueError) as exc:
             stats.error = f"{name}: line {n + 1}: read error: {exc}"
         finally:

@@ -82,12 +82,13 @@ def is_export(start: bytes) -> bool:
     return start.startswith((b"__CURSOR=", b"__REALTIME_TIMESTAMP=", b"__MONOTONIC_TIMESTAMP="))
 
 
-def iter_lines(fh: IO[bytes]) -> Iterator[str | None]:
-    """Lines without their end-of-line; ``None`` for a line cut off at ``MAX_LINE`` bytes."""
-    rest = b""
-    skipping = False  # inside an over-long line: drop bytes until its newline
+def iter_line_blocks(fh: IO[bytes]) -> Iterator[list[str | None]]:
+    """Lines without their end-of-line, a block at a time (one list per ~1 MiB read);
+    ``None`` stands for a line cut off at ``MAX_LINE`` bytes."""
     # read1 hands over what was decompressed so far: a truncated archive still yields its lines
     read = fh.read1 if hasattr(fh, "read1") else fh.read
+    rest = b""
+    skipping = False  # inside an over-long line: drop bytes until its newline
     while True:
         block = read(BLOCK)
         if not block:
@@ -105,18 +106,25 @@ def iter_lines(fh: IO[bytes]) -> Iterator[str | None]:
         else:
             text = data[:last].decode("utf-8", "replace")
             rest = data[last + 1 :]
-            for line in text.split("\n"):
-                if len(line) > MAX_LINE:
-                    yield None
-                else:
-                    yield line[:-1] if line.endswith("\r") else line
+            if "\r" in text:
+                text = text.replace("\r\n", "\n")
+            lines: list[str | None] = text.split("\n")  # type: ignore[assignment]
+            if len(text) > MAX_LINE:  # only then can a line be over-long
+                lines = [None if x is not None and len(x) > MAX_LINE else x for x in lines]
+            yield lines
         if len(rest) > MAX_LINE:
-            yield None
+            yield [None]
             rest = b""
             skipping = True
     if rest and not skipping:
         line = rest.decode("utf-8", "replace")
-        yield line[:-1] if line.endswith("\r") else line
+        yield [line[:-1] if line.endswith("\r") else line]
+
+
+def iter_lines(fh: IO[bytes]) -> Iterator[str | None]:
+    """Lines one by one (see ``iter_line_blocks``)."""
+    for block in iter_line_blocks(fh):
+        yield from block
 
 
 def iter_export(fh: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | None]]:

@@ -223,36 +223,36 @@ def _destination(
     count: int,
     meta: dict[int, tuple[int, int, str]],
 ) -> tuple[Destination, Counter[str], dict[str, list[Attempt]]]:
-    outcomes: Counter[str] = Counter()
+    outcomes: dict[str, int] = {}
     domains: Counter[str] = Counter()
-    total = [0] * count
-    failed = [0] * count
+    total = [0] * max(count, 1)
+    failed = [0] * max(count, 1)
     ok_hours: set[int] = set()
     bad_hours: set[int] = set()
     providers: set[str] = set()
     tried: list[Attempt] = []
     fails: list[Attempt] = []
-    for a in attempts:
+    og = outcomes.get
+    for a in attempts:  # the hot loop of triage: plain dict/set/list operations only
         o = a.outcome
-        outcomes[o] += 1
-        if a.domain:
-            domains[a.domain] += 1
+        outcomes[o] = og(o, 0) + 1
         if o not in TRIED:
             continue
         tried.append(a)
         bucket, hour, prov = meta[id(a)]
-        if a.relay_host or a.provider:
-            providers.add(prov)
-        if count:
-            total[bucket] += 1
+        providers.add(prov)
+        total[bucket] += 1
         if o == "delivered":
             ok_hours.add(hour)
             continue
         fails.append(a)
-        if count:
-            failed[bucket] += 1
+        failed[bucket] += 1
         if a.category != "greylist":  # greylisting is expected to fail first, then succeed
             bad_hours.add(hour)
+    domains.update(a.domain for a in attempts if a.domain)
+    providers.discard("")
+    if not count:
+        total, failed = [], []
     mixed = len(ok_hours & bad_hours)
     intermittent = mixed > 0
     kinds: Counter[str] = Counter(a.kind for a in fails if a.kind)
@@ -270,7 +270,7 @@ def _destination(
         scope=scope,
         key=key,
         attempts=len(tried),
-        outcomes=dict(outcomes),
+        outcomes=outcomes,
         failures=len(fails),
         failure_rate=len(fails) / len(tried) if tried else 0.0,
         kinds=dict(kinds),
@@ -280,7 +280,7 @@ def _destination(
         buckets_failed=failed,
         intermittent=intermittent,
         mixed_windows=mixed,
-        size_dependent=_size_dependent(tried),
+        size_dependent=bool(stages.get("body") or stages.get("dot")) and _size_dependent(tried),
         first=min(times) if times else None,
         last=max(times) if times else None,
         verdict="healthy",
@@ -303,7 +303,8 @@ def triage(attempts: Sequence[Attempt]) -> tuple[list[Destination], list[Verdict
         pk = (a.provider, a.relay_host, a.domain)
         prov = prov_cache.get(pk)
         if prov is None:
-            prov = prov_cache[pk] = provider_key(a)
+            # "" when neither provider nor MX host is known (DNS failures, expiries)
+            prov = prov_cache[pk] = provider_key(a) if (a.relay_host or a.provider) else ""
         meta[id(a)] = (min(max(int((ts - t0) // width), 0), count - 1) if count else 0, int(ts) // 3600, prov)
     accs: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
     for a in attempts:
@@ -328,7 +329,7 @@ def triage(attempts: Sequence[Attempt]) -> tuple[list[Destination], list[Verdict
     net_providers: dict[str, list[Attempt]] = defaultdict(list)
     for a in attempts:
         if a.outcome == "network" and a.kind in _TIMEOUTISH:
-            net_providers[meta[id(a)][2]].append(a)
+            net_providers[meta[id(a)][2] or provider_key(a)].append(a)
     our_side = len(net_providers) >= 2
     if our_side:
         for d, votes, by_class in results:
