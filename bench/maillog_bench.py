@@ -74,8 +74,9 @@ def main() -> None:
                 f"{result.skipped_total} skipped"
             )
             per = (current_rss_mib() - base) * (1 << 20) / max(1, n)
+            peak = rss_mib()
             print(
-                f"  peak RSS {rss_mib():.0f} MiB (before reading {base:.0f} MiB); {per:.0f} bytes per attempt kept"
+                f"  peak RSS {peak:.0f} MiB (before reading {base:.0f} MiB); {per:.0f} bytes per attempt kept"
             )
             del result
     finally:
