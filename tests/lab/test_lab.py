@@ -10,6 +10,7 @@ healthy case.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import re
@@ -126,6 +127,19 @@ def test_namespaces_removed(lab_run: LabRun, name: str) -> None:
     tag = truth(d)["namespace_tag"]
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
     assert tag not in listed
+
+
+DOC_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_traffic_stays_in_documentation_ranges(lab_run: LabRun, name: str) -> None:
+    d = lab_run(name)
+    for cap in ("sender.pcap", "edge.pcap", "recv.pcap"):
+        assert count(d / cap, "ipv6") == 0, cap
+        addrs = {a for row in tshark(d / cap, "ip", "ip.src", "ip.dst") for f in row for a in f.split(",")}
+        assert addrs or cap != "sender.pcap"  # downstream of a drop a capture may hold no IP
+        assert all(any(ipaddress.ip_address(a) in n for n in DOC_NETS) for a in addrs), (cap, addrs)
 
 
 @pytest.mark.parametrize("name", [n for n, s in scenarios.SCENARIOS.items() if not s.tso])
