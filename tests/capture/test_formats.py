@@ -11,6 +11,7 @@ import gzip
 import lzma
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -415,3 +416,20 @@ def test_write_pcap_round_trip(tshark: str, tmp_path: Path) -> None:
     assert back["ts_ns"].tolist() == t["ts_ns"].tolist()
     assert back["seq"].tolist() == t["seq"].tolist()
     assert len(tshark_fields(tshark, out, ["frame.number"])) == len(t)
+
+
+def test_super_segments_are_the_frames_tshark_sees_above_the_mtu(tshark: str, shared_captures: Path) -> None:
+    """Host-side TSO/GSO: TCP data in IP packets larger than 1500 bytes, off loopback."""
+    expr = "tcp.len > 0 and ip.len > 1500 and not icmp and not ip.src == 127.0.0.0/8 and not null"
+
+    def both(path: Path) -> tuple[str, list[int], list[int]]:
+        t = read_table(path)
+        ours = t["frame"][(t["warnings"] & np.uint32(Warn.SUPER_SEGMENT)) != 0].tolist()
+        theirs = [int(r[0]) for r in tshark_fields(tshark, path, ["frame.number"], display_filter=expr)]
+        return path.name, ours, theirs
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(both, corpus_captures()))
+    for name, ours, theirs in results:
+        assert ours == theirs, name
+    assert sum(len(r[1]) for r in results) >= 10  # the corpus holds real 2960- and 8754-byte super-segments

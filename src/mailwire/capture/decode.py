@@ -358,6 +358,7 @@ def decode(buf: U8Array, c: dict[str, np.ndarray]) -> None:
     lt = c["link_type"]
     big = (
         (proto == 6)
+        & (c["payload_len"] > 0)
         & (c["ip_len"] > ETH_MTU)
         & (lt != LT_NULL)
         & (lt != LT_LOOP)
@@ -365,7 +366,7 @@ def decode(buf: U8Array, c: dict[str, np.ndarray]) -> None:
         & ~((c["ip_version"] == 6) & (c["src_hi"] == 0) & (c["src_lo"] == 1))
     )
     tso = (warn & np.uint32(Warn.TSO_LENGTH_ZERO)) != 0
-    warn[big | (tso & (proto == 6))] |= np.uint32(Warn.SUPER_SEGMENT)
+    warn[big | (tso & (proto == 6) & (c["payload_len"] > 0))] |= np.uint32(Warn.SUPER_SEGMENT)
 
 
 def _ipv4(
