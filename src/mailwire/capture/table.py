@@ -42,7 +42,7 @@ class Warn(enum.IntFlag):
     BAD_TCP_OPTIONS = 1 << 11  # option list malformed (length runs past header)
     PAYLOAD_TRUNCATED = 1 << 12  # TCP payload not fully captured (snaplen)
     EXT_HEADER_LIMIT = 1 << 13  # IPv6 extension chain too long / malformed
-    SUPER_SEGMENT = 1 << 14  # TCP data in an IP packet > 1500 B off loopback: host-side TSO/GSO/GRO (or jumbo)
+    SUPER_SEGMENT = 1 << 14  # TCP data in an IP packet > 1500 B off loopback: host TSO/GSO/GRO (or jumbo)
     VLAN_DEPTH = 1 << 15  # more VLAN tags than we follow
     CAPLEN_EXCEEDS_SNAPLEN = 1 << 16  # record holds more bytes than the file/interface snaplen
     BAD_TIMESTAMP = 1 << 17  # fractional part out of range (e.g. >= 1e9 ns); carried into seconds
