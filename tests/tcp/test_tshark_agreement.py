@@ -88,7 +88,10 @@ def test_lab_example_agrees_with_tshark(tshark: str) -> None:
 
 @pytest.mark.lab
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["healthy", "size_drop", "zero_window", "random_loss"])
+@pytest.mark.parametrize(
+    "scenario",
+    ["healthy", "size_drop", "pmtud_blackhole", "intermittent", "random_loss", "zero_window", "rst_injected"],
+)
 def test_lab_scenarios_agree_with_tshark(tshark: str, lab_run, scenario: str) -> None:  # type: ignore[no-untyped-def]
     d = lab_run(scenario)
     results = [compare(tshark, p) for p in sorted(d.glob("*.pcap"))]

@@ -117,6 +117,11 @@ DIFFERENCES: dict[str, str] = {
         "retransmitted sequence number (TSO super-segments included); Wireshark uses the oldest "
         "unacked segment of the direction whatever bytes it held (issue 17714)."
     ),
+    "zero_window_probe_keepalive_style": (
+        "A keep-alive-shaped segment (0 or 1 byte at nextseq - 1) sent while the peer advertises a "
+        "zero window is a zero_window_probe (Linux probes this way), and the peer's answer a "
+        "zero_window_probe_ack; Wireshark calls them keep_alive / (nothing)."
+    ),
     "no_zero_as_unset": (
         "nextseq, lastack, maxseqtobeacked and the SYN time have explicit 'known' bits; a "
         "sequence number that happens to be 0 is a sequence number. Wireshark uses 0 as unset."
@@ -408,7 +413,10 @@ def run_kernel(
                     ds[fwd, D_NHOLES] = nh + 1
             # --- step 4: keep-alive
             if (ln == 0 or ln == 1) and s == ((nextseq - 1) & M32) and no_sfr and (nextseq_known or not mw):
-                f |= F_KEEP_ALIVE
+                if mw and ds[rev, D_WINDOW] == 0:
+                    f |= F_ZERO_WINDOW_PROBE  # Linux probes a zero window with keep-alive segments
+                else:
+                    f |= F_KEEP_ALIVE
             # --- step 5: window update
             if ln == 0 and w != 0 and w != fwin and s == nextseq and a == lastack and no_sfr:
                 f |= F_WINDOW_UPDATE

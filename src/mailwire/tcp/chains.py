@@ -84,10 +84,11 @@ def cause_of(mask: int, interval_s: float = 1.0, irtt_s: float | None = None) ->
 
 
 def is_doubling(intervals: list[float]) -> bool:
-    """At least two intervals, each 1.6x to 2.5x the previous one."""
+    """At least two intervals, each 1.4x to 2.6x the previous one (RTO backoff; the first step is
+    often below 2x because the first RTO includes the RTT variance term)."""
     if len(intervals) < 2:
         return False
-    return all(b > 0 and 1.6 <= b / a <= 2.5 for a, b in itertools.pairwise(intervals) if a > 0)
+    return all(b > 0 and 1.4 <= b / a <= 2.6 for a, b in itertools.pairwise(intervals) if a > 0)
 
 
 def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -> list[Chain]:

@@ -325,9 +325,10 @@ class ZeroWindowEpisode:
     direction: str  # "c2s": the client advertised zero, "s2c": the server did
     start_ns: int
     end_ns: int | None
-    duration_s: float | None
+    duration_s: float | None  # until the window reopened, or (open_at_end) the connection's last frame
     start_frame: int
     end_frame: int | None
+    open_at_end: bool = False
 
 
 @dataclass
@@ -529,12 +530,13 @@ class SummaryState:
             t0, t1 = row[2], row[3]
             side = "c2s" if row[1] == ckd else "s2c"
             eps.append(ZeroWindowEpisode(side, t0, t1, (t1 - t0) / 1e9, row[4], row[5]))
-        for side, a in (("c2s", c), ("s2c", s)):
-            if a[A_ZW_OPEN] >= 0:
-                eps.append(
-                    ZeroWindowEpisode(side, int(a[A_ZW_OPEN]), None, None, int(a[A_ZW_OPEN_FRAME]), None)
-                )
         last = int(ck[K_LAST_TS])
+        for side, a in (("c2s", c), ("s2c", s)):
+            if a[A_ZW_OPEN] >= 0:  # still closed at the connection's last frame: lasted at least this
+                t0 = int(a[A_ZW_OPEN])
+                eps.append(
+                    ZeroWindowEpisode(side, t0, None, (last - t0) / 1e9, int(a[A_ZW_OPEN_FRAME]), None, True)
+                )
         fin_by = _first_by(int(c[A_FIRST_FIN_FRAME]), int(s[A_FIRST_FIN_FRAME]))
         rst_by = _first_by(int(c[A_FIRST_RST_FRAME]), int(s[A_FIRST_RST_FRAME]))
         rst_frame = [f for f in (int(c[A_FIRST_RST_FRAME]), int(s[A_FIRST_RST_FRAME])) if f >= 0]
