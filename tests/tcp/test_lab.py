@@ -6,6 +6,7 @@ kernel's documented RTO behaviour (Linux: first RTO ~ 200 ms + RTT variance, the
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_incident_stalled_connections_show_doubling_rto_chains(lab_run: Callable
         assert ch.direction == "c2s" and ch.doubling
         assert all(r.cause == "rto" for r in ch.resends)
         iv = ch.intervals_s
-        assert 0.2 <= iv[0] <= 0.5 and all(1.4 <= b / a <= 2.6 for a, b in zip(iv, iv[1:], strict=False))
+        assert 0.2 <= iv[0] <= 0.5 and all(1.4 <= b / a <= 2.6 for a, b in itertools.pairwise(iv))
         assert ch.length > 1000  # it is a full-size segment that is lost (the injected size drop)
     # at the edge (behind the dropping box) those segments never appear: nothing is resent there
     edge = analyze(iter_tables(d / "edge.pcap"))
@@ -44,7 +45,7 @@ def test_zero_window_episode_and_duration(lab_run: Callable[[str], Path]) -> Non
     res = analyze(iter_tables(d / "sender.pcap"))
     eps = [(c, e) for c in res.connections for e in c.zero_window]
     assert eps, "the MX stops reading: it must advertise a zero window"
-    conn, ep = eps[0]
+    _conn, ep = eps[0]
     assert ep.direction == "s2c"  # the server (receiver of DATA) advertised it
     assert ep.duration_s is not None and ep.duration_s > 1.0
     first_zero = min(int(f) for f, m in zip(res.frames["frame"], res.frames["wireshark"], strict=True)
