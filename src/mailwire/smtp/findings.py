@@ -193,36 +193,39 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
     lossy = [j for j in items if j.verdict.outcome == "path_loss_timeout"]
     if not lossy:
         return []
-    lost_sizes: list[int] = []
+    lost_sizes: list[int] = []  # as sent on the wire: a TSO super-segment leaves as MSS-sized packets
     full = 0
+    passed = 0  # largest client segment that got through before the loss began
     small_passed = 0
+    mss_seen: set[int] = set()
     ev: list[Evidence] = []
     for j in lossy:
         t = j.tcp
-        biggest = max(t.max_c2s_segment, t.mss if t.mss > 0 else 0)
+        mss = t.mss if t.mss > 0 else t.max_c2s_segment
+        if mss > 0:
+            mss_seen.add(mss)
         for ch in t.chains:
             if ch.direction != "c2s" or ch.acked or not ch.resends:
                 continue
-            lost_sizes.append(ch.size)
-            if biggest and ch.size >= 0.9 * biggest:
+            wire = min(ch.size, mss) if mss > 0 else ch.size
+            lost_sizes.append(wire)
+            if mss and wire >= 0.9 * mss:
                 full += 1
             if len(ev) < 4:
-                ev.append(
-                    Evidence(
-                        ch.orig_frame,
-                        f"{ch.size}-byte segment never acknowledged (largest segment {biggest})",
-                        j.capture,
-                    )
-                )
-        # small packets passed: the dialogue went on (replies came back to earlier commands)
+                tso = f" (a {ch.size}-byte TSO super-segment)" if ch.size > wire else ""
+                ev.append(Evidence(ch.orig_frame, f"{wire}-byte segments never acknowledged{tso}", j.capture))
+        passed = max(passed, min(t.max_c2s_passed_segment, mss) if mss else t.max_c2s_passed_segment)
         if j.session is not None and j.session.stats.get("replies", 0) >= 3:
             small_passed += 1
     frag = [(j, i) for j in items for i in j.tcp.icmp if i.frag_needed]
     only_full = bool(lost_sizes) and full == len(lost_sizes) and small_passed > 0
+    sizes = sorted(set(lost_sizes))[:20]
     data = {
-        "lost_segment_sizes": sorted(set(lost_sizes))[:20],
+        "lost_segment_sizes": sizes,
         "lost_full_size": full,
         "lost_total": len(lost_sizes),
+        "mss": sorted(mss_seen),
+        "largest_segment_passed": passed,
         "sessions_small_packets_passed": small_passed,
         "icmp_frag_needed": len(frag),
         "only_full_size_lost": only_full,
@@ -234,23 +237,18 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
             else "no ICMP 'fragmentation needed' came back"
         )
         summary = (
-            f"Only full-size segments were lost ({full} of {len(lost_sizes)} unacknowledged segments, sizes "
-            f"{', '.join(map(str, data['lost_segment_sizes']))} bytes) while small packets passed in the same sessions; "
-            f"{icmp_txt}. This is the signature of an MTU / path-MTU-discovery black hole or a middle box dropping large packets."
+            f"Only full-size segments were lost ({full} of {len(lost_sizes)} unacknowledged, "
+            f"{'/'.join(map(str, sizes))} bytes) while small packets (up to {passed} bytes) passed in the same "
+            f"sessions; {icmp_txt}. This is the signature of an MTU / path-MTU-discovery black hole or a middle "
+            "box dropping large packets."
         )
         ev += [Evidence(i.frame, f"ICMP frag-needed, MTU {i.mtu}", j.capture) for j, i in frag[:2]]
-        return [
-            Finding(
-                "size_signature", "failure", "Only full-size segments are lost", summary, None, ev, data=data
-            )
-        ]
+        return [Finding("size_signature", "failure", "Only full-size segments are lost", summary, None, ev, data=data)]
     summary = (
-        f"Lost segments have mixed sizes ({', '.join(map(str, data['lost_segment_sizes']))} bytes): no size signature; "
-        "loss is not specific to large packets."
+        f"Lost segments have mixed sizes ({', '.join(map(str, sizes))} bytes): no size signature; "
+        "the loss is not specific to large packets."
     )
-    return [
-        Finding("size_signature", "warning", "No size signature in the loss", summary, None, ev, data=data)
-    ]
+    return [Finding("size_signature", "warning", "No size signature in the loss", summary, None, ev, data=data)]
 
 
 def find_next_step(items: list[Judged], found: list[Finding]) -> list[Finding]:

@@ -51,6 +51,8 @@ KNOWN_VERBS = frozenset(
     ["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS", "TURN", "ETRN", "ATRN", "XCLIENT", "XFORWARD", "SEND", "SOML", "SAML"]
 )
 
+_VERB_PREFIXES = frozenset(v[:4].encode() for v in KNOWN_VERBS)
+
 GREETING = "<greeting>"
 END_OF_DATA = "<end-of-data>"
 
@@ -91,8 +93,8 @@ STATE_ORDER = {
     "data": 5,
     "end_of_data": 6,
     "tls": 2,
-    "quit": 7,
-    "closed": 7,
+    "quit": -1,  # ending is not progress: "furthest" keeps the last step of the dialogue itself
+    "closed": -1,
 }
 
 
@@ -145,6 +147,7 @@ class BodyDone:
     subject: str | None
     first_frame: int  # frame carrying the first body byte (the DATA/BDAT frame if none was seen)
     start_offset: int = -1  # client stream offset of the first body byte
+    header_from: str | None = None  # address of the From: header
 
 
 @dataclass(slots=True)
@@ -227,27 +230,20 @@ def printable(raw: bytes, limit: int = 512) -> str:
     return text
 
 
-def _header_values(hdr: bytes) -> tuple[str | None, str | None]:
-    """Message-ID and Subject from a header block (folded lines joined)."""
+def _header_values(hdr: bytes) -> tuple[str | None, str | None, str | None]:
+    """Message-ID, Subject and the From address of a header block (folded lines joined)."""
     text = hdr.decode("utf-8", "replace").replace("\r\n", "\n")
     end = text.find("\n\n")
     if end >= 0:
         text = text[:end]
-    msgid: str | None = None
-    subject: str | None = None
+    found: dict[str, str] = {}
     name = ""
     value: list[str] = []
 
     def flush() -> None:
-        nonlocal msgid, subject
-        if not name:
-            return
-        v = " ".join(s.strip() for s in value).strip()
         key = name.lower()
-        if key == "message-id" and msgid is None:
-            msgid = printable(v.encode(), 256)
-        elif key == "subject" and subject is None:
-            subject = printable(v.encode(), 256)
+        if key in ("message-id", "subject", "from") and key not in found:
+            found[key] = printable(" ".join(s.strip() for s in value).strip().encode(), 256)
 
     for line in text.split("\n"):
         if line[:1] in (" ", "\t") and name:
@@ -260,7 +256,10 @@ def _header_values(hdr: bytes) -> tuple[str | None, str | None]:
             continue
         value = [rest]
     flush()
-    return msgid, subject
+    sender = found.get("from")
+    if sender is not None and "<" in sender:
+        sender = sender[sender.rfind("<") + 1 :].split(">", 1)[0]
+    return found.get("message-id"), found.get("subject"), sender
 
 
 def looks_like_smtp(first_s2c: bytes, first_c2s: bytes) -> bool:
@@ -269,8 +268,7 @@ def looks_like_smtp(first_s2c: bytes, first_c2s: bytes) -> bool:
     s = first_s2c[:8]
     if s[:3] == b"220" and s[3:4] in (b" ", b"-", b"\r", b"\n"):
         return True
-    c = first_c2s[:5].upper()
-    if c in (b"EHLO ", b"HELO ", b"LHLO "):
+    if first_c2s[:4].upper() in (b"EHLO", b"HELO", b"LHLO") and first_c2s[4:5] in (b" ", b"\r", b"\n"):
         return True
     if first_c2s[:8] == b"CONNECT " and b":25 " in first_c2s[:300] and first_s2c[:5] == b"HTTP/":
         return True
@@ -283,6 +281,7 @@ class SmtpMachine:
     def __init__(self) -> None:
         self.state = "connected"
         self.furthest = "connected"
+        self.before_close = "connected"
         self.cmode = "command"  # client mode
         self.smode = "reply"  # server mode
         self._cbuf = bytearray()
@@ -306,6 +305,7 @@ class SmtpMachine:
         self._tls_bad: dict[str, bool] = {"c2s": False, "s2c": False}
         self.tls: dict[str, TlsCounts] = {"c2s": TlsCounts(), "s2c": TlsCounts()}
         self.tls_started = False
+        self.plaintext_after_starttls = False
         self.auth_mechanism: str | None = None
         self.stats: dict[str, int] = {
             "commands": 0,
@@ -383,6 +383,10 @@ class SmtpMachine:
         self._events.append(ev)
 
     def _set_state(self, state: str) -> None:
+        if state in ("quit", "closed") and self.state not in ("quit", "closed"):
+            self.before_close = self.state  # where the dialogue was when it started to end
+        elif state not in ("quit", "closed"):
+            self.before_close = state
         self.state = state
         if STATE_ORDER.get(state, 0) > STATE_ORDER.get(self.furthest, 0):
             self.furthest = state
@@ -460,6 +464,8 @@ class SmtpMachine:
                 if self._bdat_left == 0:
                     self._bdat_chunk_done(frame, ts_ns)
             elif mode == "tls":
+                if self._plaintext_after_tls("c2s", data[pos:], data[pos : pos + 4].upper() in _VERB_PREFIXES):
+                    continue
                 self._tls_bytes("c2s", data[pos:])
                 return
             elif mode == "preamble":
@@ -638,11 +644,13 @@ class SmtpMachine:
         if body is None:
             return
         self._body = None
-        msgid, subject = _header_values(bytes(body.hdr))
+        msgid, subject, header_from = _header_values(bytes(body.hdr))
         size = max(0, body.wire - term_len - body.stuffed)
+        first = body.first_byte_frame if body.first_byte_frame >= 0 else body.first_frame
         self._emit(
             BodyDone(
-                frame, ts_ns, body.kind, size, body.wire, body.missing, end, msgid, subject, body.first_frame
+                frame, ts_ns, body.kind, size, body.wire, body.missing, end, msgid, subject, first, body.start_offset,
+                header_from,
             )
         )
         if body.kind == "DATA":
@@ -690,6 +698,8 @@ class SmtpMachine:
                 pos = nl + 1
                 self._server_line(line, frame, ts_ns)
             elif self.smode == "tls":
+                if self._plaintext_after_tls("s2c", data[pos:], data[pos : pos + 3].isdigit()):
+                    continue
                 self._tls_bytes("s2c", data[pos:])
                 return
             else:  # preamble (HTTP CONNECT answer)
@@ -809,6 +819,19 @@ class SmtpMachine:
             )
 
     # --- TLS after STARTTLS ------------------------------------------------------------------
+
+    def _plaintext_after_tls(self, d: Direction, data: bytes, looks_smtp: bool) -> bool:
+        """After STARTTLS, a direction whose first bytes are SMTP, not a TLS record, goes on in
+        plain text: a capture decrypted by its producer, or a peer that never started TLS."""
+        if self.tls[d].records or self._tls_bad[d] or self._tls_hdr[d] or not looks_smtp or data[:1] == b"\x16":
+            return False
+        self.plaintext_after_starttls = True
+        if d == "c2s":
+            self.cmode = "command"
+        else:
+            self.smode = "reply"
+        self._emit(Anomaly(d, -1, "plaintext_after_starttls"))
+        return True
 
     def _tls_bytes(self, d: str, data: bytes) -> None:
         counts = self.tls[d]

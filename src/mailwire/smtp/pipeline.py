@@ -23,7 +23,7 @@ This module does I/O only through ``mailwire.capture.read``; it renders nothing.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,7 @@ SCHEMA_VERSION = "mailwire.analyze/1"
 SMTP_PORTS = frozenset({25, 587, 2525})
 _HOLD_EVENTS = 32  # events held per undecided connection
 _HOLD_BYTES = 64 * 1024
+_HOLD_DEFERRED = 4096  # server events held per connection while client bytes are outstanding
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 
@@ -68,6 +69,9 @@ class _Conn:
     swap: bool = False
     builder: SessionBuilder | None = None
     detected_by: str = ""
+    c2s_base: int | None = None  # raw sequence number of client stream offset 0
+    c2s_next: int = 0  # client stream offset routed so far
+    deferred: deque[Any] = field(default_factory=deque)  # server events waiting for client bytes
 
 
 @dataclass
@@ -83,9 +87,11 @@ class _Raw:
         default_factory=dict
     )  # (conn, dir) -> (ttl, count)
     max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
+    c2s_base: dict[int, int] = field(default_factory=dict)  # conn -> raw seq of client stream offset 0
+    first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)  # conn -> (frame, seq_offset)
 
     def finish(self, frames: dict[str, np.ndarray]) -> None:
-        names = ("frame", "ts_ns", "stream", "tcp_flags", "ttl", "ip_id", "payload_len")
+        names = ("frame", "ts_ns", "stream", "tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
         if self.parts:
             c = {k: np.concatenate([p[k] for p in self.parts]) for k in names}
         else:
@@ -113,6 +119,11 @@ class _Raw:
             np.maximum.at(mx, key, c["payload_len"].astype(np.int64))
             for k in np.nonzero(mx)[0].tolist():
                 self.max_seg[(k // 2, k % 2)] = int(mx[k])
+        # client stream offset 0 in raw sequence numbers, from the first reassembled client chunk
+        for conn, (frame, off) in self.first_c2s.items():
+            j = int(np.searchsorted(c["frame"], frame))
+            if j < c["frame"].shape[0] and c["frame"][j] == frame:
+                self.c2s_base[conn] = (int(c["seq"][j]) - off) % (1 << 32)
 
 
 @dataclass
@@ -180,17 +191,6 @@ def _bare_session(j: Judged) -> dict[str, Any]:
 # --- TCP adapter --------------------------------------------------------------------------------
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    """First attribute (or mapping key) of ``names`` present on ``obj``."""
-    for n in names:
-        if isinstance(obj, dict):
-            if n in obj:
-                return obj[n]
-        elif hasattr(obj, n):
-            return getattr(obj, n)
-    return default
-
-
 def _collect_raw(table: PacketTable, stream: np.ndarray, raw: _Raw) -> None:
     """Keep the few TCP columns the verdicts need (TCP rows only) and ICMP errors quoting TCP."""
     cols = table.columns
@@ -208,6 +208,8 @@ def _collect_raw(table: PacketTable, stream: np.ndarray, raw: _Raw) -> None:
                 "ttl": cols["ttl"][rows].astype(np.int16),
                 "ip_id": cols["ip_id"][rows].astype(np.int32),
                 "payload_len": cols["payload_len"][rows].astype(np.int32),
+                "seq": cols["seq"][rows],
+                "ack": cols["ack"][rows],
             }
         )
     icmp = (cols["icmp_type"] >= 0) & (cols["inner_proto"] == 6)
@@ -287,58 +289,61 @@ def _facts(
                 unreach = (ty == 3 and code != 4) or (ty == 1)
                 t.icmp.append(IcmpFact(frame, ts, ty, code, mtu, frag, unreach))
     t.max_c2s_segment = raw.max_seg.get((conn_id, 0), 0)
+    lost = [ch.original_frame for ch in chains if ch.conn_id == conn_id and ch.direction == "c2s" and ch.resends]
+    if mine.shape[0]:
+        sent = mine[(c["dir"][mine] == 0) & (c["payload_len"][mine] > 0)]
+        if lost:
+            sent = sent[c["frame"][sent] < min(lost)]
+        if sent.shape[0]:
+            t.max_c2s_passed_segment = int(c["payload_len"][sent].max())
     if conn is not None:
-        mss = _get(conn, "mss_client", "mss", default=-1)
-        if isinstance(mss, (list, tuple)):
-            mss = mss[0]
-        t.mss = int(mss) if mss is not None else -1
-        for z in _get(conn, "zero_windows", "zero_window_episodes", default=[]) or []:
-            sender_kdir = _get(z, "kdir", default=None)
-            sender = _get(z, "sender", "by", default=None)
-            if sender is None and sender_kdir is not None:
-                sender = role.get(int(sender_kdir), "server")
-            end_frame = _get(z, "end_frame", default=-1)
+        # the client's segments are bounded by the MSS the server advertised
+        mss = conn.s2c.mss if conn.s2c.mss else conn.c2s.mss
+        t.mss = int(mss) if mss else -1
+        for z in conn.zero_window:
             t.zero_windows.append(
                 ZeroWindowFact(
-                    str(sender or "server"),
-                    int(_get(z, "start_frame", "frame", default=-1)),
-                    int(_get(z, "start_ns", "start_ts_ns", default=0) or 0),
-                    int(end_frame if end_frame is not None else -1),
-                    float(_get(z, "duration_s", default=0.0) or 0.0),
-                    int(_get(z, "probes", default=0) or 0),
+                    "server" if z.direction == "s2c" else "client",
+                    int(z.start_frame),
+                    int(z.start_ns),
+                    int(z.end_frame) if z.end_frame is not None else -1,
+                    float(z.duration_s if z.duration_s is not None else (raw.last_ts_ns - z.start_ns) / 1e9),
+                    0,
                 )
             )
-        acked = _get(conn, "client_acked", "orig_acked", "c2s_acked", default=None)
-        if acked is not None:
-            t.c2s_acked = int(acked)
+    base = raw.c2s_base.get(conn_id)
+    ackable = mine[(c["dir"][mine] == 1) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)] if mine.shape[0] else mine
+    if base is not None and ackable.shape[0]:
+        rel = (c["ack"][ackable].astype(np.int64) - base) % (1 << 32)
+        rel = rel[rel < (1 << 31)]
+        if rel.shape[0]:
+            t.c2s_acked = int(rel.max())
     for ch in chains:
-        if int(_get(ch, "stream", "conn_id", "conn", default=-1)) != conn_id:
+        if ch.conn_id != conn_id:
             continue
-        d = _get(ch, "direction", default=0)
-        direction = d if isinstance(d, str) else ("c2s" if int(d) == 0 else "s2c")
-        resends_raw = _get(ch, "resends", "retransmissions", default=[]) or []
-        resends = []
-        for r in resends_raw:
-            resends.append(
-                Resend(
-                    int(_get(r, "frame", default=-1)),
-                    int(_get(r, "ts_ns", default=0) or 0),
-                    float(
-                        _get(r, "interval_s", default=None)
-                        or (int(_get(r, "interval_ns", default=0) or 0) / 1e9)
-                    ),
-                )
-            )
+        j = np.searchsorted(c["frame"], ch.original_frame) if c["frame"].shape[0] else 0
+        seq_off, acked, ack_frame = 0, False, -1
+        if c["frame"].shape[0] and j < c["frame"].shape[0] and c["frame"][j] == ch.original_frame:
+            end = (int(c["seq"][j]) + ch.length) % (1 << 32)
+            if ch.direction == "c2s" and base is not None:
+                seq_off = (int(c["seq"][j]) - base) % (1 << 32)
+            peer = 1 if ch.direction == "c2s" else 0
+            later = mine[(c["frame"][mine] > ch.original_frame) & (c["dir"][mine] == peer)]
+            later = later[(c["tcp_flags"][later].astype(np.int64) & TH_ACK) != 0]
+            if later.shape[0]:
+                ok = ((c["ack"][later].astype(np.int64) - end) % (1 << 32)) < (1 << 31)
+                if ok.any():
+                    acked, ack_frame = True, int(c["frame"][later[np.argmax(ok)]])
         t.chains.append(
             ChainFact(
-                direction,
-                int(_get(ch, "orig_frame", "first_frame", "frame", default=-1)),
-                int(_get(ch, "orig_ts_ns", "ts_ns", default=0) or 0),
-                int(_get(ch, "size", "length", "seglen", "len", default=0) or 0),
-                int(_get(ch, "seq_offset", "rel_seq", default=0) or 0),
-                resends,
-                bool(_get(ch, "acked", default=False)),
-                int(_get(ch, "ack_frame", default=-1) or -1),
+                ch.direction,
+                ch.original_frame,
+                ch.original_ts_ns,
+                ch.length,
+                seq_off,
+                [Resend(r.frame, r.ts_ns, r.interval_s) for r in ch.resends if r.cause != "network_duplicate"],
+                acked,
+                ack_frame,
             )
         )
     return t
@@ -373,7 +378,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         else:
             c.builder.gap(d, ev.length, ev.frame, ev.ts_ns)
 
-    def on_event(ev: Any) -> None:
+    def route(ev: Any) -> None:
+        if ev.conn_id not in raw.first_c2s and ev.direction == "c2s" and hasattr(ev, "data"):
+            raw.first_c2s[ev.conn_id] = (ev.frame, ev.seq_offset)
         c = conns[ev.conn_id]
         if c.decided:
             if c.smtp:
@@ -395,11 +402,58 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         elif looks_like_smtp(f["c2s"], f["s2c"]) and f["c2s"][:3] == b"220":
             c.swap, c.detected_by = True, "greeting"
             start(ev.conn_id, c)
+        elif _server_port(cur, ev) in SMTP_PORTS:
+            c.detected_by = "port"
+            start(ev.conn_id, c)
         elif (f["s2c"] and f["c2s"]) or len(c.held) > _HOLD_EVENTS or c.held_bytes > _HOLD_BYTES:
             c.decided = True  # decided "not by content"; the port may still make it SMTP later
             c.smtp = False
             c.held = c.held if len(c.held) <= _HOLD_EVENTS else []
 
+    batch: list[Any] = []
+
+    def on_event(ev: Any) -> None:
+        batch.append(ev)
+
+    def process_batch(table: PacketTable | None, stream: np.ndarray | None) -> None:
+        events = _split_by_frame(batch, table, stream) if table is not None and stream is not None else list(batch)
+        batch.clear()
+        f0 = int(table.columns["frame"][0]) if table is not None and len(table) else 0
+        n = len(table) if table is not None else 0
+        for ev in _merge_directions(events):
+            c = conns[ev.conn_id]
+            row = ev.frame - f0
+            in_table = table is not None and 0 <= row < n
+            if ev.direction == "c2s":
+                if c.c2s_base is None and in_table and hasattr(ev, "data"):
+                    assert table is not None
+                    c.c2s_base = (int(table.columns["seq"][row]) - ev.seq_offset) % (1 << 32)
+                route(ev)
+                c.c2s_next = max(c.c2s_next, ev.seq_offset + (len(ev.data) if hasattr(ev, "data") else ev.length))
+                while c.deferred and c.deferred[0][0] <= c.c2s_next:
+                    route(c.deferred.popleft()[1])
+                continue
+            # A server segment acknowledging client bytes not handed over yet (the reassembler
+            # holds them behind a capture hole) waits for them, so replies meet their commands.
+            need = 0
+            if in_table and c.c2s_base is not None and hasattr(ev, "data"):
+                assert table is not None
+                rel = (int(table.columns["ack"][row]) - c.c2s_base) % (1 << 32)
+                need = rel if rel < (1 << 31) else 0
+            if c.deferred or need > c.c2s_next:
+                c.deferred.append((need, ev))
+                if len(c.deferred) > _HOLD_DEFERRED:
+                    while c.deferred:
+                        route(c.deferred.popleft()[1])
+                continue
+            route(ev)
+
+    def flush_deferred() -> None:
+        for c in conns.values():
+            while c.deferred:
+                route(c.deferred.popleft()[1])
+
+    cur: list[PacketTable | None] = [None]  # the table being fed (events name its frames)
     info = CaptureInfo(path=name)
     analyzer = TcpAnalyzer(on_stream=on_event)
     raw = _Raw()
@@ -407,7 +461,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     n_frames = 0
     try:
         for table in iter_tables(path, info=info):
+            cur[0] = table
             ch = analyzer.feed(table)
+            process_batch(table, ch.stream)
             n_frames += len(table)
             _collect_raw(table, ch.stream, raw)
             issues.extend(str(i) for i in table.issues[:100])
@@ -416,15 +472,15 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     except CaptureError as exc:
         issues.append(str(exc))
     result = analyzer.finish()
+    process_batch(None, None)  # held data and gaps declared at the end of the capture
+    flush_deferred()
     raw.finish(result.frames)
-    conn_by_id = {
-        int(_get(c, "stream", "conn_id", "id", default=i)): c for i, c in enumerate(result.connections)
-    }
+    conn_by_id = {c.id: c for c in result.connections}
     sessions: list[SmtpSession] = []
     facts: dict[int, TcpFacts] = {}
     for cid, conn in sorted(conn_by_id.items()):
         c = conns.get(cid)
-        server_port = int(_get(conn, "server_port", "resp_p", "dport", default=-1) or -1)
+        server_port = conn.server_port
         is_smtp = c is not None and c.smtp
         if not is_smtp and server_port in SMTP_PORTS:
             if c is None:
@@ -435,10 +491,8 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         if not is_smtp or c is None or c.builder is None:
             continue
         s = c.builder.finish()
-        s.client = str(_get(conn, "client", "orig_h", "client_addr", default=""))
-        s.server = str(_get(conn, "server", "resp_h", "server_addr", default=""))
-        s.client_port = int(_get(conn, "client_port", "orig_p", default=-1) or -1)
-        s.server_port = server_port
+        s.client, s.server = conn.client, conn.server
+        s.client_port, s.server_port = conn.client_port, conn.server_port
         if c.swap:
             s.client, s.server, s.client_port, s.server_port = (
                 s.server,
@@ -451,18 +505,103 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
             s.bytes_c2s_acked = f.c2s_acked
         sessions.append(s)
         facts[cid] = f
-    conn_json: list[dict[str, Any]] = []
-    for c in result.connections:
-        try:
-            conn_json.append(c.to_json())
-        except AttributeError:
-            conn_json.append({"conn_id": _get(c, "stream", default=None)})
-    try:
-        quality = result.quality.to_json()
-    except AttributeError:
-        quality = {}
+    conn_json = [c.to_json() for c in result.connections]
+    quality = result.quality.to_json()
     cinfo = {"format": getattr(info, "format", ""), "compression": getattr(info, "compression", "")}
     return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames)
+
+
+def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -> list[Any]:
+    """Cut reassembled chunks at segment boundaries so each piece names the frame that carried
+    it (the reassembler joins contiguous segments of one direction into one chunk)."""
+    from mailwire.tcp.reassembly import StreamChunk
+
+    cols = table.columns
+    n = len(table)
+    if n == 0 or not events:
+        return events
+    f0 = int(cols["frame"][0])
+    pay = np.nonzero((stream >= 0) & (cols["payload_len"] > 0))[0]
+    order = pay[np.argsort(stream[pay], kind="stable")]  # payload rows grouped by connection, frame order kept
+    keys = stream[order]
+    out: list[Any] = []
+    for ev in events:
+        data = getattr(ev, "data", None)
+        row = ev.frame - f0
+        if data is None or len(data) < 2 or not 0 <= row < n:
+            out.append(ev)
+            continue
+        lo, hi = np.searchsorted(keys, ev.conn_id), np.searchsorted(keys, ev.conn_id, side="right")
+        rows = order[lo:hi]
+        same = (
+            (cols["sport"][rows] == cols["sport"][row])
+            & (cols["src_lo"][rows] == cols["src_lo"][row])
+            & (cols["src_hi"][rows] == cols["src_hi"][row])
+        )
+        rows = rows[same]
+        base = (int(cols["seq"][row]) - ev.seq_offset) % (1 << 32)
+        rel = (cols["seq"][rows].astype(np.int64) - base) % (1 << 32)
+        inside = (rel > ev.seq_offset) & (rel < ev.seq_offset + len(data))
+        if not inside.any():
+            out.append(ev)
+            continue
+        cut_off, first = np.unique(rel[inside], return_index=True)
+        cut_rows = rows[inside][first]
+        starts = [ev.seq_offset, *cut_off.tolist()]
+        frames = [ev.frame, *cols["frame"][cut_rows].tolist()]
+        stamps = [ev.ts_ns, *cols["ts_ns"][cut_rows].tolist()]
+        for k, (a, fr, ts) in enumerate(zip(starts, frames, stamps, strict=True)):
+            b = starts[k + 1] if k + 1 < len(starts) else ev.seq_offset + len(data)
+            piece = data[a - ev.seq_offset : b - ev.seq_offset]
+            out.append(StreamChunk(ev.conn_id, ev.direction, a, piece, int(fr), int(ts)))
+    return out
+
+
+def _merge_directions(events: list[Any]) -> list[Any]:
+    """Per connection, interleave the two directions by frame number, each kept in stream order
+    (the reassembler may hand one direction's data over late, after a hole was resolved)."""
+    by_conn: dict[int, dict[str, list[Any]]] = defaultdict(lambda: {"c2s": [], "s2c": []})
+    order: list[int] = []
+    for ev in events:
+        if ev.conn_id not in by_conn:
+            order.append(ev.conn_id)
+        by_conn[ev.conn_id][ev.direction].append(ev)
+    out: list[Any] = []
+    for cid in order:
+        qs = by_conn[cid]
+        keyed: dict[str, list[int]] = {}
+        for d, q in qs.items():
+            ks = [0] * len(q)
+            nxt = 1 << 62
+            for i in range(len(q) - 1, -1, -1):  # a gap sorts with the data that follows it
+                ev = q[i]
+                ks[i] = min(ev.frame, nxt) if not hasattr(ev, "data") else ev.frame
+                nxt = ks[i]
+            keyed[d] = ks
+        i = j = 0
+        a, b = qs["c2s"], qs["s2c"]
+        ka, kb = keyed["c2s"], keyed["s2c"]
+        while i < len(a) or j < len(b):
+            if j >= len(b) or (i < len(a) and ka[i] <= kb[j]):
+                out.append(a[i])
+                i += 1
+            else:
+                out.append(b[j])
+                j += 1
+    return out
+
+
+def _server_port(cur: list[PacketTable | None], ev: Any) -> int:
+    """The server port of an event's connection, from its frame in the table being fed (-1 if
+    that frame belongs to an earlier chunk)."""
+    table = cur[0]
+    if table is None or len(table) == 0:
+        return -1
+    row = ev.frame - int(table.columns["frame"][0])
+    if not 0 <= row < len(table):
+        return -1
+    port = table.columns["dport"][row] if ev.direction == "c2s" else table.columns["sport"][row]
+    return int(port)
 
 
 def analyze_captures(

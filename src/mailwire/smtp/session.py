@@ -106,6 +106,7 @@ class Transaction:
     body_start_offset: int = -1  # client stream offset of the first body byte
     message_id: str | None = None
     subject: str | None = None
+    header_from: str | None = None
     final_reply: ReplyRecord | None = None  # answer to the end of the message
     refusal: ReplyRecord | None = None  # the first 4xx/5xx reply of the transaction
     replies_dropped: int = 0
@@ -132,6 +133,7 @@ class Transaction:
                 "stream_offset": self.body_start_offset,
                 "message_id": self.message_id,
                 "subject": self.subject,
+                "header_from": self.header_from,
             },
             "final_reply": None if self.final_reply is None else self.final_reply.to_dict(),
             "refusal": None if self.refusal is None else self.refusal.to_dict(),
@@ -162,6 +164,7 @@ class SmtpSession:
     tls: bool = False
     tls_frame: int = -1
     tls_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plaintext_after_starttls: bool = False  # decrypted capture, or TLS never started
     transactions: list[Transaction] = field(default_factory=list)
     transactions_dropped: int = 0
     last_reply: ReplyRecord | None = None
@@ -174,6 +177,7 @@ class SmtpSession:
     last_server_ts_ns: int = 0
     state: str = "connected"
     furthest: str = "connected"
+    before_close: str = "connected"
     pending: list[str] = field(default_factory=list)
     open_body: tuple[int, int, int, int] | None = None  # (sent, missing, start offset, first frame) of a cut body
     messages_accepted: int = 0
@@ -224,9 +228,13 @@ class SmtpSession:
         }
         state = self.state
         suffix = ""
-        if state in ("closed", "quit") and self.furthest not in ("closed", "quit"):
+        if state in ("closed", "quit") and self.before_close not in ("closed", "quit"):
             suffix = ", then closed" if state == "closed" else ", then QUIT"
-            state = self.furthest
+            state = self.before_close
+        if state == "ready" and self.messages_accepted:
+            last = next((t.final_reply for t in reversed(self.transactions) if t.final_reply is not None), None)
+            if last is not None and last.code < 300:
+                return f"message accepted ({last.code}){suffix}"
         if self.open_body is not None:
             sent, _missing, start, _frame = self.open_body
             text = f"DATA body, {_n(sent)} bytes sent"
@@ -284,6 +292,7 @@ class SmtpSession:
             "tls": self.tls,
             "tls_frame": self.tls_frame,
             "tls_records": self.tls_records,
+            "plaintext_after_starttls": self.plaintext_after_starttls,
             "transactions": [t.to_dict() for t in self.transactions],
             "transactions_dropped": self.transactions_dropped,
             "mail_from": next((t.mail_from for t in self.transactions if t.mail_from is not None), None),
@@ -291,6 +300,7 @@ class SmtpSession:
             "last_reply": self.last_reply_line,
             "state": self.state,
             "furthest_state": self.furthest,
+            "state_before_close": self.before_close,
             "phase": self.phase(),
             "pending_commands": self.pending[:50],
             "messages_accepted": self.messages_accepted,
@@ -346,7 +356,7 @@ class SessionBuilder:
         m = self.machine
         s.open_body = m.body_progress()
         self._apply(m.finish(s.last_frame, s.end_ts_ns), "c2s")
-        s.state, s.furthest = m.state, m.furthest
+        s.state, s.furthest, s.before_close = m.state, m.furthest, m.before_close
         s.pending = m.pending
         s.stats = dict(m.stats)
         s.tls_records = {
@@ -363,6 +373,7 @@ class SessionBuilder:
             if c.records or c.not_tls_bytes
         }
         s.auth_mechanism = m.auth_mechanism
+        s.plaintext_after_starttls = m.plaintext_after_starttls
         return s
 
     # --- event folding ----------------------------------------------------------------------------
@@ -511,6 +522,7 @@ class SessionBuilder:
         cur.body_last_frame = b.frame
         cur.message_id = b.message_id
         cur.subject = b.subject
+        cur.header_from = b.header_from
         cur.data_sent = True
         miss = f", {b.missing} missing from the capture" if b.missing else ""
         self._line(b.first_frame, "c2s", f"<message body: {_n(b.wire_bytes)} bytes elided{miss}>")

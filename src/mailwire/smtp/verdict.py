@@ -146,7 +146,8 @@ class TcpFacts:
     last_frame: int = -1
     last_ts_ns: int = 0
     capture_end_ts_ns: int = 0  # last timestamp of the whole capture
-    max_c2s_segment: int = 0  # largest client payload seen (≈ MSS in use)
+    max_c2s_segment: int = 0  # largest client payload seen (≈ MSS in use; more with TSO)
+    max_c2s_passed_segment: int = 0  # largest client payload sent before the first lost segment
     mss: int = -1
     ack_unseen_bytes: int = 0  # bytes acknowledged but never captured (capture loss)
 
