@@ -53,6 +53,13 @@ def program_family(prog: str) -> tuple[int, str]:
     return OTHER, prog
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 class LogReader:
     """Reads inputs one after the other into ``attempts``; shared MTA state spans rotated files."""
 
@@ -177,6 +184,8 @@ class LogReader:
             stats.error = f"{name}: line {n + 1}: read error: {exc}"
         finally:
             stats.lines = max(stats.lines, n)
+            if not stats.lines and stats.error is None and path != "-" and _size(path) > 0:
+                stats.error = f"{name}: nothing could be read (damaged compressed data?)"
             stats.attempts = len(self.attempts) - before
         return stats
 
@@ -190,6 +199,10 @@ class LogReader:
         raw: str,
     ) -> None:
         kind, ts, yr, host, prog, pid, msg = sp
+        if "\x00" in msg:
+            stats.garbage += 1
+            self._skip(name, n, "binary data in message")
+            return
         stats.parsed += 1
         fam = self._families.get(prog)
         if fam is None:
@@ -205,10 +218,6 @@ class LogReader:
         self._hp = hp
         self._stamp = (kind, ts, yr)
         when = self._when
-        if "\x00" in msg:
-            stats.garbage += 1
-            self._skip(name, n, "binary data in message")
-            return
         if family == POSTFIX:
             r = self.postfix.feed(when, name, n, host, prog, daemon, pid, msg, raw)
         elif family == EXIM:
