@@ -433,3 +433,49 @@ def test_super_segments_are_the_frames_tshark_sees_above_the_mtu(tshark: str, sh
     for name, ours, theirs in results:
         assert ours == theirs, name
     assert sum(len(r[1]) for r in results) >= 10  # the corpus holds real 2960- and 8754-byte super-segments
+
+
+def test_tcpdump_micro_relative_and_invalid_ns_outputs(shared_captures: Path) -> None:
+    base = shared_captures / "tcpdump__tcp-handshake-nano.pcap"
+    t = read_table(base)
+    ns = t["ts_ns"].tolist()
+    micro = (shared_captures / f"{base.name}.expected.tcpdump-q.out").read_text().splitlines()
+    rel = (shared_captures / f"{base.name}.expected.tcpdump-ttttt-q--nano.out").read_text().splitlines()
+    for i, (m, r) in enumerate(zip(micro, rel, strict=True)):
+        assert m.split()[1].endswith(f".{(ns[i] % 10**9) // 1000:06d}")  # tcpdump truncates to µs
+        d = ns[i] - ns[0]
+        assert (
+            r.split()[1]
+            == f"{d // 3600 // 10**9:02d}:{d // 60 // 10**9 % 60:02d}:{d // 10**9 % 60:02d}.{d % 10**9:09d}"
+        )
+    bad = shared_captures / "tcpdump__timestamp_invalid_nano.pcap"
+    marked = [
+        "(invalid ns)" in line
+        for line in (shared_captures / f"{bad.name}.expected.tcpdump-q--nano.out").read_text().splitlines()
+    ]
+    tb = read_table(bad)
+    assert [bool(w & Warn.BAD_TIMESTAMP) for w in tb["warnings"].tolist()] == marked == [False, True, True]
+
+
+def test_zeek_truncated_header_connection_ids(shared_captures: Path) -> None:
+    """Zeek sees one connection in these header-only frames (23 tcp_packet events); so do we."""
+    path = shared_captures / "zeek__tcp_truncated-header.pcap"
+    t = read_table(path)
+    text = (shared_captures / f"{path.name}.expected.core.tcp.truncated-header.out").read_text()
+    zeek: set[frozenset[tuple[str, str]]] = set()
+    for line in text.splitlines():
+        if not line.startswith("XXXXXXXXXX"):
+            continue
+        f = dict(kv.split("=") for kv in line.split("[", 1)[1].split(", proto")[0].split(", "))
+        zeek.add(
+            frozenset({(f["orig_h"], f["orig_p"].split("/")[0]), (f["resp_h"], f["resp_p"].split("/")[0])})
+        )
+    ours = {
+        frozenset(
+            {(_addr(t, i, "src"), str(int(t["sport"][i]))), (_addr(t, i, "dst"), str(int(t["dport"][i])))}
+        )
+        for i in range(len(t))
+    }
+    assert ours == zeek and len(ours) == 1
+    assert (t["cap_payload_len"] == 0).all()  # every frame cut right after the headers
+    assert (t["tcp_hdr_len"] >= 20).all() and (t["sport"] >= 0).all()
