@@ -335,3 +335,59 @@ def test_missing_file_is_reported_not_fatal(write_log: Callable[..., Path], tmp_
     t = triage_logs([tmp_path / "nope.log", p], tz="UTC", year=2024)
     assert len(t.attempts) == 1
     assert [i.error is not None for i in t.inputs] == [True, False]
+
+
+def test_exim_own_format_with_zone_and_pid(write_log: Callable[..., Path]) -> None:
+    p = write_log(
+        "mainlog",
+        [
+            "2024-03-31 21:41:13 +0200 [4242] 1rTqBq-00000000Ku8-1hQm <= a@example.com H=(web) [192.0.2.5] S=52344 id=abc@example.com",
+            "2024-03-31 21:41:14 +0200 [4243] 1rTqBq-00000000Ku8-1hQm H=mx1.example.org [192.0.2.31]:25: SMTP timeout after sending data block (65536 bytes written): Connection timed out",
+            '2024-03-31 21:41:20 +0200 [4243] 1rTqBq-00000000Ku8-1hQm => b@example.org R=dnslookup T=remote_smtp H=mx2.example.org [192.0.2.32]:25 X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=yes C="250 2.0.0 Ok: queued as 4Xyz"',
+        ],
+    )
+    t = triage_logs([p], tz="UTC")
+    a, b = t.attempts
+    assert (a.time, a.outcome, a.kind, a.stage, a.remote_ip, a.remote_port, a.final) == (
+        datetime(2024, 3, 31, 19, 41, 14, tzinfo=UTC),
+        "network",
+        "timeout",
+        "body",
+        "192.0.2.31",
+        25,
+        False,
+    )
+    assert (b.time, b.outcome, b.remote_ip, b.reply_code, b.pid) == (
+        datetime(2024, 3, 31, 19, 41, 20, tzinfo=UTC),
+        "delivered",
+        "192.0.2.32",
+        250,
+        4243,
+    )
+    # both tries belong to the message that arrived with S= and id=
+    assert {(x.size, x.message_id, x.domain) for x in t.attempts} == {
+        (52344, "abc@example.com", "example.org")
+    }
+
+
+def test_sendmail_stage_from_timeout_line_and_reply_field(write_log: Callable[..., Path]) -> None:
+    p = write_log(
+        "maillog",
+        [
+            "Sep  9 08:20:00 host sm-mta[11]: p879AR6l014283: from=<app@example.com>, size=73421, class=0, nrcpts=1, msgid=<m1@example.com>, proto=ESMTP, daemon=MTA, relay=localhost [127.0.0.1]",
+            "Sep  9 08:30:00 host sm-mta[12]: p879AR6l014283: timeout waiting for input from mx.example.com. during client DATA status",
+            "Sep  9 08:30:01 host sm-mta[12]: p879AR6l014283: to=<u@example.com>, delay=00:10:01, xdelay=00:10:00, mailer=esmtp, pri=120, relay=mx.example.com. [192.0.2.5], dsn=4.0.0, stat=Deferred: Connection timed out with mx.example.com.",
+            "Sep  9 08:31:00 host sm-mta[13]: p879AR6l014299: to=<v@yahoo.com>, delay=00:00:02, xdelay=00:00:01, mailer=esmtp, pri=120, relay=mta6.am0.yahoodns.net. [203.0.113.7], dsn=4.7.0, reply=421 4.7.0 [TSS04] Messages from 192.0.2.10 temporarily deferred due to user complaints, stat=Deferred: 421 4.7.0 [TSS04] Messages from 192.0.2.10 temporarily deferred",
+        ],
+    )
+    t = triage_logs([p], tz="UTC", year=2011)
+    a, b = t.attempts
+    assert (a.outcome, a.kind, a.stage, a.size, a.message_id, a.remote_ip) == (
+        "network",
+        "timeout",
+        "dot",
+        73421,
+        "m1@example.com",
+        "192.0.2.5",
+    )
+    assert (b.outcome, b.reply_code, b.category, b.provider) == ("deferred", 421, "reputation", "yahoo")

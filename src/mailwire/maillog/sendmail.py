@@ -79,7 +79,7 @@ def _split_rcpts(to: str) -> list[str]:
     return [r.strip().strip("<>") for r in out if r.strip()]
 
 
-def stat_cause(stat: str, reply: str | None, dsn: str | None) -> Cause:
+def stat_cause(stat: str, reply: str | None, dsn: str | None, host: str | None = None) -> Cause:
     if stat.startswith("Sent"):
         c = Cause("delivered")
         i, j = stat.find("("), stat.rfind(")")
@@ -89,7 +89,7 @@ def stat_cause(stat: str, reply: str | None, dsn: str | None) -> Cause:
                 c.reply_code, c.enhanced_code, c.reply_text = rc.reply_code, rc.enhanced_code, rc.reply_text
         return c
     if reply:
-        return reply_cause(reply, None, None, None)
+        return reply_cause(reply, None, host, None)
     for pat, outcome, kind in _STAT_RULES:
         m = pat.search(stat)
         if m is not None:
@@ -103,7 +103,7 @@ def stat_cause(stat: str, reply: str | None, dsn: str | None) -> Cause:
             return Cause(outcome, kind, stage, host=d.get("host"))
     body = stat[10:] if stat.startswith("Deferred: ") else stat
     if body[:3].isdigit() and body[:1] in "45":
-        return reply_cause(body, None, None, None)
+        return reply_cause(body, None, host, None)
     if _EXPIRED.search(stat):
         return Cause("expired")
     if stat.startswith("User unknown") or stat.startswith("Service unavailable"):
@@ -220,7 +220,6 @@ class SendmailParser:
         dsn_m = _DSN.search(rest)
         dsn = dsn_m.group("dsn") if dsn_m else None
         rp = _REPLYF.search(rest)
-        cause = stat_cause(stat, rp.group("reply") if rp else None, dsn)
         rl = _RELAY.search(rest)
         rhost = rip = None
         if rl is not None:
@@ -228,6 +227,7 @@ class SendmailParser:
             rip = rl.group("ip2") or rl.group("ip")
             if rhost is None and rl.group("ip2"):
                 rhost = rl.group("ip")
+        cause = stat_cause(stat, rp.group("reply") if rp else None, dsn, rhost)
         st = self.qids.get(qid)
         if cause.outcome == "network" and cause.kind == "timeout" and cause.stage is None and st and st[3]:
             cause.stage = st[3]  # type: ignore[assignment]
