@@ -258,12 +258,20 @@ def connection_detail(
     sent = np.bincount(key[sent_m], minlength=2 * na)
     lost = np.bincount(key[inst.up & (inst.status == LOST)], minlength=2 * na)
     inj = np.bincount(key[~inst.up & (inst.status == INJECTED)], minlength=2 * na)
+    half_ab = np.zeros(2 * na, dtype=np.int8)  # 1 if the half flows A -> B
+    half_ab[inst.half[inst.a_to_b]] = 1
+    has_half = np.bincount(inst.half, minlength=2 * na) > 0
     for x in matched.tolist():
         y = int(m.a2b[x])
         cl = int(a.conn_client[x])
         ra, rb = int(a.conn_row[x]), int(b.conn_row[y])
         cl_b = cl ^ int(m.flip[x])
-        fwd_client = bool(inst.a_to_b[inst.half == 2 * x + cl].any()) if inst.half.size else True
+        if has_half[2 * x + cl]:
+            fwd_client = bool(half_ab[2 * x + cl])
+        elif has_half[2 * x + 1 - cl]:
+            fwd_client = not half_ab[2 * x + 1 - cl]
+        else:
+            fwd_client = True
         item: dict[str, Any] = {
             "upstream": endpoint_str(a, ra, cl),
             "downstream": endpoint_str(b, rb, cl_b),
