@@ -348,13 +348,18 @@ def triage(attempts: Sequence[Attempt]) -> tuple[list[Destination], list[Verdict
         if d.scope == "ip" and all(domain_verdict.get(dom) == d.verdict for dom in d.domains):
             continue  # same story as its domain(s)
         support = by_class[d.verdict]
-        ip = support[-1].remote_ip if support else None
+        ips = Counter(a.remote_ip for a in support if a.remote_ip)
+        ip = ips.most_common(1)[0][0] if ips else None  # the address that failed most: capture there
+        others = [f"{n} {c}" for c, n in votes.most_common() if c != d.verdict and n * 10 >= d.failures]
+        summary = _summary(d.scope, d.key, d, d.verdict, votes[d.verdict])
+        if others:
+            summary += f" (other failures: {', '.join(others)})"
         verdicts.append(
             Verdict(
                 scope=d.scope,
                 key=d.key,
                 verdict=d.verdict,
-                summary=_summary(d.scope, d.key, d, d.verdict, votes[d.verdict]),
+                summary=summary,
                 next_step=next_step(d.verdict, d.scope, d.key, d, ip),
                 confidence=votes[d.verdict] / max(1, sum(votes.values())),
                 evidence=_evidence(support),
