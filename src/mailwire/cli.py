@@ -156,6 +156,8 @@ def diagnose_command(
         raise typer.BadParameter("give at least one --log LOG or one CAPTURE")
     run = run_diagnosis(log or [], captures or [])
     code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
+    if run.diagnosis.top is not None and run.diagnosis.top.cause == "undetermined":
+        code = code or 2  # no input could be analysed
     if code:
         raise typer.Exit(code)
 
@@ -165,6 +167,7 @@ def diagnose_command(
 def compare_command(
     captures: Annotated[list[str], typer.Argument(help="Two or more captures in path order, sender's first.")],
     json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
+    order: Annotated[str, typer.Option("--order", help="given (path order as listed) or infer (by TTL)")] = "given",
 ) -> None:
     """Where packets vanish between capture points: loss per hop, by size and direction; clock offset."""
     from rich.console import Console
@@ -175,8 +178,10 @@ def compare_command(
 
     if len(captures) < 2:
         raise typer.BadParameter("compare needs at least two captures")
+    if order not in ("given", "infer"):
+        raise typer.BadParameter("--order is 'given' or 'infer'")
     try:
-        result = compare_captures(captures)
+        result = compare_captures(captures, order=order)
     except (CaptureError, OSError) as exc:
         typer.echo(f"mailwire compare: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -84,7 +84,7 @@ def capture_facts(result: Any) -> list[CaptureFact]:
         for j in result.judged:
             if j.capture == cap.path:
                 outcomes[j.verdict.outcome] = outcomes.get(j.verdict.outcome, 0) + 1
-        quality = [f"{cap.path}: {i}" for i in cap.issues[:10]]
+        quality = [i if str(i).startswith(cap.path) else f"{cap.path}: {i}" for i in cap.issues[:10]]
         q = cap.quality or {}
         quality += [f"{cap.path}: {n}" for n in list(q.get("notes", []))[:5]]
         if float(q.get("capture_loss_pct", 0) or 0) > 0:

@@ -569,6 +569,17 @@ def healthy(f: Facts) -> Conclusion:
     if f.sessions:
         parts.append(f"{ok_sessions} of {len(f.sessions)} SMTP sessions delivered")
     clean = [h for h in f.hops if h.verdict == "no_loss"]
+    if not tried and not f.sessions and not clean:
+        return Conclusion(
+            cause="undetermined",
+            summary="Nothing to go on: no delivery attempt in the logs and no SMTP session in the captures.",
+            confidence=0.0,
+            next_step=(
+                "Check the data-quality notes (unreadable files, unknown log format); give the MTA's log of "
+                "the failing period and/or a capture taken on the mail server while it sends."
+            ),
+            rule="healthy",
+        )
     if clean:
         parts.append("no loss between " + ", ".join(f"{h.upstream} and {h.downstream}" for h in clean))
     return Conclusion(

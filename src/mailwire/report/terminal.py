@@ -19,6 +19,7 @@ from mailwire.diagnose.model import Conclusion, Diagnosis
 MAX_EVIDENCE_ROWS = 10
 MAX_SESSION_ROWS = 12
 MAX_OTHER_CONCLUSIONS = 4
+MAX_LOG_ROWS = 6
 
 
 def _clean(s: str) -> str:
@@ -87,6 +88,28 @@ def render_terminal(d: Diagnosis, console: Console) -> None:
         t.add_column("summary", overflow="fold")
         for c in others:
             t.add_row(c.cause, f"{c.confidence * 100:.0f}%", Text(_plain(c.summary)))
+        console.print(t)
+    if d.log_verdicts:
+        t = Table(title="Mail log triage", title_justify="left", expand=True)
+        t.add_column("destination", overflow="fold", ratio=1)
+        t.add_column("verdict", no_wrap=True)
+        t.add_column("why", overflow="fold", ratio=3)
+        for v in d.log_verdicts[:MAX_LOG_ROWS]:
+            t.add_row(Text(_plain(f"{v['scope']} {v['key']}")), v["verdict"], Text(_plain(v["summary"])))
+        console.print(t)
+    if d.hops:
+        t = Table(title="Between the capture points", title_justify="left", expand=True)
+        t.add_column("hop", no_wrap=True)
+        t.add_column("verdict", overflow="fold")
+        t.add_column("lost", justify="right", no_wrap=True)
+        t.add_column("forged RST", justify="right", no_wrap=True)
+        for h in d.hops:
+            t.add_row(
+                Text(_plain(f"{h['upstream']} → {h['downstream']}")),
+                h["verdict"],
+                str(h["lost_packets"]),
+                str(h["injected_rst"]),
+            )
         console.print(t)
     if d.sessions:
         t = Table(title="Sessions cited", title_justify="left", expand=True)

@@ -1,0 +1,47 @@
+"""``mailwire diagnose`` on unusable inputs: clear messages, no traceback, an honest exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _diagnose(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailwire.cli", "diagnose", *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_garbage_everywhere_is_undetermined(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(bytes(range(256)) * 20)
+    log = tmp_path / "junk.log"
+    log.write_bytes(b"\x00\xff not a log line\n" * 50)
+    r = _diagnose("--log", str(log), str(junk), "--json", "-")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["conclusions"][0]["cause"] == "undetermined"
+    assert any("junk.pcap" in w and "not a pcap" in w for w in doc["warnings"])
+    assert any("junk.log" in w for w in doc["warnings"])
+
+
+def test_no_input_is_a_usage_error() -> None:
+    r = _diagnose()
+    assert r.returncode == 2 and "give at least one" in (r.stdout + r.stderr)
+
+
+def test_unwritable_outputs_are_reported(tmp_path: Path) -> None:
+    log = tmp_path / "maillog"
+    log.write_text(
+        "Nov 25 02:34:06 mail postfix/smtp[31825]: AAE2520C254: to=<a@dest.test>, "
+        "relay=203.0.113.25[203.0.113.25]:25, "
+        "delay=0.08, delays=0.01/0.02/0/0.05, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)\n"
+    )
+    r = _diagnose("--log", str(log), "--html", str(tmp_path / "no" / "such" / "dir" / "r.html"))
+    assert r.returncode == 1
+    assert "--html" in r.stderr and "Traceback" not in r.stderr
+    assert "healthy" in r.stdout  # the terminal report is still printed
