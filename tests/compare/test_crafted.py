@@ -331,3 +331,28 @@ def test_no_common_traffic(tmp_path: Path) -> None:
     doc = run(tmp_path, observe(pk), observe(other))
     assert doc["hops"][0]["verdict"]["kind"] == "no_common_traffic"
     assert doc["hops"][0]["matched"]["connections"] == 0
+
+
+def test_path_order_inferred_from_ttl(tmp_path: Path) -> None:
+    pk = conversation(n_data=10)
+
+    def ttl_after(hops: int) -> Any:
+        def rw(p: Pkt) -> Pkt:
+            # client->server packets lose one TTL per router; server->client ones gain distance back
+            return replace(p, ttl=p.ttl - hops if p.c2s else p.ttl - (2 - hops))
+
+        return rw
+
+    frames = [observe(pk, rewrite=ttl_after(i), delay_ns=lambda p, i=i: i * hop_delay(p)) for i in range(3)]
+    paths = [write(tmp_path / f"p{i}.pcap", f) for i, f in enumerate(frames)]
+    shuffled = [paths[2], paths[0], paths[1]]
+    doc = compare_captures(shuffled, order="infer").to_json()
+    jsonschema.validate(doc, load_schema())
+    assert doc["path_order"]["source"] == "inferred"
+    assert [Path(p).name for p in doc["path_order"]["order"]] == ["p0.pcap", "p1.pcap", "p2.pcap"]
+    assert "TTL" in doc["path_order"]["notes"][0]
+    assert [h["verdict"]["kind"] for h in doc["hops"]] == ["no_loss", "no_loss"]
+    # given order is kept by default, with a note that it looks reversed
+    doc = compare_captures([paths[1], paths[0]]).to_json()
+    assert doc["path_order"]["source"] == "given"
+    assert any("reverse" in n for n in doc["path_order"]["notes"])

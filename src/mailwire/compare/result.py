@@ -4,8 +4,10 @@ Theory of operation
 -------------------
 Captures are given in path order (first = closest to the sender). Each is digested on its own;
 each consecutive pair is a hop, compared by ``match`` (connections), ``segments`` (clock, packets),
-``hops`` (counts, changes) and ``verdict``. The order is checked, not changed: when TTLs or the
-direction of the client's traffic say a hop's captures are the other way round, a note says so.
+``hops`` (counts, changes) and ``verdict``. By default the order is checked, not changed: when the
+direction of the client's traffic says a hop's captures are the other way round, a note says so.
+With ``order="infer"`` the captures are first sorted by the TTLs of client-to-server packets they
+share (highest TTL = nearest the client), and ``path_order`` says it was inferred and how.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mailwire.compare.hops import (
     icmp_too_big,
     proxy_detail,
 )
-from mailwire.compare.match import match_connections
+from mailwire.compare.match import match_connections, packet_keys, unique_pairs
 from mailwire.compare.segments import MATCHED, match_segments
 from mailwire.compare.verdict import decide, sentence
 
@@ -284,13 +286,52 @@ def _order_check(hops: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def compare_digests(digests: Sequence[Digest]) -> CompareResult:
+def infer_order(digests: Sequence[Digest]) -> tuple[list[int], str]:
+    """Path order from TTLs: a packet client -> server (SYN, or from the SYN's sender) seen in
+    several captures has its highest TTL nearest the client. Captures are sorted by their mean
+    TTL rank over the packets they share with the others; ties keep the given order."""
+    n = len(digests)
+    keys = []
+    for d in digests:
+        c = d.c
+        k = packet_keys(d, use_payload=False)
+        to_server = c["fdir"] == d.conn_client[c["conn"]].astype(np.int64)
+        keys.append((k[to_server], c["ttl"][to_server].astype(np.float64)))
+    score = np.zeros(n)
+    count = np.zeros(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            ia, ib = unique_pairs(keys[i][0], keys[j][0])
+            if ia.size == 0:
+                continue
+            diff = keys[i][1][ia] - keys[j][1][ib]  # > 0: i nearer the client
+            score[i] += float(np.sign(diff).sum())
+            score[j] -= float(np.sign(diff).sum())
+            count[i] += ia.size
+            count[j] += ia.size
+    if not (score != 0).any():
+        return list(range(n)), "TTLs do not tell the order (no router between the points): kept as given"
+    order = sorted(range(n), key=lambda i: (-score[i] / max(count[i], 1), i))
+    names = ", ".join(_name(digests[i].path) for i in order)
+    return order, f"inferred from TTLs of client-to-server packets seen at several points: {names}"
+
+
+def compare_digests(digests: Sequence[Digest], order: str = "given") -> CompareResult:
+    """Compare digested captures hop by hop; ``order`` = "given" or "infer" (by TTL)."""
+    source = "given"
+    notes: list[str] = []
+    if order == "infer" and len(digests) > 1:
+        idx, why = infer_order(digests)
+        notes.append(why)
+        if idx != list(range(len(digests))):
+            digests = [digests[i] for i in idx]
+            source = "inferred"
     hops = [compare_hop(digests[i], digests[i + 1]) for i in range(len(digests) - 1)]
-    notes = _order_check(hops)
+    notes += _order_check(hops)
     return CompareResult(
         captures=[_capture_info(d) for d in digests],
         hops=hops,
-        path_order={"order": [d.path for d in digests], "source": "given", "notes": notes},
+        path_order={"order": [d.path for d in digests], "source": source, "notes": notes},
     )
 
 
@@ -299,13 +340,14 @@ def compare_tables(captures: Sequence[tuple[str, Iterable[PacketTable]]]) -> Com
     return compare_digests([digest(tables, name) for name, tables in captures])
 
 
-def compare_captures(paths: Sequence[str | Path]) -> CompareResult:
-    """Read and compare capture files given in path order (at least two)."""
+def compare_captures(paths: Sequence[str | Path], order: str = "given") -> CompareResult:
+    """Read and compare capture files (at least two) in path order, sender's side first;
+    ``order="infer"`` sorts them by TTL first (and says so in ``path_order``)."""
     from mailwire.capture.read import iter_tables
 
     if len(paths) < 2:
         raise ValueError("compare needs at least two captures")
-    return compare_digests([digest(iter_tables(p), str(p)) for p in paths])
+    return compare_digests([digest(iter_tables(p), str(p)) for p in paths], order=order)
 
 
 __all__ = [
