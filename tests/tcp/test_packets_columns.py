@@ -36,3 +36,41 @@ def test_packet_columns_match_tshark(tshark: str, shared_captures: Path) -> None
                 if v is not None:
                     assert abs(float(v) - float(w)) < 1e-6, (frame, ours, v, w)
     assert seen > 100
+
+
+def test_analysis_values_agree_with_tshark_on_corpus(tshark: str, shared_captures: Path) -> None:
+    """ack_rtt, initial_rtt, bytes_in_flight, rto, rto_frame and the dup-ACK fields, every frame."""
+    from mailwire.capture.read import CaptureError
+    from tests.conftest import corpus_captures
+
+    names = {"dupack_num": "duplicate_ack_num", "dupack_frame": "duplicate_ack_frame"}
+    total: dict[str, int] = {}
+    bad: dict[str, list[tuple[str, int, object, object]]] = {}
+    for path in corpus_captures():
+        ts = run_tshark(tshark, path)
+        pc = PacketColumns()
+        try:
+            tables = list(iter_tables(path))
+        except CaptureError:
+            continue
+        for table in tables:
+            if not len(table):
+                continue
+            cols = pc.columns(table, np.arange(len(table)))
+            for j, frame in enumerate(table["frame"].tolist()):
+                t = ts.get(frame)
+                if t is None or t.stream is None:
+                    continue
+                for ours in ("ack_rtt", "initial_rtt", "bytes_in_flight", "rto", "rto_frame", *names):
+                    v = json.loads(cols[ours][j])
+                    w = t.values.get(f"tcp.analysis.{names.get(ours, ours)}")
+                    if v is None and w is None:
+                        continue
+                    total[ours] = total.get(ours, 0) + 1
+                    if (v is None) != (w is None) or abs(float(v) - float(w)) > 1e-6:
+                        bad.setdefault(ours, []).append((path.name, frame, v, w))
+    for name, n in sorted(total.items()):
+        print(f"{name:16s} {n:5d} values, {len(bad.get(name, [])):3d} differ: {bad.get(name, [])[:3]}")
+    assert sum(total.values()) > 4000  # the corpus has ~4900 such values: the comparison really ran
+    for name, n in total.items():
+        assert len(bad.get(name, [])) <= 0.01 * n, (name, bad.get(name))

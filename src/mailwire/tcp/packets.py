@@ -66,11 +66,16 @@ class PacketColumns:
             _names(m, self._cache) if (m != w and s >= 0) else "null"
             for m, w, s in zip(mw, ws, stream, strict=True)
         ]
+        # as tshark prints them: a zero RTT / RTO is not shown (Wireshark's 0-as-unset; the TcpResult
+        # frames keep the measured 0)
         for name, src in _SECONDS.items():
             v = a.values[src][rows]
-            out[name] = [f"{x / 1e9:.9f}" if x >= 0 else "null" for x in v.tolist()]
+            out[name] = [f"{x / 1e9:.9f}" if x > 0 else "null" for x in v.tolist()]
+        rto = a.values["rto_ns"][rows]
         for name in _INTS:
             v = a.values[name][rows]
+            if name == "rto_frame":
+                v = np.where(rto > 0, v, -1)
             out[name] = [str(x) if x > 0 else "null" for x in v.tolist()]
         return out
 
