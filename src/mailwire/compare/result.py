@@ -311,7 +311,7 @@ def infer_order(digests: Sequence[Digest]) -> tuple[list[int], str]:
             count[j] += ia.size
     if not (score != 0).any():
         return list(range(n)), "TTLs do not tell the order (no router between the points): kept as given"
-    order = sorted(range(n), key=lambda i: (-score[i] / max(count[i], 1), i))
+    order = sorted(range(n), key=lambda i: (-float(score[i]) / max(float(count[i]), 1.0), i))
     names = ", ".join(_name(digests[i].path) for i in order)
     return order, f"inferred from TTLs of client-to-server packets seen at several points: {names}"
 
