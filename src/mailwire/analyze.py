@@ -82,7 +82,9 @@ def render(result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: i
         v = j.verdict
         if v.outcome == "delivered" and not frames:
             continue
-        con.print(Text(f"stream {j.tcp.conn_id} — {v.outcome} [{v.confidence}]: ", style="bold"), Text(v.summary))
+        con.print(
+            Text(f"stream {j.tcp.conn_id} — {v.outcome} [{v.confidence}]: ", style="bold"), Text(v.summary)
+        )
         if frames:
             for e in v.evidence:
                 con.print(Text(f"    frame {e.frame}: {e.shows}"))
@@ -95,7 +97,9 @@ def render(result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: i
             con.print(Text(f"  next step: {f.next_step}", style="bold"))
 
 
-def run_analyze(paths: Sequence[str], json_out: str | None, frames: bool, stdout: TextIO, stderr: TextIO) -> int:
+def run_analyze(
+    paths: Sequence[str], json_out: str | None, frames: bool, stdout: TextIO, stderr: TextIO
+) -> int:
     """What ``mailwire analyze`` does. Returns the exit code (2 when no capture could be read)."""
     total = sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))
     show_progress = total > (64 << 20) and stderr.isatty()
@@ -104,7 +108,10 @@ def run_analyze(paths: Sequence[str], json_out: str | None, frames: bool, stdout
         from rich.progress import BarColumn, Progress, TextColumn
 
         with Progress(
-            TextColumn("analysing"), BarColumn(), TextColumn("{task.completed:,} frames"), console=Console(file=stderr)
+            TextColumn("analysing"),
+            BarColumn(),
+            TextColumn("{task.completed:,} frames"),
+            console=Console(file=stderr),
         ) as bar:
             task = bar.add_task("frames", total=None)
             result = analyze_captures(paths, progress=lambda n: bar.advance(task, n))
@@ -123,4 +130,12 @@ def run_analyze(paths: Sequence[str], json_out: str | None, frames: bool, stdout
     return 2 if unreadable and len(unreadable) == len(result.captures) else 0
 
 
-__all__ = ["SCHEMA_VERSION", "AnalyzeResult", "analyze_captures", "render", "run_analyze", "schema", "validate"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnalyzeResult",
+    "analyze_captures",
+    "render",
+    "run_analyze",
+    "schema",
+    "validate",
+]

@@ -140,17 +140,38 @@ TSHARK_EXCEPTIONS: dict[str, tuple[set[int] | str, str]] = {
         "Arkime stored these sessions decrypted: plain SMTP after STARTTLS; tshark stops dissecting at "
         "STARTTLS on port 25, and on 2525 loses the commands after a BDAT chunk",
     ),
-    "ppa3__mail_receiver_server_3.pcapng": ({11}, "QUIT in the segment that ends the body: tshark shows only the body"),
-    "ppa3__mail_sender_server_2.pcapng": ({34}, "QUIT in the segment that ends the body: tshark shows only the body"),
+    "ppa3__mail_receiver_server_3.pcapng": (
+        {11},
+        "QUIT in the segment that ends the body: tshark shows only the body",
+    ),
+    "ppa3__mail_sender_server_2.pcapng": (
+        {34},
+        "QUIT in the segment that ends the body: tshark shows only the body",
+    ),
     "sv__smtp-data-rejected.pcap": (
         {11, 14},
         "the server refused DATA (503); tshark stays in DATA mode and shows RSET / MAIL,RCPT,DATA as body",
     ),
-    "sv__smtp-pipelining.pcap": ({11}, "MAIL/RCPT/DATA pipelined with the body in one segment: tshark shows it as body"),
-    "zeek__http_connect-with-smtp.pcap": ("*", "SMTP inside an HTTP CONNECT tunnel (port 8240): tshark does not follow it"),
-    "zeek__smtp_smtp-bdat-cmd-invalid.pcapng": ({20, 42}, "tshark BDAT: after an invalid BDAT it takes QUIT as chunk data"),
-    "zeek__smtp_smtp-bdat-gap.pcap": ({26, 34}, "tshark BDAT: after the chunk with a capture gap it misses DATA and QUIT"),
-    "zeek__smtp_smtp-bdat-pipeline-8bitmime.pcap": ({9, 17}, "tshark mis-dissects pipelined BDAT as DATA fragments"),
+    "sv__smtp-pipelining.pcap": (
+        {11},
+        "MAIL/RCPT/DATA pipelined with the body in one segment: tshark shows it as body",
+    ),
+    "zeek__http_connect-with-smtp.pcap": (
+        "*",
+        "SMTP inside an HTTP CONNECT tunnel (port 8240): tshark does not follow it",
+    ),
+    "zeek__smtp_smtp-bdat-cmd-invalid.pcapng": (
+        {20, 42},
+        "tshark BDAT: after an invalid BDAT it takes QUIT as chunk data",
+    ),
+    "zeek__smtp_smtp-bdat-gap.pcap": (
+        {26, 34},
+        "tshark BDAT: after the chunk with a capture gap it misses DATA and QUIT",
+    ),
+    "zeek__smtp_smtp-bdat-pipeline-8bitmime.pcap": (
+        {9, 17},
+        "tshark mis-dissects pipelined BDAT as DATA fragments",
+    ),
 }
 
 
@@ -163,7 +184,7 @@ def tshark_fields(tshark: str, path: Path) -> tuple[dict[int, list[str]], dict[i
     cmds: dict[int, list[str]] = {}
     codes: dict[int, list[int]] = {}
     for line in out.splitlines():
-        f, c, r = (line.split("\t") + ["", ""])[:3]
+        f, c, r = [*line.split("\t"), "", ""][:3]
         if c:
             # tshark 4.0 reports STARTTLS by its first four letters
             cmds[int(f)] = ["STARTTLS" if x.upper() == "STAR" else x.upper() for x in c.split("|")]
@@ -203,7 +224,9 @@ def test_agrees_with_tshark_frame_by_frame(shared_captures: Path, tshark: str) -
                 if theirs.get(f) == ours.get(f):
                     agreed += 1
                 elif allowed != "*" and f not in allowed:
-                    unexplained.append(f"{name} frame {f} {what}: tshark {theirs.get(f)} mailwire {ours.get(f)}")
+                    unexplained.append(
+                        f"{name} frame {f} {what}: tshark {theirs.get(f)} mailwire {ours.get(f)}"
+                    )
     print(f"SMTP frames compared with tshark: {compared}, equal: {agreed} ({100 * agreed / compared:.1f} %)")
     assert not unexplained, "\n".join(unexplained)
     assert compared > 350 and agreed / compared > 0.9
@@ -217,7 +240,14 @@ def _norm(v: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "name", ["ark__smtp-data-250.pcap", "ark__smtp-data-521.pcap", "ark__smtp-decrypted.pcap", "ark__smtp-rcpt-553.pcap", "ark__wireshark-bdat.pcap"]
+    "name",
+    [
+        "ark__smtp-data-250.pcap",
+        "ark__smtp-data-521.pcap",
+        "ark__smtp-decrypted.pcap",
+        "ark__smtp-rcpt-553.pcap",
+        "ark__wireshark-bdat.pcap",
+    ],
 )
 def test_email_fields_match_arkime(shared_captures: Path, name: str) -> None:
     doc = json.loads((shared_captures / f"{name}.expected.arkime.test.json").read_text())
@@ -283,7 +313,9 @@ HAND_CHECKED = {
 def test_hand_checked_verdicts(shared_captures: Path, key: tuple[str, int | None]) -> None:
     name, port = key
     result = analyze_captures([shared_captures / name])
-    js = [j for j in result.judged if port is None or j.session is not None and j.session.client_port == port]
+    js = [
+        j for j in result.judged if port is None or (j.session is not None and j.session.client_port == port)
+    ]
     assert len(js) == 1
     v = js[0].verdict
     assert (v.outcome, v.category) == HAND_CHECKED[key], v.summary

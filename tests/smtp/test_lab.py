@@ -20,7 +20,12 @@ pytestmark = pytest.mark.lab
 
 # Reply categories the lab's receiver texts stand for (tests/lab/scenarios.py: a Spamhaus RBL
 # reply, a "very low reputation" reply, a Greylisted reply, a "rate limit exceeded" reply).
-CATEGORY_BY_LOCAL = {"listed1": "blocklist", "reputation2": "reputation", "greylist1": "greylist", "ratelimit2": "rate_limit"}
+CATEGORY_BY_LOCAL = {
+    "listed1": "blocklist",
+    "reputation2": "reputation",
+    "greylist1": "greylist",
+    "ratelimit2": "rate_limit",
+}
 
 NETWORK_FAULT = {
     "size_drop": "path_loss_timeout",

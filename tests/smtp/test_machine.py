@@ -43,7 +43,10 @@ def test_plain_delivery_fields_and_transcript() -> None:
             ("s2c", b"250 2.1.5 Ok\r\n"),
             ("c2s", b"DATA\r\n"),
             ("s2c", b"354 go ahead\r\n"),
-            ("c2s", b"Message-ID: <id1@example.test>\r\nSubject: hello\r\n there\r\n\r\nbody\r\n..stuffed\r\n"),
+            (
+                "c2s",
+                b"Message-ID: <id1@example.test>\r\nSubject: hello\r\n there\r\n\r\nbody\r\n..stuffed\r\n",
+            ),
             ("c2s", b".\r\n"),
             ("s2c", b"250 2.0.0 Ok: queued as X\r\n"),
             ("c2s", b"QUIT\r\n"),
@@ -73,7 +76,11 @@ def test_pipelining_replies_matched_in_order() -> None:
             EHLO,
             EHLO_REPLY,
             ("c2s", b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nDATA\r\n"),
-            ("s2c", b"250 Ok\r\n550 5.1.1 <b@x.test>: Recipient address rejected: User unknown\r\n250 Ok\r\n354 go\r\n"),
+            (
+                "s2c",
+                b"250 Ok\r\n550 5.1.1 <b@x.test>: Recipient address rejected: User unknown\r\n"
+                b"250 Ok\r\n354 go\r\n",
+            ),
             ("c2s", b"Subject: s\r\n\r\nx\r\n.\r\n"),
             ("s2c", b"250 Ok: queued\r\n"),
         ]
@@ -95,7 +102,11 @@ def test_body_pipelined_before_354_and_refused_data_goes_back_to_commands() -> N
     s = run(
         [
             GREETING,
-            ("c2s", b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\n"),
+            (
+                "c2s",
+                b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n"
+                b"DATA\r\nSubject: t\r\n\r\nhi\r\n.\r\n",
+            ),
             ("s2c", b"250 c\r\n250 Ok\r\n250 Ok\r\n354 go\r\n250 queued\r\n"),
         ]
     )
@@ -311,5 +322,16 @@ def test_fuzz_never_crashes(steps: list[tuple[str, bytes, int]]) -> None:
             b.feed(d, data, frame, frame)
     s = b.finish()
     d = s.to_dict()
-    assert d["state"] in {"connected", "greeted", "ready", "mail", "rcpt", "data", "end_of_data", "tls", "quit", "closed"}
+    assert d["state"] in {
+        "connected",
+        "greeted",
+        "ready",
+        "mail",
+        "rcpt",
+        "data",
+        "end_of_data",
+        "tls",
+        "quit",
+        "closed",
+    }
     assert len(d["transcript"]) <= 601

@@ -103,7 +103,8 @@ def find_destination_mix(items: list[Judged]) -> list[Finding]:
             Finding(
                 "destination_mix",
                 "failure",
-                f"{dest}: {'intermittent' if intermittent else 'consistent'} failures ({failed} of {len(js)} sessions)",
+                f"{dest}: {'intermittent' if intermittent else 'consistent'} failures ({failed} of "
+                f"{len(js)} sessions)",
                 f"{dest}: {text}."
                 + (
                     " The same destination sometimes works, so this is not a hard block."
@@ -153,8 +154,10 @@ def find_failure_class(items: list[Judged]) -> list[Finding]:
         cls, why = (
             "network",
             (
-                f"{len(net)} failed session(s) died of network causes (timeouts with retransmissions, resets, no answer) "
-                "and no server answered with an SMTP error: this is the network, not reputation or rate limiting."
+                f"{len(net)} failed session(s) died of network causes (timeouts with "
+                "retransmissions, resets, no answer) "
+                "and no server answered with an SMTP error: this is the network, not reputation or "
+                "rate limiting."
             ),
         )
     elif rep and len(rep) >= len(rate):
@@ -165,13 +168,14 @@ def find_failure_class(items: list[Judged]) -> list[Finding]:
     elif rate:
         cls, why = (
             "rate_limit",
-            f"{len(rate)} session(s) were deferred with 4xx replies or refused connections: rate limiting or a busy server.",
+            f"{len(rate)} session(s) were deferred with 4xx replies or refused connections: rate "
+            "limiting or a busy server.",
         )
     elif smtp_err:
         cats = Counter(j.verdict.category for j in smtp_err)
         cls, why = (
             "smtp_policy",
-            f"{len(smtp_err)} session(s) ended with SMTP errors ({', '.join(f'{n} {c}' for c, n in cats.most_common())}).",
+            f"{len(smtp_err)} session(s) ended with SMTP errors ({_counts(cats)}).",
         )
     else:
         cls, why = "network", f"{len(net)} session(s) died of network causes."
@@ -187,6 +191,10 @@ def find_failure_class(items: list[Judged]) -> list[Finding]:
             data={"class": cls, "counts": counts},
         )
     ]
+
+
+def _counts(c: Counter[str | None]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in c.most_common())
 
 
 def find_size_signature(items: list[Judged]) -> list[Finding]:
@@ -238,17 +246,25 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
         )
         summary = (
             f"Only full-size segments were lost ({full} of {len(lost_sizes)} unacknowledged, "
-            f"{'/'.join(map(str, sizes))} bytes) while small packets (up to {passed} bytes) passed in the same "
-            f"sessions; {icmp_txt}. This is the signature of an MTU / path-MTU-discovery black hole or a middle "
+            f"{'/'.join(map(str, sizes))} bytes) while small packets (up to {passed} bytes) passed "
+            "in the same "
+            f"sessions; {icmp_txt}. This is the signature of an MTU / path-MTU-discovery black "
+            "hole or a middle "
             "box dropping large packets."
         )
         ev += [Evidence(i.frame, f"ICMP frag-needed, MTU {i.mtu}", j.capture) for j, i in frag[:2]]
-        return [Finding("size_signature", "failure", "Only full-size segments are lost", summary, None, ev, data=data)]
+        return [
+            Finding(
+                "size_signature", "failure", "Only full-size segments are lost", summary, None, ev, data=data
+            )
+        ]
     summary = (
         f"Lost segments have mixed sizes ({', '.join(map(str, sizes))} bytes): no size signature; "
         "the loss is not specific to large packets."
     )
-    return [Finding("size_signature", "warning", "No size signature in the loss", summary, None, ev, data=data)]
+    return [
+        Finding("size_signature", "warning", "No size signature in the loss", summary, None, ev, data=data)
+    ]
 
 
 def find_next_step(items: list[Judged], found: list[Finding]) -> list[Finding]:
@@ -263,18 +279,28 @@ def find_next_step(items: list[Judged], found: list[Finding]) -> list[Finding]:
         )
         if size is not None and size.data.get("only_full_size_lost"):
             step += (
-                " Meanwhile test the path with large packets (e.g. `ping -M do -s 1472 <mx>`) and check every box "
+                " Meanwhile test the path with large packets (e.g. `ping -M do -s 1472 <mx>`) and "
+                "check every box "
                 "between the server and the edge (load balancer, firewall) for MTU/MSS settings."
             )
         summary = "The evidence points at the network path; localise the hop."
     elif cls == "reputation":
-        step = "Check the sending IP on the blocklists named in the replies and with the provider's postmaster/delisting pages."
+        step = (
+            "Check the sending IP on the blocklists named in the replies and with the provider's "
+            "postmaster / delisting pages."
+        )
         summary = "The remote servers reject us by reputation; the network is not the problem."
     elif cls == "rate_limit":
-        step = "Lower the concurrency and message rate towards the affected destinations and retry later; check for greylisting."
+        step = (
+            "Lower the concurrency and message rate towards the affected destinations and retry later; "
+            "check for greylisting."
+        )
         summary = "The remote servers throttle us; slow down."
     else:
-        step = "Read the rejecting replies (policy, authentication, mailbox) and fix the sender configuration they name."
+        step = (
+            "Read the rejecting replies (policy, authentication, mailbox) and fix the sender configuration "
+            "they name."
+        )
         summary = "The remote servers refuse the mail for policy reasons."
     return [
         Finding("next_step", "failure", "Next step", summary, None, [], next_step=step, data={"class": cls})

@@ -48,7 +48,31 @@ MAX_HEADER = 16 * 1024  # message header bytes kept to read Message-ID / Subject
 MAX_TLS_SIZES = 256  # TLS record sizes kept per direction (all are counted)
 
 KNOWN_VERBS = frozenset(
-    ["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS", "TURN", "ETRN", "ATRN", "XCLIENT", "XFORWARD", "SEND", "SOML", "SAML"]
+    [
+        "HELO",
+        "EHLO",
+        "LHLO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "BDAT",
+        "RSET",
+        "NOOP",
+        "QUIT",
+        "VRFY",
+        "EXPN",
+        "HELP",
+        "AUTH",
+        "STARTTLS",
+        "TURN",
+        "ETRN",
+        "ATRN",
+        "XCLIENT",
+        "XFORWARD",
+        "SEND",
+        "SOML",
+        "SAML",
+    ]
 )
 
 _VERB_PREFIXES = frozenset(v[:4].encode() for v in KNOWN_VERBS)
@@ -270,9 +294,7 @@ def looks_like_smtp(first_s2c: bytes, first_c2s: bytes) -> bool:
         return True
     if first_c2s[:4].upper() in (b"EHLO", b"HELO", b"LHLO") and first_c2s[4:5] in (b" ", b"\r", b"\n"):
         return True
-    if first_c2s[:8] == b"CONNECT " and b":25 " in first_c2s[:300] and first_s2c[:5] == b"HTTP/":
-        return True
-    return False
+    return first_c2s[:8] == b"CONNECT " and b":25 " in first_c2s[:300] and first_s2c[:5] == b"HTTP/"
 
 
 class SmtpMachine:
@@ -464,7 +486,9 @@ class SmtpMachine:
                 if self._bdat_left == 0:
                     self._bdat_chunk_done(frame, ts_ns)
             elif mode == "tls":
-                if self._plaintext_after_tls("c2s", data[pos:], data[pos : pos + 4].upper() in _VERB_PREFIXES):
+                if self._plaintext_after_tls(
+                    "c2s", data[pos:], data[pos : pos + 4].upper() in _VERB_PREFIXES
+                ):
                     continue
                 self._tls_bytes("c2s", data[pos:])
                 return
@@ -649,7 +673,17 @@ class SmtpMachine:
         first = body.first_byte_frame if body.first_byte_frame >= 0 else body.first_frame
         self._emit(
             BodyDone(
-                frame, ts_ns, body.kind, size, body.wire, body.missing, end, msgid, subject, first, body.start_offset,
+                frame,
+                ts_ns,
+                body.kind,
+                size,
+                body.wire,
+                body.missing,
+                end,
+                msgid,
+                subject,
+                first,
+                body.start_offset,
                 header_from,
             )
         )
@@ -823,7 +857,13 @@ class SmtpMachine:
     def _plaintext_after_tls(self, d: Direction, data: bytes, looks_smtp: bool) -> bool:
         """After STARTTLS, a direction whose first bytes are SMTP, not a TLS record, goes on in
         plain text: a capture decrypted by its producer, or a peer that never started TLS."""
-        if self.tls[d].records or self._tls_bad[d] or self._tls_hdr[d] or not looks_smtp or data[:1] == b"\x16":
+        if (
+            self.tls[d].records
+            or self._tls_bad[d]
+            or self._tls_hdr[d]
+            or not looks_smtp
+            or data[:1] == b"\x16"
+        ):
             return False
         self.plaintext_after_starttls = True
         if d == "c2s":

@@ -158,10 +158,7 @@ class AnalyzeResult:
     def to_json(self) -> dict[str, Any]:
         sessions = []
         for j in self.judged:
-            if j.session is not None:
-                d = j.session.to_dict()
-            else:
-                d = _bare_session(j)
+            d = j.session.to_dict() if j.session is not None else _bare_session(j)
             d["verdict"] = j.verdict.to_dict()
             sessions.append(d)
         return {
@@ -289,7 +286,9 @@ def _facts(
                 unreach = (ty == 3 and code != 4) or (ty == 1)
                 t.icmp.append(IcmpFact(frame, ts, ty, code, mtu, frag, unreach))
     t.max_c2s_segment = raw.max_seg.get((conn_id, 0), 0)
-    lost = [ch.original_frame for ch in chains if ch.conn_id == conn_id and ch.direction == "c2s" and ch.resends]
+    lost = [
+        ch.original_frame for ch in chains if ch.conn_id == conn_id and ch.direction == "c2s" and ch.resends
+    ]
     if mine.shape[0]:
         sent = mine[(c["dir"][mine] == 0) & (c["payload_len"][mine] > 0)]
         if lost:
@@ -312,7 +311,11 @@ def _facts(
                 )
             )
     base = raw.c2s_base.get(conn_id)
-    ackable = mine[(c["dir"][mine] == 1) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)] if mine.shape[0] else mine
+    ackable = (
+        mine[(c["dir"][mine] == 1) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)]
+        if mine.shape[0]
+        else mine
+    )
     if base is not None and ackable.shape[0]:
         rel = (c["ack"][ackable].astype(np.int64) - base) % (1 << 32)
         rel = rel[rel < (1 << 31)]
@@ -341,7 +344,11 @@ def _facts(
                 ch.original_ts_ns,
                 ch.length,
                 seq_off,
-                [Resend(r.frame, r.ts_ns, r.interval_s) for r in ch.resends if r.cause != "network_duplicate"],
+                [
+                    Resend(r.frame, r.ts_ns, r.interval_s)
+                    for r in ch.resends
+                    if r.cause != "network_duplicate"
+                ],
                 acked,
                 ack_frame,
             )
@@ -416,7 +423,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         batch.append(ev)
 
     def process_batch(table: PacketTable | None, stream: np.ndarray | None) -> None:
-        events = _split_by_frame(batch, table, stream) if table is not None and stream is not None else list(batch)
+        events = (
+            _split_by_frame(batch, table, stream) if table is not None and stream is not None else list(batch)
+        )
         batch.clear()
         f0 = int(table.columns["frame"][0]) if table is not None and len(table) else 0
         n = len(table) if table is not None else 0
@@ -429,7 +438,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
                     assert table is not None
                     c.c2s_base = (int(table.columns["seq"][row]) - ev.seq_offset) % (1 << 32)
                 route(ev)
-                c.c2s_next = max(c.c2s_next, ev.seq_offset + (len(ev.data) if hasattr(ev, "data") else ev.length))
+                c.c2s_next = max(
+                    c.c2s_next, ev.seq_offset + (len(ev.data) if hasattr(ev, "data") else ev.length)
+                )
                 while c.deferred and c.deferred[0][0] <= c.c2s_next:
                     route(c.deferred.popleft()[1])
                 continue
@@ -522,7 +533,9 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
         return events
     f0 = int(cols["frame"][0])
     pay = np.nonzero((stream >= 0) & (cols["payload_len"] > 0))[0]
-    order = pay[np.argsort(stream[pay], kind="stable")]  # payload rows grouped by connection, frame order kept
+    order = pay[
+        np.argsort(stream[pay], kind="stable")
+    ]  # payload rows grouped by connection, frame order kept
     keys = stream[order]
     out: list[Any] = []
     for ev in events:

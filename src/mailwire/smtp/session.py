@@ -49,7 +49,7 @@ MAX_ANOMALY_SAMPLES = 20
 def mail_path(arg: str, prefix: str) -> str | None:
     """The address of ``MAIL FROM:<a@b> …`` / ``RCPT TO:<a@b> …`` (RFC 5321 path), or None when
     the argument does not start with ``prefix``. The null sender ``<>`` gives ``""``."""
-    if not arg[: len(prefix)].upper() == prefix:
+    if arg[: len(prefix)].upper() != prefix:
         return None
     rest = arg[len(prefix) :].strip()
     if rest.startswith("<"):
@@ -179,7 +179,9 @@ class SmtpSession:
     furthest: str = "connected"
     before_close: str = "connected"
     pending: list[str] = field(default_factory=list)
-    open_body: tuple[int, int, int, int] | None = None  # (sent, missing, start offset, first frame) of a cut body
+    open_body: tuple[int, int, int, int] | None = (
+        None  # (sent, missing, start offset, first frame) of a cut body
+    )
     messages_accepted: int = 0
     anomalies: Counter[str] = field(default_factory=Counter)
     anomaly_samples: list[dict[str, Any]] = field(default_factory=list)
@@ -232,7 +234,9 @@ class SmtpSession:
             suffix = ", then closed" if state == "closed" else ", then QUIT"
             state = self.before_close
         if state == "ready" and self.messages_accepted:
-            last = next((t.final_reply for t in reversed(self.transactions) if t.final_reply is not None), None)
+            last = next(
+                (t.final_reply for t in reversed(self.transactions) if t.final_reply is not None), None
+            )
             if last is not None and last.code < 300:
                 return f"message accepted ({last.code}){suffix}"
         if self.open_body is not None:
@@ -248,9 +252,11 @@ class SmtpSession:
                 end = tx.body_start_offset + tx.body_wire_bytes
                 acked = max(0, min(tx.body_wire_bytes, self.bytes_c2s_acked - tx.body_start_offset))
                 if self.bytes_c2s_acked < end:
-                    return f"end of data sent, {_n(acked)} of {_n(tx.body_wire_bytes)} body bytes acknowledged" + suffix
+                    return (
+                        f"end of data sent, {_n(acked)} of {_n(tx.body_wire_bytes)} body bytes acknowledged"
+                        + suffix
+                    )
         return names.get(state, state) + suffix
-
 
     def zeek_rows(self) -> list[dict[str, Any]]:
         """The rows Zeek's smtp.log would write for this session (for comparison)."""

@@ -132,7 +132,8 @@ RULES: tuple[Rule, ...] = (
     _r(
         "M7",
         "microsoft",
-        r"5\.7\.708 access denied, traffic not accepted from this ip|5\.7\.705 .*tenant has exceeded threshold",
+        r"5\.7\.708 access denied, traffic not accepted from this ip|5\.7\.705 .*tenant has "
+        r"exceeded threshold",
         "reputation",
     ),
     _r("M8", "microsoft", r"5\.7\.513 .*customer block list", "policy"),
@@ -165,7 +166,8 @@ RULES: tuple[Rule, ...] = (
     _r(
         "MC1",
         "mimecast",
-        r"poor reputation sender|local ct ip reputation|ip temporarily blacklisted|internal resources are temporarily unavailable",
+        r"poor reputation sender|local ct ip reputation|ip temporarily blacklisted|internal "
+        r"resources are temporarily unavailable",
         "reputation",
     ),
     _r(
@@ -177,7 +179,8 @@ RULES: tuple[Rule, ...] = (
     _r(
         "CS1",
         "cisco",
-        r"senderbase\.org|talosintelligence|as a measure to protect our email infrastructure, this connection is being blocked",
+        r"senderbase\.org|talosintelligence|as a measure to protect our email infrastructure, this "
+        r"connection is being blocked",
         "reputation",
     ),
     _r(
@@ -218,7 +221,8 @@ RULES: tuple[Rule, ...] = (
     _r(
         "generic_auth",
         "",
-        r"\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|reverse dns|ptr record|\brdns\b|cannot find your hostname",
+        r"\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|reverse dns|ptr "
+        r"record|\brdns\b|cannot find your hostname",
         "auth",
     ),
     _r(

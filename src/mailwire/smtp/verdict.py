@@ -293,7 +293,8 @@ def rule_refused(ctx: Context) -> Verdict | None:
         return None
     return Verdict(
         "refused",
-        f"{_who(ctx.session, t)} answered the connection attempt with a reset: nothing listens there, or it refuses us.",
+        f"{_who(ctx.session, t)} answered the connection attempt with a reset: nothing listens "
+        "there, or it refuses us.",
         "high",
         "refused",
         stage="connect",
@@ -311,7 +312,8 @@ def rule_unreachable(ctx: Context) -> Verdict | None:
         return None
     return Verdict(
         "unreachable",
-        f"An ICMP destination-unreachable (type {icmp.icmp_type} code {icmp.icmp_code}) came back for {_who(ctx.session, t)}.",
+        f"An ICMP destination-unreachable (type {icmp.icmp_type} code {icmp.icmp_code}) came back "
+        f"for {_who(ctx.session, t)}.",
         "high",
         "unreachable",
         stage="connect" if not t.established else "dialogue",
@@ -329,7 +331,8 @@ def rule_connect_timeout(ctx: Context) -> Verdict | None:
         return None  # one SYN at the very end of the capture: the capture ended first
     return Verdict(
         "connect_timeout",
-        f"{len(t.syn_frames)} SYN(s) to {_who(ctx.session, t)} got no answer in {waited:.1f} s: the server or the path drops our connection attempts.",
+        f"{len(t.syn_frames)} SYN(s) to {_who(ctx.session, t)} got no answer in {waited:.1f} s: "
+        "the server or the path drops our connection attempts.",
         "high" if len(t.syn_frames) >= 3 else "medium",
         "connect_timeout",
         stage="connect",
@@ -376,8 +379,10 @@ def rule_path_loss(ctx: Context) -> Verdict | None:
     intervals = ", ".join(f"{r.interval_s:.2f}" for r in ch.resends[:8])
     return Verdict(
         "path_loss_timeout",
-        f"Our {ch.size}-byte segment to {_who(s, t)} was never acknowledged; it was retransmitted {len(ch.resends)} times "
-        f"over {span:.1f} s (intervals {intervals} s) and {ended}: packets are lost on the path, not refused by the server.",
+        f"Our {ch.size}-byte segment to {_who(s, t)} was never acknowledged; it was retransmitted "
+        f"{len(ch.resends)} times "
+        f"over {span:.1f} s (intervals {intervals} s) and {ended}: packets are lost on the path, "
+        "not refused by the server.",
         "high" if len(ch.resends) >= 3 else "medium",
         "path_loss_timeout",
         stage=phase,
@@ -429,7 +434,8 @@ def rule_smtp_refusal(ctx: Context) -> Verdict | None:
         ev.insert(0, ctx.ev(tx.mail_from_frame, f"MAIL FROM:<{tx.mail_from}>"))
     return Verdict(
         outcome,
-        f"{_who(s, ctx.tcp)} {verb} the message at {stage} with {r.code}{' ' + r.enhanced if r.enhanced else ''}"
+        f"{_who(s, ctx.tcp)} {verb} the message at {stage} with {r.code}"
+        f"{' ' + r.enhanced if r.enhanced else ''}"
         f' ({cls.category.replace("_", " ")}): "{r.text[:100]}".',
         "high",
         f"smtp_{outcome}",
@@ -489,10 +495,10 @@ def rule_remote_idle(ctx: Context) -> Verdict | None:
     if delivered:
         return Verdict(
             "delivered",
-            f"{_who(s, t)} accepted {delivered} message(s); afterwards the client stayed silent {idle:.0f} s and the server "
-            f"closed the idle session with {r.code} {r.enhanced or ''} — an idle timeout, not a failure.".replace(
-                "  ", " "
-            ),
+            f"{_who(s, t)} accepted {delivered} message(s); afterwards the client stayed silent "
+            f"{idle:.0f} s and the server "
+            f"closed the idle session with {r.code} {r.enhanced or ''} — an idle timeout, "
+            "not a failure.".replace("  ", " "),
             "high",
             "delivered_then_idle_timeout",
             stage="after delivery",
@@ -526,6 +532,10 @@ def _accepted_evidence(ctx: Context) -> list[Evidence]:
     return out[:10]
 
 
+def _reply_short(r: ReplyRecord | None) -> str:
+    return "" if r is None else f"{r.code} {r.text[:80]}"
+
+
 def rule_delivered(ctx: Context) -> Verdict | None:
     s = ctx.session
     if s is None or not s.messages_accepted:
@@ -536,7 +546,7 @@ def rule_delivered(ctx: Context) -> Verdict | None:
     return Verdict(
         "delivered",
         f"{_who(s, ctx.tcp)} accepted {s.messages_accepted} message(s)"
-        f" (last: {last.final_reply.code if last.final_reply else ''} {last.final_reply.text[:80] if last.final_reply else ''}).",
+        f" (last: {_reply_short(last.final_reply)}).",
         "high",
         "delivered",
         stage="end of data",
@@ -554,7 +564,8 @@ def rule_encrypted(ctx: Context) -> Verdict | None:
     if end is not None and end[0] in ("client", "server") and not t.rsts and recs:
         return Verdict(
             "delivered",
-            f"The session switched to TLS (STARTTLS); the client sent {recs} encrypted records and the connection closed "
+            f"The session switched to TLS (STARTTLS); the client sent {recs} encrypted records and "
+            "the connection closed "
             f"normally — delivery is likely but its reply is encrypted.",
             "low",
             "encrypted_clean_close",
