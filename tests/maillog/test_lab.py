@@ -50,6 +50,13 @@ def test_lab_maillog(lab_run: Callable[[str], Path], name: str) -> None:
     t = triage_logs([d / "maillog"], tz="UTC")
     assert t.inputs[0].unparsed_delivery == 0
     assert t.inputs[0].garbage == 0
+    # independent of the parser's counters: every status line became an attempt
+    used = {a.line for a in t.attempts}
+    lines = (d / "maillog").read_text(encoding="utf-8").splitlines()
+    status_lines = [
+        i for i, x in enumerate(lines, start=1) if re.search(r"\bstatus=(sent|deferred|bounced)\b", x)
+    ]
+    assert status_lines and set(status_lines) <= used
     final = {}
     for a in t.attempts:
         if a.final and a.outcome not in ("suppressed", "expired"):
