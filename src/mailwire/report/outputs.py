@@ -15,9 +15,9 @@ from typing import IO, TYPE_CHECKING, Any
 import jsonschema
 from rich.console import Console
 
-from mailwire.report.extract import ConnSpec, extract_connections
+from mailwire.report.extract import extract_connections
 from mailwire.report.html import write_html
-from mailwire.report.page import build_page
+from mailwire.report.page import build_page, spec_at
 from mailwire.report.terminal import render_terminal
 
 if TYPE_CHECKING:
@@ -43,26 +43,14 @@ def write_extracts(run: DiagnoseRun, out_dir: str | Path) -> list[dict[str, Any]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    by_capture: dict[str, list[ConnSpec]] = {}
-    for s in run.cited:
-        by_capture.setdefault(s.capture, []).append(
-            ConnSpec(
-                s.client,
-                s.client_port,
-                s.server,
-                s.server_port,
-                s.start_ns - 2_000_000_000,
-                s.end_ns + 2_000_000_000,
-            )
-        )
-    # The same connections at every other capture point (same endpoints; NAT-translated ones are
-    # not found there and that capture's extract is simply smaller).
-    specs = [c for cs in by_capture.values() for c in cs]
     for cap in run.diagnosis.captures:
-        if not specs or not Path(cap).is_file():
+        if not run.cited or not Path(cap).is_file():
             continue
+        # Every cited connection as it appears at this capture point (through NAT where compare
+        # matched it); overlapping specs only widen the selection, frames are never doubled.
+        specs = list(dict.fromkeys(spec_at(run, s, cap) for s in run.cited))
         target = out / f"{Path(cap).name.split('.', 1)[0]}.cited.pcap"
-        res = extract_connections(cap, by_capture.get(cap, specs), target)
+        res = extract_connections(cap, specs, target)
         written.append(
             {
                 "capture": cap,

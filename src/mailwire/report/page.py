@@ -62,6 +62,55 @@ def _log_view(t: LogTriage) -> LogView:
     )
 
 
+def _endpoint(text: str) -> tuple[str, int] | None:
+    """``"192.0.2.10:40312"`` or ``"[2001:db8::1]:25"`` -> (address, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _conn_pairs(
+    run: DiagnoseRun,
+) -> dict[tuple[str, str], dict[tuple[str, int, str, int], tuple[str, int, str, int]]]:
+    """(upstream capture, downstream capture) -> upstream connection -> the same connection as seen
+    downstream (compare matched it, through NAT if any)."""
+    out: dict[tuple[str, str], dict[tuple[str, int, str, int], tuple[str, int, str, int]]] = {}
+    cmp = run.comparison
+    if cmp is None:
+        return out
+    for h in cmp.hops:
+        m = out.setdefault((str(h.get("upstream", "")), str(h.get("downstream", ""))), {})
+        for c in h.get("connections", []):
+            up = [_endpoint(x) for x in str(c.get("upstream", "")).split("->")]
+            down = [_endpoint(x) for x in str(c.get("downstream", "")).split("->")]
+            if len(up) == 2 and len(down) == 2 and None not in up and None not in down:
+                (uc, ucp), (us, usp) = up  # type: ignore[misc]
+                (dc, dcp), (ds, dsp) = down  # type: ignore[misc]
+                m[(uc, ucp, us, usp)] = (dc, dcp, ds, dsp)
+    return out
+
+
+def spec_at(run: DiagnoseRun, s: SessionFact, capture: str) -> ConnSpec:
+    """The cited session's connection as it appears in ``capture`` (same endpoints unless compare
+    matched it to a translated one on the way there)."""
+    key = (s.client, s.client_port, s.server, s.server_port)
+    caps = run.diagnosis.captures
+    if capture != s.capture and s.capture in caps and capture in caps:
+        pairs = _conn_pairs(run)
+        i, j = caps.index(s.capture), caps.index(capture)
+        step = 1 if j > i else -1
+        for k in range(i, j, step):
+            a, b = (caps[k], caps[k + step])
+            if step == 1:
+                key = pairs.get((a, b), {}).get(key, key)
+            else:
+                back = {v: u for u, v in pairs.get((b, a), {}).items()}
+                key = back.get(key, key)
+    c, cp, sv, sp = key
+    return ConnSpec(c, cp, sv, sp, s.start_ns - WINDOW_PAD_NS, s.end_ns + WINDOW_PAD_NS)
+
+
 def _spec(s: SessionFact) -> ConnSpec:
     return ConnSpec(
         s.client, s.client_port, s.server, s.server_port, s.start_ns - WINDOW_PAD_NS, s.end_ns + WINDOW_PAD_NS
@@ -177,17 +226,20 @@ def build_page(run: DiagnoseRun) -> ReportPage:
                 evidence=[f"frame {e.frame}: {e.text}" for e in s.evidence[:8]],
             )
         )
-    # The same connection at every capture point, side by side (same endpoints: no NAT assumed;
-    # a translated connection simply gets no second panel).
+    # The same connection at every capture point, side by side (translated through NAT where
+    # compare matched it).
     caps = d.captures
     if len(caps) >= 2:
         for s in [x for x in run.cited if x.capture == caps[0]][:3]:
             panels = []
             for cap in caps:
-                cols = collect_columns(cap, [_spec(s)])[0]
+                cols = collect_columns(cap, [spec_at(run, s, cap)])[0]
                 if not cols or not cols["frame"].size:
                     continue
-                graph, notes = _graph(cols, s, _lost_frames(run, cap), f"{Path(cap).name}")
+                sp = spec_at(run, s, cap)
+                here = SessionFact(**{**s.__dict__, "client": sp.client, "client_port": sp.client_port,
+                                      "server": sp.server, "server_port": sp.server_port})  # fmt: skip
+                graph, notes = _graph(cols, here, _lost_frames(run, cap), f"{Path(cap).name}")
                 panels.append(ComparePanel(capture=cap, graph=graph, caption=" ".join(notes)))
             if len(panels) >= 2:
                 page.compares.append(
