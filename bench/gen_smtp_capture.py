@@ -47,7 +47,9 @@ from numba import njit
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 C2S, S2C = 0, 1
-OPT_TS, OPT_SYN = 0, 1  # TCP option layouts: NOP NOP TS (32-byte header) / MSS SACK_PERM TS NOP WS (40)
+# TCP option layouts: NOP NOP TS (32-byte header) / MSS SACK_PERM TS NOP WS (40) / NOP NOP TS NOP NOP
+# SACK with one block (44)
+OPT_TS, OPT_SYN, OPT_SACK = 0, 1, 2
 TS_OPT_LEN = 12
 DELACK = 0.040  # receiver delayed-ACK timer, s
 RTO_MIN = 0.200  # Linux TCP_RTO_MIN, s
@@ -57,7 +59,7 @@ POOL_RAW = 24 << 20  # random bytes behind the base64 attachment pool
 
 I64 = npt.NDArray[np.int64]
 
-COLS = ("t", "sess", "dir", "flags", "seq", "ack", "opt", "s0", "l0", "s1", "l1", "s2", "l2")
+COLS = ("t", "sess", "dir", "flags", "seq", "ack", "opt", "s0", "l0", "s1", "l1", "s2", "l2", "sle", "sre")
 COL_DT = {
     "t": np.int64,
     "sess": np.int32,
@@ -72,6 +74,8 @@ COL_DT = {
     "l1": np.int32,
     "s2": np.int64,
     "l2": np.int32,
+    "sle": np.int64,  # SACK block edges, relative to the peer's ISN (OPT_SACK rows only)
+    "sre": np.int64,
 }
 
 
@@ -135,7 +139,7 @@ class Plan:
         p["opt"].append(opt)
         p["s0"].append(-1 - src if ln else 0)  # blob offsets are stored as -1 - offset
         p["l0"].append(ln)
-        for c in ("s1", "l1", "s2", "l2"):
+        for c in ("s1", "l1", "s2", "l2", "sle", "sre"):
             p[c].append(0)
         self.count += 1
         return self.count - 1
@@ -274,9 +278,11 @@ class Builder:
         ts: list[float],
         kind: str,
         rto: list[float],
+        dup_acks: list[int] | None = None,
     ) -> None:
-        """Record a retransmission chain: rows of every transmission, their planned times, and the
-        retransmission timer value behind each resend (empty for go-back-N resends)."""
+        """Record a retransmission chain: rows of every transmission, their planned times, the
+        retransmission timer value behind each resend (empty for go-back-N and fast retransmits)
+        and, for fast retransmits, the rows of the duplicate ACKs that triggered and followed it."""
         self.p.chains.append(
             {
                 "session": s.sid,
@@ -287,6 +293,7 @@ class Builder:
                 "rows": idx,
                 "planned_ts": ts,
                 "rto_s": rto,
+                "dup_ack_rows": dup_acks or [],
             }
         )
 
@@ -426,6 +433,60 @@ class Builder:
         ss += 1
         client_close(t + 20e-6)
 
+    def fast_recovery(
+        self,
+        s: Session,
+        emit: Any,
+        emit_acks: Any,
+        starts: I64,
+        lens: I64,
+        ends: I64,
+        t_send: npt.NDArray[np.float64],
+        cs: int,
+    ) -> tuple[float, bool, bool]:
+        """One DATA segment lost beyond the capture point, the rest delivered: every later segment
+        draws an immediate duplicate ACK with a SACK block; the third one triggers a fast
+        retransmit; the hole filled, one cumulative ACK covers all that arrived meanwhile."""
+        rng, rtt = self.rng, s.rtt
+        nseg = len(starts)
+        k = int(rng.integers(2, nseg - 8))
+        k -= k % 2  # ACK pairs before k complete
+        rows = emit(starts, lens, t_send)  # every original is captured (the loss is downstream)
+        ta, acked = _acks_for(t_send[:k], ends[:k], rtt, rng)
+        emit_acks(ta, acked)
+        # duplicate ACKs, one per segment arriving after the hole, in order, >= 2 µs apart
+        t_prev = float(ta[-1]) if ta.size else float(t_send[k]) + rtt
+        t_dup = np.maximum(t_send[k + 1 :] + rtt, t_prev + 2e-6 + np.arange(1, nseg - k) * 2e-6)
+        t_dup = np.maximum.accumulate(t_dup - np.arange(t_dup.size) * 2e-6) + np.arange(t_dup.size) * 2e-6
+        t_fr = float(t_dup[2]) + 10e-6  # the sender reacts to the third duplicate ACK at once
+        j = int(np.searchsorted(t_send, t_fr, side="left")) - 1  # last original sent before it
+        n_dup = j - k
+        dup_rows = emit_acks(
+            t_dup[:n_dup],
+            np.full(n_dup, starts[k]),
+            (np.full(n_dup, starts[k + 1]), ends[k + 1 : j + 1]),
+        )
+        r_fr = emit(starts[k : k + 1], lens[k : k + 1], np.array([t_fr]))[0].item()
+        self.chain(
+            s,
+            C2S,
+            cs + int(starts[k]),
+            int(lens[k]),
+            [int(rows[k]), r_fr],
+            [float(t_send[k]) + s.t0, t_fr + s.t0],
+            "fast_retransmit",
+            [],
+            [int(x) for x in dup_rows],
+        )
+        t_cum = max(t_fr + rtt, float(t_dup[n_dup - 1]) + 2e-6)  # hole filled: ACK at once
+        emit_acks(np.array([t_cum]), ends[j : j + 1])
+        if j == nseg - 1:
+            return t_fr, False, False
+        ta2, acked2 = _acks_for(t_send[j + 1 :], ends[j + 1 :], rtt, rng)
+        ta2 = np.maximum(ta2, t_cum + 2e-6 + np.arange(ta2.size) * 2e-6)
+        emit_acks(ta2, acked2)
+        return float(t_send[-1]), False, bool((nseg - j - 1) % 2)
+
     def body(
         self, s: Session, t0: float, cs: int, ss: int, hdr: bytes, tail: bytes
     ) -> tuple[float, bool, bool]:
@@ -465,26 +526,27 @@ class Builder:
             }
             return p.many(cols, len(a))
 
-        def emit_acks(ta: npt.NDArray[np.float64], acked: I64) -> None:
-            if ta.size:
-                p.many(
-                    {
-                        "t": (ta * 1e9).astype(np.int64) + int(s.t0 * 1e9),
-                        "sess": s.sid,
-                        "dir": S2C,
-                        "flags": ACK,
-                        "seq": ss,
-                        "ack": cs + acked,
-                        "opt": OPT_TS,
-                    },
-                    ta.size,
-                )
+        def emit_acks(ta: npt.NDArray[np.float64], acked: I64, sack: tuple[I64, I64] | None = None) -> I64:
+            cols = {
+                "t": (ta * 1e9).astype(np.int64) + int(s.t0 * 1e9),
+                "sess": s.sid,
+                "dir": S2C,
+                "flags": ACK,
+                "seq": ss,
+                "ack": cs + acked,
+                "opt": OPT_TS,
+            }
+            if sack is not None:
+                cols.update(opt=OPT_SACK, sle=cs + sack[0], sre=cs + sack[1])
+            return p.many(cols, ta.size) if ta.size else np.empty(0, dtype=np.int64)
 
         nseg = -(-n // mss)
         starts = np.arange(nseg, dtype=np.int64) * mss
         lens = np.minimum(mss, n - starts)
         ends = starts + lens
         t_send = _paced(nseg, t0, rtt, s.gap, 10)
+        if s.outcome == "fast_recovered" and nseg >= 12:
+            return self.fast_recovery(s, emit, emit_acks, starts, lens, ends, t_send, cs)
         lossy = s.outcome in ("rto_recovered", "stall_421") and nseg >= 4
         if not lossy:
             emit(starts, lens, t_send)
@@ -624,6 +686,8 @@ def _assemble(
     wscale: np.ndarray,
     tsval: np.ndarray,
     tsecr: np.ndarray,
+    sack_le: np.ndarray,
+    sack_re: np.ndarray,
     ps: np.ndarray,
     pl: np.ndarray,
     src: np.ndarray,
@@ -631,7 +695,7 @@ def _assemble(
     n = rec_off.shape[0]
     for i in range(n):
         o = rec_off[i]
-        tcp_hl = 40 if opt[i] == OPT_SYN else 32
+        tcp_hl = 40 if opt[i] == OPT_SYN else (44 if opt[i] == OPT_SACK else 32)
         ip_hl = 20 if ver[i] == 4 else 40
         plen = pl[i, 0] + pl[i, 1] + pl[i, 2]
         flen = 14 + ip_hl + tcp_hl + plen
@@ -706,6 +770,14 @@ def _assemble(
             out[x + 2] = 3
             out[x + 3] = wscale[i]
             x += 4
+        elif opt[i] == OPT_SACK:
+            out[x] = 1
+            out[x + 1] = 1
+            out[x + 2] = 5
+            out[x + 3] = 10
+            _put32(out, x + 4, sack_le[i])
+            _put32(out, x + 8, sack_re[i])
+            x += 12
         for j in range(3):
             ln = pl[i, j]
             if ln > 0:
@@ -719,7 +791,8 @@ def _assemble(
 # --- driver ---------------------------------------------------------------------------------------
 
 OUTCOMES = {  # share of sessions
-    "delivered": 0.79,
+    "delivered": 0.74,
+    "fast_recovered": 0.05,
     "rto_recovered": 0.04,
     "stall_421": 0.02,
     "550_rcpt": 0.04,
@@ -807,7 +880,7 @@ def generate(
         mss_s = (base_mss if rng.random() < 0.9 else base_mss - 80) if mss is None else mss + TS_OPT_LEN
         body = int(min(rng.lognormal(math.log(body_median), 1.6), pool_len - 4096))
         outcome = outcomes[int(rng.choice(len(outcomes), p=probs))]
-        if outcome in ("rto_recovered", "stall_421"):
+        if outcome in ("rto_recovered", "stall_421", "fast_recovered"):
             body = max(body, 16 * 1448)  # enough segments for a loss mid-body
         mx_name = f"mx{server - n_client + 1}.{DOMAINS[server % 3]}"
         n_rcpt = int(rng.choice([1, 1, 1, 2, 3]))
@@ -903,7 +976,7 @@ def generate(
     ps = np.where(ps < 0, pool_len + (-1 - ps), ps)
     pl = np.stack([c["l0"], c["l1"], c["l2"]], 1).astype(np.int64)
     plen = pl.sum(1)
-    hdr = 14 + np.where(ver == 4, 20, 40) + np.where(c["opt"] == OPT_SYN, 40, 32)
+    hdr = 14 + np.where(ver == 4, 20, 40) + np.array([32, 40, 44])[c["opt"]]
     rec = 16 + hdr + plen
     rec_off = 24 + np.r_[0, np.cumsum(rec)[:-1]] if n else np.zeros(0, dtype=np.int64)
     total = 24 + int(rec.sum())
@@ -945,6 +1018,8 @@ def generate(
         s_ws[sess, d].astype(np.int64),
         tsval,
         tsecr,
+        (isn[sess, 1 - d] + c["sle"]) & 0xFFFFFFFF,  # SACK edges are in the peer's sequence space
+        (isn[sess, 1 - d] + c["sre"]) & 0xFFFFFFFF,
         ps,
         pl,
         src,
@@ -1013,7 +1088,10 @@ def _truth(
             }
         )
     chains = []
+    dup_acks: list[int] = []
     for ch in plan.chains:
+        dups = [f for f in (int(frame_of_row[r]) for r in ch["dup_ack_rows"]) if f > 0]
+        dup_acks += dups
         fr = [int(frame_of_row[r]) for r in ch["rows"]]
         kept = [i for i, f in enumerate(fr) if f > 0]
         if len(kept) < 2 or kept[0] != 0:
@@ -1034,6 +1112,7 @@ def _truth(
                 # what the generator meant, before rounding timestamps to the file's resolution
                 "planned_intervals_s": [round(b - a, 9) for a, b in itertools.pairwise(planned_ts)],
                 "rto_s": [round(x, 9) for x in ch["rto_s"][: len(kept) - 1]],
+                "dup_ack_frames": dups,
             }
         )
     oc = dict(Counter(str(x["outcome"]) for x in out_s))
@@ -1048,9 +1127,11 @@ def _truth(
             "outcomes": oc,
             "retransmission_chains": len(chains),
             "retransmitted_frames": sum(len(c["frames"]) - 1 for c in chains),
+            "duplicate_acks": len(dup_acks),
         },
         "sessions": out_s,
         "retransmissions": chains,
+        "duplicate_ack_frames": sorted(dup_acks),
     }
 
 
