@@ -107,7 +107,7 @@ def find_destination_mix(items: list[Judged]) -> list[Finding]:
                 f"{len(js)} sessions)",
                 f"{dest}: {text}."
                 + (
-                    " The same destination sometimes works, so this is not a hard block."
+                    " The same destination sometimes accepts mail: not a blanket block of the sender."
                     if intermittent
                     else ""
                 ),
@@ -144,6 +144,7 @@ def find_failure_class(items: list[Judged]) -> list[Finding]:
         or j.verdict.outcome == "refused"
     ]
     smtp_err = [j for j in failed if j.verdict.outcome in ("rejected", "deferred")]
+    idle = [j for j in failed if j.verdict.outcome == "remote_idle_timeout"]
     counts = {
         "network": len(net),
         "reputation": len(rep),
@@ -168,8 +169,8 @@ def find_failure_class(items: list[Judged]) -> list[Finding]:
     elif rate:
         cls, why = (
             "rate_limit",
-            f"{len(rate)} session(s) were deferred with 4xx replies or refused connections: rate "
-            "limiting or a busy server.",
+            f"{len(rate)} session(s) were deferred with 4xx replies or had their connection refused: "
+            "rate limiting, a busy server, or a server that does not accept us (nothing listening).",
         )
     elif smtp_err:
         cats = Counter(j.verdict.category for j in smtp_err)
@@ -177,9 +178,15 @@ def find_failure_class(items: list[Judged]) -> list[Finding]:
             "smtp_policy",
             f"{len(smtp_err)} session(s) ended with SMTP errors ({_counts(cats)}).",
         )
+    elif idle:
+        cls, why = (
+            "client_stall",
+            f"{len(idle)} session(s) ended with the server timing out while no client data reached this "
+            "capture point: the client stalled, or its packets were lost before this point.",
+        )
     else:
         cls, why = "network", f"{len(net)} session(s) died of network causes."
-    ev = [e for j in (net or rep or rate or smtp_err)[:3] for e in j.verdict.evidence[:1]]
+    ev = [e for j in (net or rep or rate or smtp_err or idle)[:3] for e in j.verdict.evidence[:1]]
     return [
         Finding(
             "failure_class",
@@ -284,6 +291,12 @@ def find_next_step(items: list[Judged], found: list[Finding]) -> list[Finding]:
                 "between the server and the edge (load balancer, firewall) for MTU/MSS settings."
             )
         summary = "The evidence points at the network path; localise the hop."
+    elif cls == "client_stall":
+        step = (
+            "Capture on the sending server at the same time as here and run "
+            "`mailwire compare SERVER.pcap THIS.pcap`: if the server sent the data, it was lost in between."
+        )
+        summary = "The servers waited for data that never arrived here; find out whether it was sent."
     elif cls == "reputation":
         step = (
             "Check the sending IP on the blocklists named in the replies and with the provider's "

@@ -226,7 +226,13 @@ def _collect_raw(table: PacketTable, stream: np.ndarray, raw: _Raw) -> None:
 
 
 def _facts(
-    conn: Any, conn_id: int, raw: _Raw, chains: list[Any], path: str, session: SmtpSession | None
+    conn: Any,
+    conn_id: int,
+    raw: _Raw,
+    chains: list[Any],
+    path: str,
+    session: SmtpSession | None,
+    frames: dict[str, np.ndarray] | None = None,
 ) -> TcpFacts:
     t = TcpFacts(conn_id=conn_id, capture=path, capture_end_ts_ns=raw.last_ts_ns)
     role = {0: "client", 1: "server"}
@@ -299,7 +305,17 @@ def _facts(
         # the client's segments are bounded by the MSS the server advertised
         mss = conn.s2c.mss if conn.s2c.mss else conn.c2s.mss
         t.mss = int(mss) if mss else -1
+        probe_frames = np.zeros(0, dtype=np.int64)
+        if frames is not None and frames["frame"].shape[0]:
+            from mailwire.tcp.analysis import Flag
+
+            is_probe = (frames["stream"] == conn_id) & (
+                (frames["mailwire"] & int(Flag.ZERO_WINDOW_PROBE)) != 0
+            )
+            probe_frames = frames["frame"][is_probe]
         for z in conn.zero_window:
+            end = z.end_frame if z.end_frame is not None else 1 << 62
+            probes = int(((probe_frames > z.start_frame) & (probe_frames < end)).sum())
             t.zero_windows.append(
                 ZeroWindowFact(
                     "server" if z.direction == "s2c" else "client",
@@ -307,7 +323,7 @@ def _facts(
                     int(z.start_ns),
                     int(z.end_frame) if z.end_frame is not None else -1,
                     float(z.duration_s if z.duration_s is not None else (raw.last_ts_ns - z.start_ns) / 1e9),
-                    0,
+                    probes,
                 )
             )
     base = raw.c2s_base.get(conn_id)
@@ -511,7 +527,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
                 s.server_port,
                 s.client_port,
             )
-        f = _facts(conn, cid, raw, result.chains, name, s)
+        f = _facts(conn, cid, raw, result.chains, name, s, result.frames)
         if f.c2s_acked is not None:
             s.bytes_c2s_acked = f.c2s_acked
         sessions.append(s)

@@ -405,7 +405,7 @@ def rule_receiver_window(ctx: Context) -> Verdict | None:
     return Verdict(
         "receiver_window_timeout",
         f"{_who(s, t)} stopped reading: its receive window stayed at zero for {zw.duration_s:.1f} s"
-        f" ({zw.probes} window probes) and never reopened.",
+        f"{f' ({zw.probes} window probes from the client)' if zw.probes else ''} and never reopened.",
         "high" if zw.duration_s >= 10 else "medium",
         "receiver_window_timeout",
         stage=s.phase() if s is not None else None,
@@ -508,8 +508,9 @@ def rule_remote_idle(ctx: Context) -> Verdict | None:
         )
     return Verdict(
         "remote_idle_timeout",
-        f"{_who(s, t)} closed the session with {r.code} after the client stayed silent for {idle:.0f} s "
-        f"(at {s.phase()}): the client stalled, the network delivered everything.",
+        f"{_who(s, t)} closed the session with {r.code} {r.enhanced or ''} after {idle:.0f} s without client "
+        f"data at this capture point (at {s.phase()}): the client stalled, or its packets were lost before "
+        "this point; a capture on the sending server tells which.",
         "high" if idle == idle and idle > 5 else "medium",
         "remote_idle_timeout",
         stage=s.phase(),
