@@ -208,7 +208,7 @@ def test_gzip_bomb_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
 # --- fuzzing --------------------------------------------------------------------------------------
 
 SMALL = [p for p in CORPUS if p.stat().st_size < 8000 and p.stat().st_size > 100]
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _read_bytes(data: bytes, suffix: str = ".pcap") -> list[PacketTable] | None:
@@ -294,7 +294,7 @@ def test_fuzz_decoders_on_random_frames(frames: list[bytes], link: int) -> None:
     _check_bounds(PacketTable(path="fuzz", buf=buf, columns=c))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(st.text(max_size=60))
 def test_fuzz_filter_parser_only_raises_filter_error(text: str) -> None:
     try:
