@@ -90,10 +90,10 @@ def packets_command(
     """One record per frame, like tshark -T fields (raw seq/ack/window, Wireshark frame numbers)."""
     import sys
 
-    from mailwire.capture.output import run_packets
+    from mailwire.tcp.packets import run_packets_tcp  # capture.output's records + tcp stream/analysis
 
     try:
-        code = run_packets(capture, filter_expr, fmt, sys.stdout, sys.stderr)
+        code = run_packets_tcp(capture, filter_expr, fmt, sys.stdout, sys.stderr)
     except BrokenPipeError:  # e.g. piped into head
         code = 0
     if code:

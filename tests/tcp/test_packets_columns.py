@@ -74,3 +74,22 @@ def test_analysis_values_agree_with_tshark_on_corpus(tshark: str, shared_capture
     assert sum(total.values()) > 4000  # the corpus has ~4900 such values: the comparison really ran
     for name, n in total.items():
         assert len(bad.get(name, [])) <= 0.01 * n, (name, bad.get(name))
+
+
+def test_mailwire_packets_command_has_stream_and_analysis(tshark: str, shared_captures: Path) -> None:
+    import subprocess
+    import sys
+
+    path = shared_captures / "ark__smtp-decrypted.pcap"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailwire.cli", "packets", str(path), "-Y", "tcp"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    recs = [json.loads(line) for line in proc.stdout.splitlines()]
+    ts = run_tshark(tshark, path)
+    assert len(recs) == len([t for t in ts.values() if t.stream is not None]) > 50
+    for rec in recs:
+        t = ts[rec["frame"]]
+        assert rec["stream"] == t.stream
+        assert set(rec["analysis"]) == set(t.flags)

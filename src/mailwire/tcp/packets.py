@@ -14,6 +14,10 @@ chunk, JSON text per field, ready to be joined into the command's JSON lines:
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -80,4 +84,61 @@ class PacketColumns:
         return out
 
 
-__all__ = ["FIELDS", "PacketColumns"]
+def jsonl_with_tcp(base: Iterator[str], cols: dict[str, list[str]]) -> Iterator[str]:
+    """The capture stage's JSON lines with the TCP fields appended to each object."""
+    keys = [f',"{k}":' for k in FIELDS]
+    lists = [cols[k] for k in FIELDS]
+    for line, vals in zip(base, zip(*lists, strict=True), strict=True):
+        yield line.rstrip("\n")[:-1] + "".join(k + v for k, v in zip(keys, vals, strict=True)) + "}\n"
+
+
+def run_packets_tcp(
+    capture: str | Path,
+    filter_text: str | None = None,
+    fmt: str = "jsonl",
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    *,
+    chunk_bytes: int = 64 << 20,
+) -> int:
+    """``mailwire packets`` with the TCP fields: the capture stage's records (``capture.output``)
+    plus :data:`FIELDS` per frame in JSON Lines (the table format is left as the capture stage
+    prints it). Every chunk goes through the TCP analysis, filtered rows or not."""
+    from mailwire.capture.filter import Filter, FilterError, compile_filter
+    from mailwire.capture.output import TABLE_HEADER, jsonl_lines, table_lines
+    from mailwire.capture.read import CaptureError, iter_tables
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if fmt not in ("jsonl", "table"):
+        err.write(f"mailwire packets: unknown --format {fmt!r} (use jsonl or table)\n")
+        return 2
+    flt: Filter | None = None
+    if filter_text:
+        try:
+            flt = compile_filter(filter_text)
+        except FilterError as exc:
+            err.write(f"mailwire packets: bad --filter: {exc}\n")
+            return 2
+    if fmt == "table":
+        out.write(TABLE_HEADER)
+    pc = PacketColumns()
+    try:
+        for table in iter_tables(capture, chunk_bytes=chunk_bytes):
+            for issue in table.issues:
+                err.write(f"mailwire: warning: {issue}\n")
+            if len(table) == 0:
+                continue
+            rows = np.nonzero(flt.mask(table))[0] if flt is not None else np.arange(len(table))
+            cols = pc.columns(table, rows)
+            if fmt == "jsonl":
+                out.writelines(jsonl_with_tcp(jsonl_lines(table, rows), cols))
+            else:
+                out.writelines(table_lines(table, rows))
+    except CaptureError as exc:
+        err.write(f"mailwire packets: {exc}\n")
+        return 1
+    return 0
+
+
+__all__ = ["FIELDS", "PacketColumns", "jsonl_with_tcp", "run_packets_tcp"]
