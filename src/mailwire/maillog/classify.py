@@ -209,9 +209,8 @@ def postfix_reason(reason: str, status: str | None) -> Cause:
         m = _REPLY.match(reason)
         c = Cause("delivered")
         if m is not None:
-            c.reply_code = int(m.group("code"))
-            c.enhanced_code = m.group("esc")
-            c.reply_text = m.group("text")
+            code, c.enhanced_code, c.reply_text = m.groups()
+            c.reply_code = int(code)
         return c
     if reason.startswith("delivery temporarily suspended: "):
         inner = postfix_reason(reason[32:], status)
