@@ -94,3 +94,28 @@ def test_ttl_pair_reports_router_hop(shared_captures: Path) -> None:
     # tshark shows TTL 128 -> 127 each way (MANIFEST: one router hop in each direction)
     assert changed["a_to_b"]["ttl_decrement"] == {"1": 1}
     assert changed["b_to_a"]["ttl_decrement"] == {"1": 1}
+
+
+HOSTILE = [
+    "zeek__empty.pcap",
+    "tcpdump__empty.pcapng",
+    "tcpdump__tcp_header_heapoverflow.pcap",
+    "tcpdump__unsupported-link-type-160.pcap",
+    "tcpdump__timestamp_invalid_nano.pcap",
+    "sv__decode-sll2-01.pcap",
+]
+
+
+@pytest.mark.parametrize("odd", HOSTILE)
+def test_odd_captures_compare_without_crashing(shared_captures: Path, odd: str) -> None:
+    path = shared_captures / odd
+    if not path.is_file():
+        pytest.skip(f"{odd} not in the corpus")
+    good = shared_captures / PAIRS[0][0]
+    for pair in ([path, good], [good, path], [path, path]):
+        doc = compare_captures(pair).to_json()
+        jsonschema.validate(doc, load_schema())
+        assert len(doc["hops"]) == 1
+        if pair[0] == pair[1]:
+            # a capture compared with itself: everything matches, nothing lost
+            assert doc["hops"][0]["verdict"]["kind"] in ("no_loss", "no_common_traffic")

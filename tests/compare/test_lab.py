@@ -85,6 +85,25 @@ def test_size_drop_details(lab_run: Callable[[str], Path], name: str) -> None:
     assert hop["lost"]["b_to_a"]["lost"] == 0
 
 
+def test_gap_frames_are_tsharks_previous_segment_not_captured(
+    lab_run: Callable[[str], Path], tshark: str
+) -> None:
+    d = lab_run("size_drop")
+    doc, truth = _compare(d)
+    hop = _hop(doc, *truth["fault"]["between"])
+    ev = next(e for e in hop["evidence"] if "after each gap" in e["what"])
+    assert Path(ev["file"]).name == "edge.pcap"
+    out = subprocess.run(
+        [tshark, "-r", str(d / "edge.pcap"), "-Y",
+         f"tcp.analysis.lost_segment && ip.src == {truth['addresses']['sender']}",
+         "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    flagged = {int(x) for x in out.split()}
+    assert flagged, "tshark flags no gap at the edge"
+    assert flagged <= set(ev["frames"])
+
+
 def test_intermittent_affects_some_connections(lab_run: Callable[[str], Path]) -> None:
     doc, truth = _compare(lab_run("intermittent"))
     hop = _hop(doc, *truth["fault"]["between"])

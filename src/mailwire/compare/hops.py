@@ -55,6 +55,28 @@ def frames_of(inst: Instances, a: Digest, b: Digest, idx: np.ndarray) -> list[in
     return [int(x) for x in _col(inst, a, b, "frame", idx[:EVIDENCE_MAX])]
 
 
+def next_downstream(inst: Instances, lost: np.ndarray) -> np.ndarray:
+    """For (at most EVIDENCE_MAX) lost instances: the first instance of the same half that did
+    arrive downstream after it (-1 if none): where the downstream capture shows the gap."""
+    q = lost[:EVIDENCE_MAX]
+    if q.size == 0:
+        return np.zeros(0, np.int64)
+    arrived = np.flatnonzero(~inst.up & np.isin(inst.status, (MATCHED, SPLIT)))
+    arrived = arrived[np.isin(inst.half[arrived], inst.half[q])]
+    if arrived.size == 0:
+        return np.full(q.size, -1, np.int64)
+    all_t = np.sort(np.concatenate([inst.t[arrived], inst.t[q]]))
+    m = all_t.size + 1
+    ka = inst.half[arrived] * m + np.searchsorted(all_t, inst.t[arrived])
+    kq = inst.half[q] * m + np.searchsorted(all_t, inst.t[q])
+    o = np.argsort(ka, kind="stable")
+    pos = np.searchsorted(ka[o], kq, side="left")
+    ok = pos < o.size
+    cand = np.where(ok, arrived[o[np.minimum(pos, o.size - 1)]], -1)
+    ok &= inst.half[np.maximum(cand, 0)] == inst.half[q]
+    return np.where(ok, cand, -1)
+
+
 def direction_stats(inst: Instances, a: Digest, b: Digest, ab: bool) -> dict[str, Any]:
     """Counts for one direction of one hop."""
     sel = inst.a_to_b == ab

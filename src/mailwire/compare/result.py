@@ -30,6 +30,7 @@ from mailwire.compare.hops import (
     endpoint_str,
     frames_of,
     icmp_too_big,
+    next_downstream,
     proxy_detail,
 )
 from mailwire.compare.match import match_connections, packet_keys, unique_pairs
@@ -108,6 +109,17 @@ def compare_hop(a: Digest, b: Digest) -> dict[str, Any]:
                     "count": int(idx["lost"].size),
                 }
             )
+            nxt = next_downstream(inst, idx["lost"])
+            nxt = np.unique(nxt[nxt >= 0])
+            if nxt.size:
+                evidence.append(
+                    {
+                        "what": f"lost {d}: the first packet that did arrive after each gap (downstream)",
+                        "file": files[ds],
+                        "frames": sorted(frames_of(inst, a, b, nxt)),
+                        "count": int(nxt.size),
+                    }
+                )
         if idx["injected"].size:
             evidence.append(
                 {

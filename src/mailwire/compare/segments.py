@@ -102,7 +102,10 @@ def build_instances(a: Digest, b: Digest, m: ConnMatch, use_payload: bool) -> In
         ok_a |= m.unanswered
     ra = np.flatnonzero(ok_a[a.c["conn"]]) if len(a) else np.zeros(0, np.int64)
     cb_a = m.b2a[b.c["conn"]] if len(b) else np.zeros(0, np.int64)
-    rb = np.flatnonzero((cb_a >= 0) & ok_a[np.maximum(cb_a, 0)]) if len(b) else np.zeros(0, np.int64)
+    if len(b) and a.n_conns:
+        rb = np.flatnonzero((cb_a >= 0) & ok_a[np.maximum(cb_a, 0)])
+    else:
+        rb = np.zeros(0, np.int64)
     ha = a.c["half"][ra]
     ca_b = cb_a[rb]
     hb = 2 * ca_b + (b.c["fdir"][rb] ^ m.flip[ca_b].astype(np.int64))
