@@ -136,3 +136,19 @@ def test_suppressed_is_not_a_try(tmp_path: Path) -> None:
     dom = next(d for d in t.destinations if d.key == "yahoo.com")
     assert (dom.attempts, dom.failures, dom.outcomes, dom.verdict) == (0, 0, {"suppressed": 1}, "healthy")
     assert t.verdicts == []
+
+
+def test_qmgr_own_deferral_is_local(tmp_path: Path) -> None:
+    """qmgr writes status lines itself when a delivery agent is missing (reference §2.3)."""
+    log = tmp_path / "maillog"
+    log.write_text(
+        "Mar 31 19:41:02 mx1 postfix/qmgr[900]: 4D5E6F7A8B: to=<u@example.org>, relay=none, delay=0.1, "
+        "delays=0.1/0/0/0, dsn=4.3.0, status=deferred (mail transport unavailable)\n",
+        encoding="utf-8",
+    )
+    t = triage_logs([log], tz="UTC", year=2024)
+    assert [(a.outcome, a.kind, a.queue_id) for a in t.attempts] == [("local", "local_config", "4D5E6F7A8B")]
+    assert [(v.scope, v.verdict) for v in t.verdicts] == [
+        ("domain", "local_config"),
+        ("sender", "local_config"),
+    ]

@@ -208,6 +208,12 @@ class PostfixParser:
         if daemon == "qmgr":
             q = _QMGR.match(msg)
             if q is None:
+                m = _QID_MSG.match(msg)
+                if m is not None and m.group("rest").startswith("to="):
+                    # qmgr's own deferrals: "mail transport unavailable" and the like (local)
+                    return self._status(
+                        when, file, lineno, host, prog, daemon, pid, m.group("qid"), m.group("rest"), raw
+                    )
                 return 0
             qid, sender, size, st_, removed = q.groups()
             if removed:
