@@ -10,6 +10,7 @@ import numpy as np
 from mailwire.capture.read import iter_tables
 from mailwire.tcp.packets import PacketColumns
 from tests.tcp.oracle import run_tshark
+from tests.tcp.test_tshark_agreement import ALLOWED
 
 
 def test_packet_columns_match_tshark(tshark: str, shared_captures: Path) -> None:
@@ -92,4 +93,5 @@ def test_mailwire_packets_command_has_stream_and_analysis(tshark: str, shared_ca
     for rec in recs:
         t = ts[rec["frame"]]
         assert rec["stream"] == t.stream
-        assert set(rec["analysis"]) == set(t.flags)
+        if (path.name, rec["frame"]) not in ALLOWED:  # the documented difference (frame 28)
+            assert set(rec["analysis"]) == set(t.flags)
