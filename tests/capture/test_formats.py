@@ -479,3 +479,13 @@ def test_zeek_truncated_header_connection_ids(shared_captures: Path) -> None:
     assert ours == zeek and len(ours) == 1
     assert (t["cap_payload_len"] == 0).all()  # every frame cut right after the headers
     assert (t["tcp_hdr_len"] >= 20).all() and (t["sport"] >= 0).all()
+
+
+def test_wire_length_below_captured_length(tshark: str, tmp_capture: Write) -> None:
+    """A record claiming fewer wire bytes than it holds: like tshark, the captured bytes count."""
+    f = tcp4_frame(b"hello world", seq=5)
+    path = tmp_capture(pcap_bytes([(1, 0, f, 40), (2, 0, f, 0)]))
+    t = read_table(path)
+    rows = tshark_fields(tshark, path, ["tcp.len", "ip.len"])
+    assert t["payload_len"].tolist() == [int(r[0]) for r in rows] == [11, 11]
+    assert t["ip_len"].tolist() == [int(r[1]) for r in rows]

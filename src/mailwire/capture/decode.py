@@ -393,7 +393,8 @@ def _ipv4(
     mapped = np.int64(0xFFFF_0000_0000)
     c["src_lo"][rows] = (_h32(h, 12) | mapped).astype(np.uint64)
     c["dst_lo"][rows] = (_h32(h, 16) | mapped).astype(np.uint64)
-    avail = c["wirelen"][rows] - l3[rows]  # what the frame can hold (Wireshark's reported length)
+    # what the frame can hold: Wireshark's reported length, never less than what was captured
+    avail = np.maximum(c["wirelen"][rows], cap[rows]) - l3[rows]
     tso = tot == 0
     _flag(warn, rows[tso], Warn.TSO_LENGTH_ZERO)
     tot = np.where(tso, avail, tot)
@@ -435,7 +436,7 @@ def _ipv6(
     c["src_lo"][rows] = _be64(buf, q + 16)
     c["dst_hi"][rows] = _be64(buf, q + 24)
     c["dst_lo"][rows] = _be64(buf, q + 32)
-    avail = c["wirelen"][rows] - l3[rows]
+    avail = np.maximum(c["wirelen"][rows], cap[rows]) - l3[rows]
     tot = 40 + plen
     tso = (plen == 0) & (nh != 59) & (avail > 40)
     _flag(warn, rows[tso], Warn.TSO_LENGTH_ZERO)
