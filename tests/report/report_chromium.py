@@ -120,6 +120,7 @@ def visit(
     width: int = 1100,
     height: int = 1600,
     timeout: float = 30.0,
+    clip_selector: str | None = None,
 ) -> PageVisit:
     """Load ``html_file`` and return what the page requested, logged, threw and evaluated to."""
     profile = tempfile.mkdtemp(prefix="mailwire-chromium-")
@@ -182,9 +183,17 @@ def visit(
         for name, expr in expressions.items():
             r = pipe.call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sess)
             out.values[name] = r.get("result", {}).get("value")
-        shot = pipe.call(
-            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}, session=sess
-        )
+        shot_params: dict[str, Any] = {"format": "png", "captureBeyondViewport": False}
+        if clip_selector:  # screenshot just that element (e.g. one section), wherever it is
+            expr = (
+                f"(()=>{{const b=document.querySelector({json.dumps(clip_selector)}).getBoundingClientRect();"
+                "return [b.left+window.scrollX,b.top+window.scrollY,b.width,b.height]})()"
+            )
+            r = pipe.call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sess)
+            x, y, w, h = r["result"]["value"]
+            shot_params = {"format": "png", "captureBeyondViewport": True,
+                           "clip": {"x": x, "y": y, "width": w, "height": h, "scale": 1}}  # fmt: skip
+        shot = pipe.call("Page.captureScreenshot", shot_params, session=sess)
         out.screenshot = base64.b64decode(shot["data"])
         for e in pipe.events:
             m, p = e.get("method"), e.get("params", {})

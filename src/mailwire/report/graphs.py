@@ -138,6 +138,8 @@ class GraphStats:
     zero_windows: int = 0
     sack_blocks: int = 0
     vanished: int = 0
+    t_first_ns: int = 0
+    t_last_ns: int = 0
     duration_s: float = 0.0
     max_seq: int = 0
     svg_elements: int = 0
@@ -213,8 +215,14 @@ def time_sequence_svg(
     width: int = 860,
     height: int = 360,
     highlight_ns: list[tuple[int, str]] | None = None,
+    t_range: tuple[int, int] | None = None,
+    y_top: int | None = None,
 ) -> tuple[Markup, GraphStats]:
-    """The SVG (safe markup, every label escaped) and the numbers it shows."""
+    """The SVG (safe markup, every label escaped) and the numbers it shows.
+
+    ``t_range`` (ns) and ``y_top`` (bytes) give several graphs the same axes, so the same
+    connection at two capture points can be compared at a glance.
+    """
     stats = GraphStats()
     ml, mr, mt, mb = 64, 12, 40, 38
     pw, ph = width - ml - mr, height - mt - mb
@@ -233,6 +241,9 @@ def time_sequence_svg(
     t0 = min(t0_candidates) if t0_candidates else 0
     t1_candidates = [int(a[-1]) for a in (s.d_ts_ns, s.a_ts_ns) if a.size]
     t1 = max(t1_candidates) if t1_candidates else 1
+    stats.t_first_ns, stats.t_last_ns = t0, t1
+    if t_range is not None:
+        t0, t1 = t_range
 
     d_t = s.d_ts_ns[data]
     d_seq = seq_all[data]
@@ -257,6 +268,8 @@ def time_sequence_svg(
     # rather than squash the segments into the bottom of the plot.
     if a_rwin.size:
         y_max = max(y_max, min(int(a_rwin.max()), int(y_max * 1.25)))
+    if y_top is not None:
+        y_max = max(y_max, int(y_top))
     y_min = 0
     for arr in (d_seq, a_ack):
         if arr.size:
@@ -265,7 +278,7 @@ def time_sequence_svg(
     span_y = max(y_max - y_min, 1)
 
     def px(t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return (ml + (t - t0) * (pw - 1) // span_t).astype(np.int64)
+        return np.clip(ml + (t - t0) * (pw - 1) // span_t, ml, ml + pw - 1).astype(np.int64)
 
     def py(y: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return (mt + ph - 1 - (np.clip(y, y_min, y_max) - y_min) * (ph - 1) // span_y).astype(np.int64)

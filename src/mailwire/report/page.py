@@ -129,7 +129,15 @@ def _lost_frames(run: DiagnoseRun, capture: str) -> set[int]:
     return out
 
 
-def _graph(cols: dict[str, np.ndarray], s: SessionFact, lost: set[int], title: str) -> tuple[Any, list[str]]:
+def _graph(
+    cols: dict[str, np.ndarray],
+    s: SessionFact,
+    lost: set[int],
+    title: str,
+    *,
+    t_range: tuple[int, int] | None = None,
+    y_top: int | None = None,
+) -> tuple[Any, list[str], Any]:
     hi, lo = parse_addr(s.client)
     series = series_from_columns(cols, None, (hi, lo, s.client_port), title=title)
     frames = cols["frame"]
@@ -149,7 +157,7 @@ def _graph(cols: dict[str, np.ndarray], s: SessionFact, lost: set[int], title: s
             k in text.lower() for k in ("421", "reset", "rst", "fin", "zero window", "timeout")
         ):
             marks.append((int(cols["ts_ns"][hit[0]]), f"#{fr}"))
-    svg, st = time_sequence_svg(series, highlight_ns=marks)
+    svg, st = time_sequence_svg(series, highlight_ns=marks, t_range=t_range, y_top=y_top)
     notes = [
         f"{st.segments} data segments, {st.retransmissions} retransmissions, {st.zero_windows} zero-window "
         f"advertisements over {st.duration_s:.2f} s."
@@ -157,7 +165,7 @@ def _graph(cols: dict[str, np.ndarray], s: SessionFact, lost: set[int], title: s
     if st.vanished:
         notes.append(f"{st.vanished} segments (circled) never reached the next capture point.")
     notes.extend(series.notes)
-    return svg, notes
+    return svg, notes, st
 
 
 def _ladder(cols: dict[str, np.ndarray], s: SessionFact) -> Any:
@@ -212,7 +220,9 @@ def build_page(run: DiagnoseRun) -> ReportPage:
         graph: Any = None
         notes: list[str] = []
         if cols and cols["frame"].size:
-            graph, notes = _graph(cols, s, _lost_frames(run, s.capture), f"{Path(s.capture).name}: {title}")
+            graph, notes, _ = _graph(
+                cols, s, _lost_frames(run, s.capture), f"{Path(s.capture).name}: {title}"
+            )
         page.sessions.append(
             SessionFigure(
                 title=title,
@@ -231,15 +241,25 @@ def build_page(run: DiagnoseRun) -> ReportPage:
     caps = d.captures
     if len(caps) >= 2:
         for s in [x for x in run.cited if x.capture == caps[0]][:3]:
-            panels = []
+            views = []
             for cap in caps:
-                cols = collect_columns(cap, [spec_at(run, s, cap)])[0]
+                sp = spec_at(run, s, cap)
+                cols = collect_columns(cap, [sp])[0]
                 if not cols or not cols["frame"].size:
                     continue
-                sp = spec_at(run, s, cap)
                 here = SessionFact(**{**s.__dict__, "client": sp.client, "client_port": sp.client_port,
                                       "server": sp.server, "server_port": sp.server_port})  # fmt: skip
-                graph, notes = _graph(cols, here, _lost_frames(run, cap), f"{Path(cap).name}")
+                views.append((cap, cols, here, _graph(cols, here, _lost_frames(run, cap), Path(cap).name)[2]))
+            # Same axes in every panel: the union of their time spans, the highest sequence.
+            t_range = (
+                (min(v[3].t_first_ns for v in views), max(v[3].t_last_ns for v in views)) if views else None
+            )
+            y_top = max((v[3].max_seq for v in views), default=0)
+            panels = []
+            for cap, cols, here, _ in views:
+                graph, notes, _ = _graph(
+                    cols, here, _lost_frames(run, cap), Path(cap).name, t_range=t_range, y_top=y_top
+                )
                 panels.append(ComparePanel(capture=cap, graph=graph, caption=" ".join(notes)))
             if len(panels) >= 2:
                 page.compares.append(
