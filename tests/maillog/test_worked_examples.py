@@ -148,7 +148,7 @@ def test_qmgr_own_deferral_is_local(tmp_path: Path) -> None:
     )
     t = triage_logs([log], tz="UTC", year=2024)
     assert [(a.outcome, a.kind, a.queue_id) for a in t.attempts] == [("local", "local_config", "4D5E6F7A8B")]
-    assert [(v.scope, v.verdict) for v in t.verdicts] == [
+    assert {(v.scope, v.verdict) for v in t.verdicts} == {
         ("domain", "local_config"),
         ("sender", "local_config"),
-    ]
+    }
