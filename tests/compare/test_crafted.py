@@ -356,3 +356,40 @@ def test_path_order_inferred_from_ttl(tmp_path: Path) -> None:
     doc = compare_captures([paths[1], paths[0]]).to_json()
     assert doc["path_order"]["source"] == "given"
     assert any("reverse" in n for n in doc["path_order"]["notes"])
+
+
+def test_sequence_rewriting_firewall_keeps_segment_matching(tmp_path: Path) -> None:
+    # a firewall randomises the client's ISN: seq of client packets and ack of server packets shift
+    shift = 0x12345678
+    pk = conversation(n_data=20, drop=lambda p: len(p.payload) > 1000)
+
+    def rewrite(p: Pkt) -> Pkt:
+        if p.c2s:
+            return replace(p, seq=(p.seq + shift) & 0xFFFFFFFF)
+        return replace(p, ack=(p.ack + shift) & 0xFFFFFFFF)
+
+    b = observe(pk, keep=not_dropped, delay_ns=hop_delay, rewrite=rewrite)
+    doc = run(tmp_path, observe(pk), b)
+    hop = doc["hops"][0]
+    assert hop["matched"]["by_method"] == {"seq_rewrite": 1}
+    assert hop["verdict"]["kind"] == "size_dependent_loss"
+    assert hop["lost"]["a_to_b"]["lost"] == sum(1 for p in pk if p.meta.get("drop"))
+    assert hop["connections"][0]["seq_delta"] == [shift, 0]
+
+
+def test_mss_clamping_and_ttl_reported(tmp_path: Path) -> None:
+    pk = conversation(n_data=10)
+
+    def clamp(p: Pkt) -> Pkt:
+        q = replace(p, ttl=p.ttl - 1 if p.c2s else p.ttl)
+        if p.c2s and p.mss is not None:
+            q = replace(q, mss=1400)
+        return q
+
+    doc = run(tmp_path, observe(pk), observe(pk, delay_ns=hop_delay, rewrite=clamp))
+    hop = doc["hops"][0]
+    assert hop["verdict"]["kind"] == "no_loss"
+    ch = hop["changed"]["a_to_b"]
+    assert ch["mss_clamped"] == [{"from": 1460, "to": 1400}]
+    assert ch["ttl_decrement"] == {"1": sum(1 for p in pk if p.c2s)}
+    assert hop["changed"]["b_to_a"]["mss_clamped"] == []

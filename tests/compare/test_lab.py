@@ -158,6 +158,51 @@ def test_random_loss_rate(lab_run: Callable[[str], Path], tshark: str) -> None:
     assert abs(rate - p) <= 0.05  # the rule's probability, loosely (a few hundred packets)
 
 
+def _snat(src: Path, dst: Path, client: str, new_addr: str, port_shift: int) -> int:
+    """Rewrite a capture as if a load balancer had translated the client's address and port (IPv4;
+    checksums are not recomputed: nothing here verifies them). Returns the frames rewritten."""
+    import ipaddress
+
+    from mailwire.capture.read import read_table
+    from mailwire.capture.write import write_pcap
+
+    t = read_table(src)
+    old = ipaddress.IPv4Address(client).packed
+    new = ipaddress.IPv4Address(new_addr).packed
+    frames, n = [], 0
+    for i in range(len(t)):
+        f = bytearray(t.frame_bytes(i))
+        l3, l4 = int(t["l3_off"][i]), int(t["l4_off"][i])
+        if int(t["ip_version"][i]) == 4 and l3 >= 0:
+            for off, port_off in ((l3 + 12, 0), (l3 + 16, 2)):  # (address, its port in the TCP header)
+                if f[off : off + 4] == old:
+                    f[off : off + 4] = new
+                    if int(t["proto"][i]) == 6 and l4 >= 0:
+                        p = int.from_bytes(f[l4 + port_off : l4 + port_off + 2], "big")
+                        f[l4 + port_off : l4 + port_off + 2] = ((p + port_shift) % 65536).to_bytes(2, "big")
+                    n += 1
+        frames.append((int(t["ts_ns"][i]), bytes(f)))
+    write_pcap(dst, frames, link_type=t.interfaces[0].link_type if t.interfaces else 1)
+    return n
+
+
+def test_snat_load_balancer_on_real_incident(lab_run: Callable[[str], Path], tmp_path: Path) -> None:
+    d = lab_run("size_drop")
+    truth = read_truth(d / "truth.json")
+    plain = compare_captures([d / "sender.pcap", d / "edge.pcap"]).to_json()["hops"][0]
+    edge = tmp_path / "edge-snat.pcap"
+    assert _snat(d / "edge.pcap", edge, truth["addresses"]["sender"], "198.51.100.77", 1000) > 0
+    doc = compare_captures([d / "sender.pcap", edge]).to_json()
+    jsonschema.validate(doc, load_schema())
+    hop = doc["hops"][0]
+    assert hop["verdict"]["kind"] == "size_dependent_loss"
+    assert set(hop["matched"]["by_method"]) == {"nat"}
+    assert hop["matched"]["connections"] == plain["matched"]["connections"]
+    for d_ in ("a_to_b", "b_to_a"):
+        assert hop["lost"][d_]["lost"] == plain["lost"][d_]["lost"]
+    assert all(c["downstream"].startswith("198.51.100.77:") for c in hop["connections"])
+
+
 def test_every_scenario_has_an_expectation() -> None:
     for s in scenarios.SCENARIOS.values():
         assert s.name in NO_PATH_FAULT or s.fault in EXPECTED or s.fault == "syn_drop", s.name

@@ -246,8 +246,9 @@ def unanswered_attempts(a: Digest, m: ConnMatch) -> npt.NDArray[np.bool_]:
 
 
 def _resegmented(a: Digest, b: Digest, conns: I64, m: ConnMatch) -> npt.NDArray[np.bool_]:
-    """Per A conn in ``conns``: do fewer than 80 % of its data segments (translated into B's
-    sequence space) start a B data segment of the same length?"""
+    """Per A conn in ``conns``: is the segmentation different? True when fewer than 80 % of the
+    data segments on *either* side have a counterpart (same translated seq and length) on the
+    other: loss removes segments from one side only, a proxy re-cuts the stream on both."""
     sel = np.zeros(a.n_conns, dtype=bool)
     sel[conns] = True
     ra = np.flatnonzero(sel[a.c["conn"]] & (a.c["payload_len"] > 0))
@@ -260,10 +261,12 @@ def _resegmented(a: Digest, b: Digest, conns: I64, m: ConnMatch) -> npt.NDArray[
     cb = m.b2a[bconn[rb]]
     fb = b.c["fdir"][rb] ^ m.flip[cb].astype(np.int64)
     kb = mix(cb, fb, b.c["seq"][rb], b.c["payload_len"][rb])
-    hit = np.isin(ka, kb)
-    tot = np.bincount(ca, minlength=a.n_conns)[conns]
-    good = np.bincount(ca, weights=hit, minlength=a.n_conns)[conns]
-    return (tot > 0) & (good < 0.8 * tot)
+    tot_a = np.bincount(ca, minlength=a.n_conns)[conns]
+    good_a = np.bincount(ca, weights=np.isin(ka, kb), minlength=a.n_conns)[conns]
+    tot_b = np.bincount(cb, minlength=a.n_conns)[conns]
+    good_b = np.bincount(cb, weights=np.isin(kb, ka), minlength=a.n_conns)[conns]
+    share = np.maximum(good_a / np.maximum(tot_a, 1), good_b / np.maximum(tot_b, 1))
+    return (tot_a > 0) & (tot_b > 0) & (share < 0.8)
 
 
 __all__ = [
