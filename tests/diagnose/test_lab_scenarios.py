@@ -98,6 +98,21 @@ def test_log_alone_gives_the_log_level_verdict(name: str, lab_run: Callable[[str
         assert not got and run.diagnosis.conclusions[0].cause == "healthy"
 
 
+# Lab fault kind -> the session verdict a message that is not delivered must get.
+FAILED_VERDICT = {
+    "size_drop": "path_loss_timeout",
+    "pmtud_blackhole": "path_loss_timeout",
+    "intermittent_size_drop": "path_loss_timeout",
+    "reject_5xx": "rejected",
+    "defer_4xx": "deferred",
+    "zero_window": "receiver_window_timeout",
+    "rst_injected": "reset",
+    "port_closed": "refused",
+    "syn_drop": "connect_timeout",
+    "host_unreachable": "unreachable",
+}
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_sender_capture_alone(name: str, lab_run: Callable[[str], Path]) -> None:
     d = lab_run(name)
@@ -107,6 +122,19 @@ def test_sender_capture_alone(name: str, lab_run: Callable[[str], Path]) -> None
     outcomes = sorted(s.outcome for s in run.facts.sessions)
     expected = [m["expected_outcome"] for m in truth["messages"]]
     assert outcomes.count("delivered") == expected.count("delivered"), outcomes
+    # Each message's session (found by its recipient) has the verdict its truth implies; a
+    # connection that never got to RCPT (refused, unanswered) is checked by its verdict alone.
+    by_rcpt = {r.lower(): s.outcome for s in run.facts.sessions for r in s.recipients}
+    for m in truth["messages"]:
+        want = "delivered" if m["expected_outcome"] == "delivered" else FAILED_VERDICT[kind]
+        got = by_rcpt.get(m["rcpt"].lower())
+        if got is None:
+            assert want in outcomes and want in ("refused", "connect_timeout", "unreachable"), (
+                m["rcpt"],
+                outcomes,
+            )
+        else:
+            assert got == want, (m["rcpt"], got, want)
     top = run.diagnosis.top
     assert top is not None and top.cause in CAUSES[kind]
     if kind in PATH_FAULTS:
