@@ -113,11 +113,22 @@ def main() -> None:
     except Exception as exc:
         print(f"analyze        failed or missing: {type(exc).__name__}: {exc}")
     t_cmp, res = timed("compare A B", lambda: compare_captures([a, b]))
-    hop = res.to_json()["hops"][0]
-    lost = hop["lost"]["a_to_b"]["lost"] + hop["lost"]["b_to_a"]["lost"]
+    doc = res.to_json()
+    hop = doc["hops"][0]
+    removed = doc["captures"][0]["packets"] - doc["captures"][1]["packets"]
+    tally = {
+        k: sum(hop["lost"][d][k] for d in ("a_to_b", "b_to_a"))
+        for k in ("lost", "capture_loss", "missed_by_upstream_capture", "outside_window")
+    }
+    inj = sum(hop["injected"][d]["packets"] for d in ("a_to_b", "b_to_a"))
+    print(f"records removed from B: {removed}; compare: {tally}, injected {inj}")
     print(
-        f"compare found: verdict {hop['verdict']['kind']}, lost {lost}, offset {hop['clock_offset_s']:.6f} s"
+        f"verdict {hop['verdict']['kind']}, offset {hop['clock_offset_s']:.6f} s, "
+        f"matched {hop['matched']['packets']}"
     )
+    import resource
+
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (whole run)")
     if t_tcp:
         print(f"ratio compare / tcp.analyze = {t_cmp / t_tcp:.2f}")
     if t_an:
