@@ -83,7 +83,7 @@ def _relevance(s: SessionFact, top: Conclusion | None) -> tuple[int, int]:
 
 
 def _cite(facts: Facts, top: Conclusion | None) -> list[SessionFact]:
-    failing = [s for s in facts.sessions if s.outcome not in ("delivered",)]
+    failing = [s for s in facts.sessions if s.outcome not in ("delivered", "incomplete")]
     pool = failing or (
         [s for s in facts.sessions if s.retransmissions] if top and top.cause != "healthy" else []
     )
@@ -155,7 +155,7 @@ def run_diagnosis(logs: Sequence[str] = (), captures: Sequence[str] = ()) -> Dia
                 triage.verdicts[:1] if v.verdict != "healthy"]  # fmt: skip
         top.evidence[:0] = lead
     if top is not None and run.matches and top.cause != "healthy":
-        failing = [m for m in run.matches if m.session.outcome not in ("delivered",)]
+        failing = [m for m in run.matches if m.session.outcome not in ("delivered", "incomplete")]
         for m in failing[:3]:
             top.evidence.append(
                 Evidence(

@@ -8,6 +8,8 @@ a packet or a log is printed as text (Rich markup in it is escaped, control char
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
@@ -112,21 +114,26 @@ def render_terminal(d: Diagnosis, console: Console) -> None:
             )
         console.print(t)
     if d.sessions:
-        t = Table(title="Sessions cited", title_justify="left", expand=True)
-        t.add_column("capture", overflow="fold", ratio=1)
-        t.add_column("connection", overflow="fold", ratio=2)
-        t.add_column("outcome", overflow="fold", ratio=1)
+        # One row per connection; its verdict at each capture point (the same connection often
+        # looks different on each side of the fault).
+        rows: dict[str, list[str]] = {}
         for s in d.sessions[:MAX_SESSION_ROWS]:
-            t.add_row(
-                Text(_plain(s.capture)),
-                Text(_plain(f"{s.client}:{s.client_port} → {s.server}:{s.server_port}")),
-                Text(_plain(s.outcome)),
-            )
+            conn = f"{s.client}:{s.client_port} → {s.server}:{s.server_port}"
+            point = Path(s.capture).name.split(".", 1)[0]
+            rows.setdefault(conn, []).append(f"{point}: {s.outcome}")
+        t = Table(title="Sessions cited", title_justify="left", expand=True)
+        t.add_column("connection", overflow="fold", ratio=1)
+        t.add_column("verdict at each capture point", overflow="fold", ratio=1)
+        for conn, verdicts in rows.items():
+            t.add_row(Text(_plain(conn)), Text("\n".join(_plain(v) for v in verdicts)))
         console.print(t)
         console.print("[bold]Wireshark display filters[/bold] (open the session in each capture):")
+        where: dict[str, list[str]] = {}
         for s in d.sessions[:MAX_SESSION_ROWS]:
-            console.print(Text(f"  {_plain(s.capture)}:", style="dim"))
-            console.print(Text(f"    {s.filter}"), soft_wrap=True)
+            where.setdefault(s.filter, []).append(Path(s.capture).name)
+        for flt, names in where.items():
+            console.print(Text(f"  in {', '.join(_plain(n) for n in names)}:", style="dim"))
+            console.print(Text(f"    {flt}"), soft_wrap=True)
     if d.correlations:
         n = len(d.correlations)
         how: dict[str, int] = {}
