@@ -401,17 +401,22 @@ def test_sendmail_reference_lines() -> None:
     )
 
 
-def test_no_unparsed_delivery_lines_in_any_fixture() -> None:
+def test_unparsed_delivery_lines_are_only_the_documented_ones() -> None:
     paths = [p for p in FIXTURES.iterdir() if p.suffix != ".tsv" and p.name != "README.md"]
     t = triage_logs(paths, tz="UTC", year=2020)
-    assert sum(i.unparsed_delivery for i in t.inputs) == 0
-    # the one documented garbage line (lightmeter line 17)
-    assert sum(i.garbage for i in t.inputs) == 1
+    got = sorted((Path(s.file).name, s.line, s.reason) for s in t.skipped)
+    assert got == [
+        ("lightmeter_6_deferred_message_retry.log", 17, "no known log header"),  # damaged in the original
+        ("psiphon_log_processor_comments.log", 16, "delivery line not understood"),  # "host host …" slip
+    ]
 
 
 # Lines that look like delivery records but deliberately yield no attempt (fixtures/README.md).
 DOCUMENTED = {
     ("lightmeter_6_deferred_message_retry.log", 17): "damaged header in the original (garbage)",
+    ("psiphon_log_processor_comments.log", 16): "'host host example.com[…] said:' slip in the original",
+    ("psiphon_log_processor_comments.log", 4): "postfix/local: local delivery",
+    ("psiphon_log_processor_comments.log", 9): "postfix/local: local delivery",
     ("lightmeter_6_deferred_message_retry.log", 23): "LMTP to a UNIX socket: local delivery",
     ("exim_test_log_0217", 7): "bounce discarded by a router, no transport",
 }
@@ -434,3 +439,31 @@ def test_every_delivery_looking_line_became_an_attempt() -> None:
                 missing.append(f"{p.name}:{i}: {line[:100]}")
     assert missing == []
     assert all((n, i) not in used for n, i in DOCUMENTED)
+
+
+def test_psiphon_comment_lines_bsd_and_rfc3339() -> None:
+    t = triage_logs([FIXTURES / "psiphon_log_processor_comments.log"], tz="UTC", year=2012)
+    s = t.inputs[0]
+    assert (s.lines, s.garbage, s.unparsed_delivery, s.attempts) == (22, 0, 1, 13)
+    assert [(x.line, x.reason) for x in t.skipped] == [(16, "delivery line not understood")]  # "host host …"
+    by_line = {a.line: a for a in t.attempts}
+    expect = {
+        5: ("network", "connect_timeout", "connect", False),  # non-final MX; its process never logs a status
+        6: ("network", "connect_timeout", "connect", True),
+        7: ("suppressed", "connect_timeout", "connect", True),
+        8: ("delivered", None, None, True),
+        10: ("expired", None, None, True),
+        13: ("local", "ipv6_unreachable", "connect", False),  # IPv6 without a route on our side
+        14: ("deferred", None, "greeting", False),
+        15: ("deferred", None, "greeting", False),
+        17: ("network", "connect_refused", "connect", False),
+        18: ("network", "lost_connection", "data", False),
+        19: ("network", "timeout", "body", False),
+        20: ("deferred", None, "rcpt", False),
+        21: ("deferred", None, "dot", False),
+    }
+    assert {n: (a.outcome, a.kind, a.stage, a.final) for n, a in by_line.items()} == expect
+    assert by_line[14].category == "server_busy" and by_line[14].provider == "yahoo"  # Y11, 420 at greeting
+    assert by_line[6].message_id == "20120627192404.DF85B221EB@psiphon3.com"
+    assert by_line[7].time.isoformat() == "2012-07-03T21:28:09.632739+00:00"
+    assert by_line[8].delays == (534.0, 0.18, 31.0, 0.69)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
@@ -93,6 +94,10 @@ class LogReader:
         self.postfix.flush()
         self.exim.flush()
         self.sendmail.flush()
+        # info lines still waiting at the end of an input were emitted only now: count per file here
+        per_file = Counter(a.file for a in self.attempts)
+        for stats in self.inputs:
+            stats.attempts = per_file.get(stats.file, 0)
 
     def _year_hint(self, path: str) -> tuple[int, int]:
         if self.year is not None:
