@@ -13,6 +13,7 @@ Wireshark frame numbers in the capture where the packet was (or was not) seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -312,14 +313,29 @@ def connection_detail(
     return res
 
 
+def rows_by_conn(d: Digest) -> Callable[[int], np.ndarray]:
+    """A lookup conn -> its rows (file order), from one sort instead of a scan per connection."""
+    order = np.argsort(d.c["conn"], kind="stable")
+    bounds = np.searchsorted(d.c["conn"][order], np.arange(d.n_conns + 1))
+
+    def rows(x: int) -> np.ndarray:
+        return order[bounds[x] : bounds[x + 1]]
+
+    return rows
+
+
 def proxy_detail(a: Digest, b: Digest, m: ConnMatch) -> list[dict[str, Any]]:
     """Connections terminated by a full proxy: compared by payload bytes per direction."""
-    out = []
-    for x in [i for i, meth in enumerate(m.method) if meth == "full_proxy"]:
+    out: list[dict[str, Any]] = []
+    proxied = [i for i, meth in enumerate(m.method) if meth == "full_proxy"][:1000]
+    if not proxied:
+        return out
+    rows_of_a, rows_of_b = rows_by_conn(a), rows_by_conn(b)
+    for x in proxied:
         y = int(m.a2b[x])
         cl = int(a.conn_client[x])
-        rows_a = np.flatnonzero(a.c["conn"] == x)
-        rows_b = np.flatnonzero(b.c["conn"] == y)
+        rows_a = rows_of_a(x)
+        rows_b = rows_of_b(y)
         item: dict[str, Any] = {
             "upstream": endpoint_str(a, int(a.conn_row[x]), cl),
             "downstream": endpoint_str(b, int(b.conn_row[y]), cl ^ int(m.flip[x])),
@@ -358,5 +374,6 @@ __all__ = [
     "frames_of",
     "icmp_too_big",
     "proxy_detail",
+    "rows_by_conn",
     "size_class",
 ]

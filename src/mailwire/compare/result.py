@@ -32,6 +32,7 @@ from mailwire.compare.hops import (
     icmp_too_big,
     next_downstream,
     proxy_detail,
+    rows_by_conn,
 )
 from mailwire.compare.match import match_connections, packet_keys, unique_pairs
 from mailwire.compare.segments import MATCHED, match_segments
@@ -255,9 +256,13 @@ def _unanswered(a: Digest, m: Any) -> list[dict[str, Any]]:
     """Upstream connection attempts expected downstream (see ``match.unanswered_attempts``)."""
     if m.unanswered is None:
         return []
-    out = []
-    for x in np.flatnonzero(m.unanswered)[:100].tolist():
-        rows = np.flatnonzero(a.c["conn"] == x)
+    out: list[dict[str, Any]] = []
+    conns = np.flatnonzero(m.unanswered)[:100].tolist()
+    if not conns:
+        return out
+    rows_of = rows_by_conn(a)
+    for x in conns:
+        rows = rows_of(x)
         out.append(
             {
                 "upstream": endpoint_str(a, int(a.conn_row[x]), int(a.conn_client[x])),
