@@ -31,6 +31,8 @@ LB_EDGE_SIDE = "198.51.100.1"
 EDGE_LB_SIDE = "198.51.100.2"
 EDGE_RECV_SIDE = "203.0.113.1"
 MX_ADDR = "203.0.113.25"
+# A second MX (another provider's) on the same receiving host, for multi-domain scenarios.
+MX2_ADDR = "203.0.113.26"
 # An address on the recv link that nobody holds: the edge's ARP for it fails (host unreachable).
 ABSENT_ADDR = "203.0.113.99"
 
@@ -126,6 +128,7 @@ class Lab:
             self._addr("edge", "lb", f"{EDGE_LB_SIDE}/24")
             self._addr("edge", "recv", f"{EDGE_RECV_SIDE}/24")
             self._addr("recv", "edge", f"{MX_ADDR}/24")
+            self._addr("recv", "edge", f"{MX2_ADDR}/24")
             self.run("sender", ["ip", "route", "add", "default", "via", LB_SENDER_SIDE])
             self.run("lb", ["ip", "route", "add", "default", "via", EDGE_LB_SIDE])
             self.run("edge", ["ip", "route", "add", "192.0.2.0/24", "via", LB_EDGE_SIDE])

@@ -63,7 +63,7 @@ inet_protocols = ipv4
 smtp_bind_address = {sender_addr}
 # All mail to the MX by address: no DNS at all.
 relayhost = {relayhost}
-transport_maps = inline:{{ sender.test=discard: }}
+transport_maps = inline:{{ sender.test=discard:{transports} }}
 smtp_host_lookup = native
 smtp_dns_support_level = disabled
 smtp_tls_security_level = none
@@ -116,6 +116,7 @@ class Postfix:
     lab: Lab
     directory: Path
     relayhost: str = f"[{MX_ADDR}]"
+    routes: dict[str, str] = field(default_factory=dict)  # domain → MX address (else relayhost)
     connect_timeout: int = 3
     xfer_timeout: int = 6
     done_timeout: int = 6
@@ -138,6 +139,7 @@ class Postfix:
         (d / "etc" / "main.cf").write_text(MAIN_CF.format(
             cfg=d / "etc", queue=d / "queue", data=d / "data", maillog=self.maillog,
             sender_addr=SENDER_ADDR, relayhost=self.relayhost, connect_timeout=self.connect_timeout,
+            transports="".join(f", {dom}=smtp:[{addr}]" for dom, addr in self.routes.items()),
             xfer_timeout=self.xfer_timeout, done_timeout=self.done_timeout,
         ), encoding="utf-8")
         self.maillog.touch()

@@ -8,7 +8,8 @@ a Postfix-like idle timeout (``421 4.4.2 <host> Error: timeout exceeded``), and 
 of every command and reply, the receiver's own ground truth. It ends by itself after
 ``max_seconds`` at the latest.
 
-Config keys (all optional): ``host``, ``port``, ``hostname``, ``greeting``, ``replies`` (per
+Config keys (all optional): ``host``, ``port``, ``hostname``, ``hostnames`` (local address → the
+name this MX gives when reached on that address), ``greeting``, ``replies`` (per
 command: EHLO, HELO, MAIL, RCPT, DATA, EOD, RSET, NOOP, QUIT), ``rcpt_replies`` (recipient local
 part prefix → RCPT reply, overriding ``replies["RCPT"]``), ``idle_timeout`` (seconds), ``stop_reading``
 (after the 354, read nothing more for ``stop_reading_hold`` seconds, then close), ``rcvbuf``
@@ -30,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "host": "0.0.0.0",
     "port": 25,
     "hostname": "mx.example.test",
+    "hostnames": {},
     "greeting": None,  # "220 <hostname> ESMTP" unless given
     "replies": {},
     "rcpt_replies": {},
@@ -81,7 +83,8 @@ class Session:
     def __init__(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, cfg: dict[str, Any],
                  log: Log) -> None:
         self.sock, self.peer, self.id, self.cfg, self.log = sock, peer, conn_id, cfg, log
-        self.replies = default_replies(cfg["hostname"]) | cfg["replies"]
+        self.hostname = str(cfg["hostnames"].get(sock.getsockname()[0], cfg["hostname"]))
+        self.replies = default_replies(self.hostname) | cfg["replies"]
         self.buf = b""
         self.state = "greeting"
         self.rcpt_ok = 0
@@ -117,7 +120,7 @@ class Session:
             # What Postfix's smtpd says when smtpd_timeout expires, then it hangs up.
             self.log(self.id, "idle_timeout", state=self.state)
             with contextlib.suppress(OSError):
-                self.send(f"421 4.4.2 {self.cfg['hostname']} Error: timeout exceeded")
+                self.send(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
         except OSError as exc:
             self.log(self.id, "error", state=self.state, error=str(exc))
         finally:
@@ -125,7 +128,7 @@ class Session:
             self.log(self.id, "close", state=self.state)
 
     def dialogue(self) -> None:
-        greeting = self.cfg["greeting"] or f"220 {self.cfg['hostname']} ESMTP"
+        greeting = self.cfg["greeting"] or f"220 {self.hostname} ESMTP"
         self.send(greeting)
         if greeting.startswith(("4", "5")):
             # A refusing greeting: answer what comes (QUIT) briefly, then hang up.

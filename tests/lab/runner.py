@@ -24,10 +24,11 @@ from typing import Any
 
 from tests.lab import scenarios, truth
 from tests.lab.capture import Capture
-from tests.lab.netns import IFACES, MX_ADDR, Lab
+from tests.lab.netns import IFACES, MX2_ADDR, MX_ADDR, Lab
 from tests.lab.postfix import Postfix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MX_NAMES = {MX_ADDR: "mx1.dest.test", MX2_ADDR: "mx.other.test"}
 OUTPUTS = ("sender.pcap", "edge.pcap", "recv.pcap", "maillog", "receiver.jsonl", "truth.json")
 
 
@@ -99,11 +100,13 @@ def run_scenario(name: str, out: Path) -> Path:
                 lab.iptables("edge", f"-A FORWARD -i {a} -o {b} -j NFQUEUE --queue-num 0 --queue-bypass")
         timing["build"] = time.monotonic() - t0
         if sc.receiver_running:
-            cfg = {"host": MX_ADDR, "port": 25, "log": str(out / "receiver.jsonl"), "max_seconds": 120}
+            cfg = {"host": "0.0.0.0", "port": 25, "hostnames": MX_NAMES,
+                   "log": str(out / "receiver.jsonl"), "max_seconds": 120}
             cfg.update(sc.receiver)
             receiver = _start_receiver(lab, cfg, work)
         t1 = time.monotonic()
-        pf = Postfix(lab, work / "postfix", relayhost=f"[{sc.relay_addr}]", **sc.postfix)
+        pf = Postfix(lab, work / "postfix", relayhost=f"[{sc.relay_addr}]", routes=dict(scenarios.ROUTES),
+                     **sc.postfix)
         pf.start()
         timing["postfix_start"] = time.monotonic() - t1
         for cap in caps:
@@ -159,6 +162,7 @@ def _message_records(sc: scenarios.Scenario, pf: Postfix | None, mids: list[str]
         records.append({
             "index": i + 1,
             "rcpt": m.rcpt,
+            "mx": sc.relay_addr if m.domain == scenarios.DOMAIN else m.mx,
             "size_requested": m.size,
             "size": sizes.get(qid) if qid else None,
             "message_id": mid,

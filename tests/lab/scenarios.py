@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.lab.netns import ABSENT_ADDR, MX_ADDR
+from tests.lab.netns import ABSENT_ADDR, MX2_ADDR, MX_ADDR
 
-DOMAIN = "dest.test"
+DOMAIN = "dest.test"  # MX 203.0.113.25 (Postfix's relayhost)
+OTHER_DOMAIN = "other.test"  # MX 203.0.113.26, through a transport map
+ROUTES = {OTHER_DOMAIN: MX2_ADDR}
 # One-way delay added beyond the edge in each direction, so round trips look like the Internet's
 # (about 30 ms) rather than a veth's (microseconds).
 DELAY_MS = 15.0
@@ -31,7 +33,7 @@ IDLE_421 = [220, 250, 250, 250, 354, 421]
 BLOCKLIST_550 = ("554 5.7.1 Service unavailable; Client host [192.0.2.10] blocked using "
                  "zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.10")
 REPUTATION_550 = ("550 5.7.1 Message rejected: the sending IP address 192.0.2.10 has a very low "
-                  "reputation of the sending IP address with us; see https://mx.example.test/reputation")
+                  "reputation with us; see https://mx1.dest.test/reputation")
 GREYLIST_450 = ("450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, please try again later "
                 "(see http://greylist.example.test/)")
 RATE_451 = "451 4.7.1 <{rcpt}>: Recipient address rejected: rate limit exceeded, try again later"
@@ -46,10 +48,15 @@ class Message:
     expected: str  # "delivered" | "deferred" | "bounced"
     replies: list[int] = field(default_factory=list)  # what the receiver should answer, in order
     key_reply: int | None = None  # the reply that decides its fate, if any
+    domain: str = DOMAIN
 
     @property
     def rcpt(self) -> str:
-        return f"{self.local}@{DOMAIN}"
+        return f"{self.local}@{self.domain}"
+
+    @property
+    def mx(self) -> str:
+        return ROUTES.get(self.domain, MX_ADDR)
 
 
 @dataclass
@@ -84,12 +91,12 @@ FWD_TO_MX = "-A FORWARD -i lb0 -o lb1 -p tcp --dport 25"
 SMALL_SNDBUF = [("sender", "net.ipv4.tcp_wmem", "4096 16384 16384")]
 
 
-def _ok(local: str, size: int) -> Message:
-    return Message(local, size, "delivered", OK_REPLIES, 250)
+def _ok(local: str, size: int, domain: str = DOMAIN) -> Message:
+    return Message(local, size, "delivered", OK_REPLIES, 250, domain)
 
 
-def _stuck(local: str, size: int) -> Message:
-    return Message(local, size, "deferred", IDLE_421, 421)
+def _stuck(local: str, size: int, domain: str = DOMAIN) -> Message:
+    return Message(local, size, "deferred", IDLE_421, 421, domain)
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -117,8 +124,9 @@ _add(Scenario(
     rules=[("lb", f"{FWD_TO_MX} -m length --length 1001:65535 -j DROP")],
     receiver={"idle_timeout": 3.0},
     postfix={"xfer_timeout": 6, "done_timeout": 6},
-    messages=[_ok("small1", 500), _stuck("medium2", 4000), _ok("small3", 700),
-              _stuck("large4", 20000), _stuck("large5", 45000)],
+    # Two destination domains with their own MX each: both see deliveries and failures.
+    messages=[_ok("small1", 500), _stuck("medium2", 4000, OTHER_DOMAIN), _ok("small3", 700, OTHER_DOMAIN),
+              _stuck("large4", 20000), _stuck("large5", 45000, OTHER_DOMAIN)],
 ))
 
 _add(Scenario(
@@ -137,7 +145,8 @@ _add(Scenario(
 _add(Scenario(
     name="intermittent",
     description=("The lb sends every other new connection through a bad path that drops packets "
-                 "over 1000 bytes: the 1st and 3rd messages stall, the 2nd and 4th (same size) pass."),
+                 "over 1000 bytes: the 1st and 3rd messages stall, the 2nd and 4th (same size) pass, "
+                 "across two destination domains."),
     fault="intermittent_size_drop", box="lb", between=("sender", "edge"), sequential=True,
     sysctls=SMALL_SNDBUF,
     rules=[
@@ -147,7 +156,8 @@ _add(Scenario(
     ],
     receiver={"idle_timeout": 3.0},
     postfix={"xfer_timeout": 6, "done_timeout": 6},
-    messages=[_stuck("bad1", 15000), _ok("good2", 15000), _stuck("bad3", 15000), _ok("good4", 15000)],
+    messages=[_stuck("bad1", 15000), _ok("good2", 15000, OTHER_DOMAIN), _stuck("bad3", 15000, OTHER_DOMAIN),
+              _ok("good4", 15000)],
 ))
 
 _add(Scenario(

@@ -23,14 +23,15 @@ from typing import Any
 import pytest
 
 from tests.lab import scenarios
-from tests.lab.netns import ABSENT_ADDR, EDGE_LB_SIDE, MX_ADDR, SENDER_ADDR
+from tests.lab.netns import ABSENT_ADDR, EDGE_LB_SIDE, SENDER_ADDR
 
 pytestmark = pytest.mark.lab
 
 LabRun = Callable[[str], Path]
 RETRANS = "(tcp.analysis.retransmission || tcp.analysis.fast_retransmission)"
-TO_MX = f"ip.src=={SENDER_ADDR} && ip.dst=={MX_ADDR}"
-FROM_MX = f"ip.src=={MX_ADDR} && ip.dst=={SENDER_ADDR}"
+MX_NET = "203.0.113.0/24"  # both MX addresses (and the absent one)
+TO_MX = f"ip.src=={SENDER_ADDR} && ip.dst=={MX_NET}"
+FROM_MX = f"ip.src=={MX_NET} && ip.dst=={SENDER_ADDR}"
 
 
 def tshark(pcap: Path, display_filter: str, *fields: str) -> list[list[str]]:
@@ -96,6 +97,8 @@ def test_postfix_log_matches_truth(lab_run: LabRun, name: str) -> None:
         assert status is not None
         want = {"delivered": "sent", "deferred": "deferred", "bounced": "bounced"}[m["expected_outcome"]]
         assert status.group(1) == want, f"{name}: {m['rcpt']}: {lines[0]}"
+        if "relay=none" not in lines[0]:
+            assert f"[{m['mx']}]:25" in lines[0], f"{name}: {m['rcpt']} went to the wrong MX: {lines[0]}"
         assert m["observed_outcome"] == m["expected_outcome"]
 
 
@@ -219,7 +222,7 @@ def test_pmtud_blackhole(lab_run: LabRun) -> None:
 def test_intermittent(lab_run: LabRun) -> None:
     d = lab_run("intermittent")
     stuck = _rcpt_of(d, _stuck_streams(d))
-    assert stuck == {f"bad1@{scenarios.DOMAIN}", f"bad3@{scenarios.DOMAIN}"}
+    assert stuck == {f"bad1@{scenarios.DOMAIN}", f"bad3@{scenarios.OTHER_DOMAIN}"}
     # Same message size on every connection: the good path carried the large packets.
     big_at_edge = {r[0] for r in tshark(d / "edge.pcap", f"{TO_MX} && ip.len > 1000", "tcp.stream")}
     assert len(big_at_edge) == 2

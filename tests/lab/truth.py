@@ -14,8 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.lab.netns import IFACES, MX_ADDR, SENDER_ADDR
-from tests.lab.scenarios import Scenario
+from tests.lab.netns import IFACES, MX2_ADDR, MX_ADDR, SENDER_ADDR
+from tests.lab.scenarios import ROUTES, Scenario
 
 SCHEMA_VERSION = 1
 
@@ -67,7 +67,8 @@ def build(scenario: Scenario, *, messages: list[dict[str, Any]], timing: dict[st
             "receiver_running": scenario.receiver_running,
             "notes": scenario.notes,
         },
-        "addresses": {"sender": SENDER_ADDR, "mx": scenario.relay_addr, "mx_listening": MX_ADDR,
+        "addresses": {"sender": SENDER_ADDR, "mx": scenario.relay_addr, "mx_listening": [MX_ADDR, MX2_ADDR],
+                      "routes": {"dest.test": scenario.relay_addr, **ROUTES},
                       "sender_subnet": "192.0.2.0/24", "lb_edge_subnet": "198.51.100.0/24",
                       "edge_recv_subnet": "203.0.113.0/24"},
         "path": ["sender", "lb", "edge", "recv"],
