@@ -124,19 +124,25 @@ def child_mailwire_tcp(path: str) -> None:
     res = analyze(iter_tables(path), reassemble=False)
     loop = time.perf_counter() - t0
     rtx_bits = 0b111  # retransmission, fast_retransmission, spurious_retransmission
+    dup_bit = 1 << 6  # duplicate_ack (mailwire.tcp.Flag, Wireshark's names)
     flagged = res.frames["frame"][(res.frames["wireshark"] & rtx_bits) != 0]
+    dups = res.frames["frame"][(res.frames["wireshark"] & dup_bit) != 0]
     out: dict[str, object] = {
         "packets": int(res.n_frames),
         "connections": len(res.connections),
         "retransmissions": int(flagged.size),
+        "duplicate_acks": int(dups.size),
         "loop_s": round(loop, 3),
     }
     truth = Path(path + ".truth.json")
     if truth.is_file():
-        chains = json.loads(truth.read_text())["retransmissions"]
-        want = np.array(sorted({f for c in chains for f in c["frames"][1:]}), dtype=np.int64)
+        doc = json.loads(truth.read_text())
+        want = np.array(sorted({f for c in doc["retransmissions"] for f in c["frames"][1:]}), dtype=np.int64)
         out["truth_retransmissions"] = int(want.size)
         out["agree"] = int(np.intersect1d(want, flagged).size)
+        want_dup = np.array(doc.get("duplicate_ack_frames", []), dtype=np.int64)
+        out["truth_duplicate_acks"] = int(want_dup.size)
+        out["agree_duplicate_acks"] = int(np.intersect1d(want_dup, dups).size)
     print(json.dumps(out))
 
 
@@ -404,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "truth_retransmissions" in o:
                     detail += (
                         f"; retransmissions flagged {o['retransmissions']}, "
-                        f"truth {o['truth_retransmissions']}, both {o['agree']}"
+                        f"truth {o['truth_retransmissions']}, both {o['agree']}; "
+                        f"duplicate ACKs {o['duplicate_acks']}, truth {o['truth_duplicate_acks']}, "
+                        f"both {o['agree_duplicate_acks']}"
                     )
                 best["detail"] = detail
         t.result = best
