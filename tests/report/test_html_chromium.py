@@ -147,6 +147,6 @@ def test_report_renders_offline_and_escapes_hostile_strings(tmp_path: Path) -> N
 def test_a_fetch_would_be_seen(tmp_path: Path) -> None:
     """The harness itself can fail: a page that does load an external image is caught."""
     path = tmp_path / "leak.html"
-    path.write_text('<!DOCTYPE html><html><body><img src="http://192.0.2.1/x.png"></body></html>')
+    path.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png"></body></html>')
     v = report_chromium.visit(path, {"t": "document.title"})
-    assert [u for u in v.requests if u.startswith("http://192.0.2.1/")]
+    assert [u for u in v.requests if u.startswith("http://127.0.0.1:9/")]
