@@ -378,7 +378,8 @@ def time_sequence_svg(
     stats.zero_windows = int(zero.sum())
     if zero.any():
         zx, zy, _ = _dedup_points(px(a_t[zero]), py(a_ack[zero]), MAX_MARKS)
-        d = "".join(f"M{int(a)} {int(b) - 7}l-4 -6h8z" for a, b in zip(zx, zy, strict=True))
+        # Under the ACK line, pointing up at it (the line is often at the top of the plot).
+        d = "".join(f"M{int(a)} {int(b) + 3}l-4 7h8z" for a, b in zip(zx, zy, strict=True))
         parts.append(f'<path class="zwin" d="{d}"/>')
     # SACK blocks.
     if s.a_sack_n is not None and s.a_sack_le is not None and s.a_sack_re is not None:
