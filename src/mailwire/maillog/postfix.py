@@ -176,8 +176,8 @@ class PostfixParser:
         a.provider = cause.provider
         a.blocklist = cause.blocklist
         a.possible_duplicate = cause.possible_duplicate
-        a.logging_host = host
-        a.program = prog
+        a.logging_host = _intern(host) if host else None
+        a.program = _intern(prog)
         a.pid = int(pid) if pid else None
         if cause.outcome != "delivered":  # a delivery keeps its reply in reply_text
             a.reason = reason

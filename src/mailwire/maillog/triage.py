@@ -26,7 +26,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from mailwire.maillog.records import TRIED, Attempt, Destination, Evidence, Verdict
+import numpy as np
+
+from mailwire.maillog.records import OUTCOMES, TRIED, Attempt, Destination, Evidence, Verdict
 from mailwire.maillog.signatures import provider_of
 
 _PRIORITY = (
@@ -120,16 +122,6 @@ def provider_key(a: Attempt) -> str:
     return a.domain or a.remote_ip or "?"
 
 
-def _size_dependent(tried: Sequence[Attempt]) -> bool:
-    """Body/end-of-data network failures of messages larger than (≥80 % of) those delivered."""
-    failed = [a.size for a in tried if a.outcome == "network" and a.stage in ("body", "dot") and a.size]
-    ok = [a.size for a in tried if a.outcome == "delivered" and a.size]
-    if not failed or not ok:
-        return False
-    smallest_failed = min(failed)
-    return sum(1 for s in ok if s < smallest_failed) >= 0.8 * len(ok)
-
-
 def _evidence(attempts: Sequence[Attempt]) -> list[Evidence]:
     pick = (
         list(attempts[:3]) + list(attempts[3:][-(MAX_EVIDENCE - 3) :])
@@ -216,45 +208,84 @@ def next_step(verdict: str, scope: str, key: str, d: Destination | None, ip: str
     return "No action needed."
 
 
+class _Columns:
+    """Per-attempt facts as NumPy columns, built in one pass; destinations index into them."""
+
+    def __init__(self, attempts: Sequence[Attempt], start: datetime | None, width: int, count: int) -> None:
+        n = len(attempts)
+        out_code = {o: i for i, o in enumerate(OUTCOMES)}
+        prov_code: dict[str, int] = {"": 0}
+        dom_code: dict[str, int] = {"": 0}
+        prov_cache: dict[tuple[str | None, str | None, str | None], int] = {}
+        oc = [0] * n
+        ts = [0.0] * n
+        pc = [0] * n
+        dc = [0] * n
+        size = [-1] * n
+        flags = [0] * n  # 1 greylist, 2 network failure in body/end of data
+        for i, a in enumerate(attempts):  # the one Python pass over all attempts
+            oc[i] = out_code[a.outcome]
+            ts[i] = a.time.timestamp()
+            pk = (a.provider, a.relay_host, a.domain)
+            p = prov_cache.get(pk)
+            if p is None:
+                # "" when neither provider nor MX host is known (DNS failures, expiries)
+                name = provider_key(a) if (a.relay_host or a.provider) else ""
+                p = prov_cache[pk] = prov_code.setdefault(name, len(prov_code))
+            pc[i] = p
+            if a.domain:
+                dc[i] = dom_code.setdefault(a.domain, len(dom_code))
+            if a.size:
+                size[i] = a.size
+            if a.category == "greylist":
+                flags[i] = 1
+            elif a.stage in ("body", "dot") and a.outcome == "network":
+                flags[i] = 2
+        self.attempts = attempts
+        self.outcome = np.array(oc, dtype=np.int8)
+        self.ts = np.array(ts, dtype=np.float64)
+        t0 = start.timestamp() if start is not None else 0.0
+        self.bucket = np.clip((self.ts - t0) // width, 0, max(count - 1, 0)).astype(np.int64)
+        self.hour = (self.ts // 3600).astype(np.int64)
+        self.provider = np.array(pc, dtype=np.int32)
+        self.domain = np.array(dc, dtype=np.int32)
+        self.size = np.array(size, dtype=np.int64)
+        self.flags = np.array(flags, dtype=np.int8)
+        self.provider_names = list(prov_code)
+        self.domain_names = list(dom_code)
+        self.count = count
+
+
+_N_TRIED = len(TRIED)  # TRIED outcomes come first in OUTCOMES
+assert set(OUTCOMES[:_N_TRIED]) == TRIED
+
+
+def _size_dependent_cols(cols: _Columns, tried: np.ndarray) -> bool:
+    """Body/end-of-data network failures of messages larger than (≥80 % of) those delivered."""
+    failed = cols.size[tried[(cols.flags[tried] == 2) & (cols.size[tried] > 0)]]
+    ok = cols.size[tried[(cols.outcome[tried] == 0) & (cols.size[tried] > 0)]]
+    if not len(failed) or not len(ok):
+        return False
+    return bool(np.count_nonzero(ok < failed.min()) >= 0.8 * len(ok))
+
+
 def _destination(
-    scope: str,
-    key: str,
-    attempts: list[Attempt],
-    count: int,
-    meta: dict[int, tuple[int, int, str]],
+    scope: str, key: str, idx: np.ndarray, cols: _Columns
 ) -> tuple[Destination, Counter[str], dict[str, list[Attempt]]]:
-    outcomes: dict[str, int] = {}
-    domains: Counter[str] = Counter()
-    total = [0] * max(count, 1)
-    failed = [0] * max(count, 1)
-    ok_hours: set[int] = set()
-    bad_hours: set[int] = set()
-    providers: set[str] = set()
-    tried: list[Attempt] = []
-    fails: list[Attempt] = []
-    og = outcomes.get
-    for a in attempts:  # the hot loop of triage: plain dict/set/list operations only
-        o = a.outcome
-        outcomes[o] = og(o, 0) + 1
-        if o not in TRIED:
-            continue
-        tried.append(a)
-        bucket, hour, prov = meta[id(a)]
-        providers.add(prov)
-        total[bucket] += 1
-        if o == "delivered":
-            ok_hours.add(hour)
-            continue
-        fails.append(a)
-        failed[bucket] += 1
-        if a.category != "greylist":  # greylisting is expected to fail first, then succeed
-            bad_hours.add(hour)
-    domains.update(a.domain for a in attempts if a.domain)
-    providers.discard("")
-    if not count:
-        total, failed = [], []
-    mixed = len(ok_hours & bad_hours)
+    attempts = cols.attempts
+    oc = cols.outcome[idx]
+    counts = np.bincount(oc, minlength=len(OUTCOMES))
+    outcomes = {OUTCOMES[i]: int(c) for i, c in enumerate(counts) if c}
+    tried = idx[oc < _N_TRIED]
+    ok = tried[cols.outcome[tried] == 0]
+    bad = tried[cols.outcome[tried] != 0]
+    count = cols.count
+    total = np.bincount(cols.bucket[tried], minlength=count).tolist() if count else []
+    failed = np.bincount(cols.bucket[bad], minlength=count).tolist() if count else []
+    # hours with a delivery and a failure (greylisting is expected to fail first, then succeed)
+    mixed = len(np.intersect1d(cols.hour[ok], cols.hour[bad[cols.flags[bad] != 1]]))
     intermittent = mixed > 0
+    fails = [attempts[i] for i in bad.tolist()]
     kinds: Counter[str] = Counter(a.kind for a in fails if a.kind)
     stages: Counter[str] = Counter(a.stage for a in fails if a.outcome == "network" and a.stage)
     cats: Counter[str] = Counter(a.category for a in fails if a.category)
@@ -265,14 +296,22 @@ def _destination(
         if c is not None:
             votes[c] += 1
             by_class[c].append(a)
-    times = [a.time for a in tried]
+    dom_ids, dom_n = np.unique(cols.domain[idx], return_counts=True)
+    order = np.lexsort((dom_ids, -dom_n))
+    domains = [cols.domain_names[dom_ids[j]] for j in order if dom_ids[j]][:10]
+    providers = sorted(cols.provider_names[p] for p in np.unique(cols.provider[tried]).tolist() if p)
+    first = last = None
+    if len(tried):
+        t = cols.ts[tried]
+        first = attempts[int(tried[int(np.argmin(t))])].time
+        last = attempts[int(tried[int(np.argmax(t))])].time
     d = Destination(
         scope=scope,
         key=key,
         attempts=len(tried),
         outcomes=outcomes,
         failures=len(fails),
-        failure_rate=len(fails) / len(tried) if tried else 0.0,
+        failure_rate=len(fails) / len(tried) if len(tried) else 0.0,
         kinds=dict(kinds),
         stages=dict(stages),
         categories=dict(cats),
@@ -280,12 +319,12 @@ def _destination(
         buckets_failed=failed,
         intermittent=intermittent,
         mixed_windows=mixed,
-        size_dependent=bool(stages.get("body") or stages.get("dot")) and _size_dependent(tried),
-        first=min(times) if times else None,
-        last=max(times) if times else None,
+        size_dependent=bool(stages.get("body") or stages.get("dot")) and _size_dependent_cols(cols, tried),
+        first=first,
+        last=last,
         verdict="healthy",
-        domains=[k for k, _ in domains.most_common(10)],
-        providers=sorted(providers)[:10],
+        domains=domains,
+        providers=providers[:10],
     )
     if votes:
         d.verdict = max(votes, key=lambda c: (votes[c], -_PRIORITY.index(c)))
@@ -294,32 +333,21 @@ def _destination(
 
 def triage(attempts: Sequence[Attempt]) -> tuple[list[Destination], list[Verdict], datetime | None, int]:
     start, width, count = choose_buckets(a.time for a in attempts if a.outcome in TRIED)
-    # per attempt, once: (bucket, UTC hour, provider)
-    meta: dict[int, tuple[int, int, str]] = {}
-    t0 = start.timestamp() if start is not None else 0.0
-    prov_cache: dict[tuple[str | None, str | None, str | None], str] = {}
-    for a in attempts:
-        ts = a.time.timestamp()
-        pk = (a.provider, a.relay_host, a.domain)
-        prov = prov_cache.get(pk)
-        if prov is None:
-            # "" when neither provider nor MX host is known (DNS failures, expiries)
-            prov = prov_cache[pk] = provider_key(a) if (a.relay_host or a.provider) else ""
-        meta[id(a)] = (min(max(int((ts - t0) // width), 0), count - 1) if count else 0, int(ts) // 3600, prov)
-    accs: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
-    for a in attempts:
-        accs["domain", a.domain or "(unknown)"].append(a)
+    cols = _Columns(attempts, start, width, count)
+    keyed: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, a in enumerate(attempts):
+        keyed["domain", a.domain or "(unknown)"].append(i)
         if a.outcome != "suppressed":
             if a.relay_host:
-                accs["mx", a.relay_host.lower()].append(a)
+                keyed["mx", a.relay_host.lower()].append(i)
             if a.remote_ip:
-                accs["ip", a.remote_ip].append(a)
+                keyed["ip", a.remote_ip].append(i)
     dests: list[Destination] = []
     verdicts: list[Verdict] = []
     domain_verdict: dict[str, str] = {}
     results = []
-    for (scope, key), acc in accs.items():
-        d, votes, by_class = _destination(scope, key, acc, count, meta)
+    for (scope, key), members in keyed.items():
+        d, votes, by_class = _destination(scope, key, np.array(members, dtype=np.int64), cols)
         dests.append(d)
         results.append((d, votes, by_class))
         if scope == "domain":
@@ -329,7 +357,7 @@ def triage(attempts: Sequence[Attempt]) -> tuple[list[Destination], list[Verdict
     net_providers: dict[str, list[Attempt]] = defaultdict(list)
     for a in attempts:
         if a.outcome == "network" and a.kind in _TIMEOUTISH:
-            net_providers[meta[id(a)][2] or provider_key(a)].append(a)
+            net_providers[provider_key(a)].append(a)
     our_side = len(net_providers) >= 2
     if our_side:
         for d, votes, by_class in results:
