@@ -393,3 +393,21 @@ def test_mss_clamping_and_ttl_reported(tmp_path: Path) -> None:
     assert ch["mss_clamped"] == [{"from": 1460, "to": 1400}]
     assert ch["ttl_decrement"] == {"1": sum(1 for p in pk if p.c2s)}
     assert hop["changed"]["b_to_a"]["mss_clamped"] == []
+
+
+def test_ip_id_tells_which_transmission_was_lost(tmp_path: Path) -> None:
+    # a spurious retransmission 100 ms after the original is lost on a path with 300 ms delay:
+    # by time alone the arrival would be credited to the retransmission; the IPv4 id says otherwise
+    pk = conversation(n_data=3000, seg=100)  # long enough for B to be running well after the loss
+    orig = next(p for p in pk if p.tag == "data")
+    rtx = replace(orig, t_ns=orig.t_ns + 100_000_000, ip_id=9999, tag="retx", meta={"drop": 1})
+    pk2 = sorted([*pk, rtx], key=lambda p: p.t_ns)
+
+    def slow(p: Pkt) -> int:
+        return 300_000_000 if p.c2s else -HOP_NS
+
+    doc = run(tmp_path, observe(pk2), observe(pk2, keep=not_dropped, delay_ns=slow))
+    hop = doc["hops"][0]
+    assert hop["lost"]["a_to_b"]["lost"] == 1
+    ev = next(e for e in hop["evidence"] if e["what"].startswith("lost a_to_b"))
+    assert ev["frames"] == frames_where(pk2, lambda p: p is rtx)

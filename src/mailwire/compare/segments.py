@@ -10,9 +10,11 @@ an identity key in A's sequence space (B's seq/ack are translated by the per-dir
 
 1. **Exact**: instances with the same key are transmissions of the same packet. Retransmissions
    and duplicates are counted, never collapsed: when a key has as many U as D instances, they pair
-   in time order; otherwise each D instance takes the latest U instance not later than itself (a
-   later one when none is earlier: a clock error, counted), one D per U; surplus D instances are
-   duplicates. IP id is not part of the key (TSO rewrites it, IPv6 has none).
+   in time order; otherwise an IPv4 id occurring once on each side pairs them (the tie-breaker:
+   each retransmission gets a new id), and the rest pair by time: each D instance takes the latest
+   U instance not later than itself (a later one when none is earlier: a clock error, counted),
+   one D per U; surplus D instances are duplicates. IP id is never part of the key (TSO rewrites
+   it, IPv6 has none, some NATs change it).
 2. **By byte range** (TSO/GSO upstream, GRO/LRO downstream): leftover data segments are matched
    by containment in the same half: a U segment whose bytes are covered by several D segments is
    delivered (split); a U segment inside a larger D segment is delivered (coalesced).
@@ -34,6 +36,7 @@ import numpy.typing as npt
 from mailwire.compare.clock import Clock, estimate
 from mailwire.compare.flows import ACK, FIN, RST, SYN, TCP, Digest, group_ids, mix
 from mailwire.compare.match import ConnMatch
+from mailwire.compare.match import unique_pairs as _unique_pairs
 
 I64 = npt.NDArray[np.int64]
 
@@ -75,6 +78,7 @@ class Instances:
     rel: I64  # TCP: relative seq in A's space (base - 2**30 offset); 0 otherwise
     plen: I64
     flags: I64
+    ip_id: I64  # IPv4 id (-1 for IPv6): a tie-breaker between retransmissions, never a key
     is_tcp: npt.NDArray[np.bool_]
     status: npt.NDArray[np.int8]
     partner: I64  # index of the paired instance (exact matches), -1 otherwise
@@ -149,6 +153,7 @@ def build_instances(a: Digest, b: Digest, m: ConnMatch, use_payload: bool) -> In
         rel=rel,
         plen=np.where(plen > 0, plen, 0),
         flags=np.where(is_tcp, flags, 0),
+        ip_id=col("ip_id").astype(np.int64),
         is_tcp=is_tcp,
         status=np.full(half.size, -1, np.int8),
         partner=np.full(half.size, -1, np.int64),
@@ -218,6 +223,16 @@ def _pair_exact(inst: Instances, slack_ns: int) -> None:
     # unequal groups: D takes the latest U not later than itself (+ slack)
     uq = us[~equal[gid[us]] & (cd[gid[us]] > 0)]
     dq = ds[~equal[gid[ds]] & (cu[gid[ds]] > 0)]
+    if uq.size and dq.size:
+        # tie-breaker: among transmissions of the same packet, an IPv4 id occurring once on each
+        # side pairs them (Linux gives each retransmission a new id; a NAT keeps it)
+        vu, vd = uq[inst.ip_id[uq] >= 0], dq[inst.ip_id[dq] >= 0]
+        if vu.size and vd.size:
+            iu, idd = _unique_pairs(mix(inst.key[vu], inst.ip_id[vu]), mix(inst.key[vd], inst.ip_id[vd]))
+            pu, pd = vu[iu], vd[idd]
+            inst.partner[pu], inst.partner[pd] = pd, pu
+            uq = uq[inst.partner[uq] < 0]
+            dq = dq[inst.partner[dq] < 0]
     if uq.size and dq.size:
         gu, gd = gid[uq], gid[dq]
         # composite sort: group major, time minor; U before D on ties
