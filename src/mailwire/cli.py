@@ -156,7 +156,8 @@ def diagnose_command(
         raise typer.BadParameter("give at least one --log LOG or one CAPTURE")
     run = run_diagnosis(log or [], captures or [])
     code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
-    if run.diagnosis.top is not None and run.diagnosis.top.cause == "undetermined":
+    top = run.diagnosis.top
+    if top is not None and top.cause == "undetermined" and top.confidence == 0:
         code = code or 2  # no input could be analysed
     if code:
         raise typer.Exit(code)

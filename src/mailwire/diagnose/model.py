@@ -20,6 +20,7 @@ CAUSES = (
     "blocklist",
     "rate_limit",
     "greylist",
+    "remote_policy",
     "remote_outage",
     "local_config",
     "healthy",

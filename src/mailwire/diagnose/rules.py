@@ -270,7 +270,9 @@ def path_loss_random(f: Facts) -> Conclusion | None:
         return None
     stuck = [s for s in _sessions(f, "path_loss_timeout") if not s.large_lost]
     lossy = [s for s in f.sessions if s.retransmissions > 0 and s.outcome == "delivered"]
-    if stuck or (lossy and not f.failing_sessions()):
+    # A retransmission or two is normal life on the Internet; a few per session is loss.
+    lossy_enough = sum(s.retransmissions for s in lossy) >= max(3, len(f.sessions))
+    if stuck or (lossy and lossy_enough and not f.failing_sessions()):
         point = (stuck or lossy)[0].point
         total = sum(s.retransmissions for s in stuck or lossy)
         c = Conclusion(
@@ -470,6 +472,15 @@ greylist = _reply_rule(
     "The remote greylists new senders",
     "Nothing to fix: the retry after the greylisting delay is normally accepted.",
 )
+remote_policy = _reply_rule(
+    "remote_policy",
+    ("policy", "content", "mailbox", "auth", "tls_policy", "other"),
+    "refused by the remote",
+    "The remote refused the mail for a reason of its own (policy, mailbox, content or authentication), "
+    "not the network",
+    "Read the quoted reply: fix the recipient address, the content or the sending policy it names; "
+    "the network is not involved.",
+)
 
 
 # --- remote / local ---------------------------------------------------------------------------------
@@ -553,6 +564,7 @@ RULES: list[Callable[[Facts], Conclusion | None]] = [
     blocklist,
     rate_limit,
     greylist,
+    remote_policy,
     remote_outage,
     local_config,
 ]
@@ -568,7 +580,30 @@ def healthy(f: Facts) -> Conclusion:
         parts.append(f"{delivered} of {len(tried)} logged attempts delivered")
     if f.sessions:
         parts.append(f"{ok_sessions} of {len(f.sessions)} SMTP sessions delivered")
+        unfinished = sum(s.outcome == "incomplete" for s in f.sessions)
+        if unfinished:
+            parts.append(
+                f"{unfinished} incomplete (the capture ended, or began, mid-session; no failure seen)"
+            )
     clean = [h for h in f.hops if h.verdict == "no_loss"]
+    failed = f.failing_sessions()
+    failed_att = [a for a in tried if a.outcome != "delivered"]
+    if failed or failed_att:
+        kinds = Counter([s.outcome for s in failed] + [a.outcome for a in failed_att])
+        return Conclusion(
+            cause="undetermined",
+            summary=(
+                "Some deliveries failed, but no rule recognises the pattern: "
+                + ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+                + "."
+            ),
+            confidence=0.2,
+            evidence=_session_ev(failed) + _log_ev(failed_att),
+            next_step=(
+                "Look at the sessions and log lines below; a capture on the mail server while it fails helps."
+            ),
+            rule="healthy",
+        )
     if not tried and not f.sessions and not clean:
         return Conclusion(
             cause="undetermined",
@@ -614,6 +649,7 @@ _CATEGORY_OF = {
     "blocklist": ("blocklist",),
     "rate_limit": ("rate_limit", "server_busy"),
     "greylist": ("greylist",),
+    "remote_policy": ("policy", "content", "mailbox", "auth", "tls_policy", "other"),
 }
 
 
@@ -667,6 +703,7 @@ __all__ = [
     "rate_limit",
     "receiver_stall",
     "remote_outage",
+    "remote_policy",
     "reputation",
     "run_rules",
 ]

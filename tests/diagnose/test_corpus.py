@@ -1,0 +1,36 @@
+"""``diagnose`` on every capture of the real corpus: never a traceback, JSON valid against the
+schema, the HTML page built; and hand-checked expectations on the SMTP traces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+from tests.conftest import corpus_captures
+
+from mailwire.diagnose.engine import run_diagnosis
+from mailwire.report.html import render_html
+from mailwire.report.outputs import diagnose_schema
+from mailwire.report.page import build_page
+
+# Hand-checked: what a mail admin would conclude from each trace alone.
+EXPECTED = {
+    "ark__smtp-data-250.pcap": "healthy",  # message accepted with 250
+    "ark__smtp-rcpt-553.pcap": "remote_policy",  # 553 to RCPT: refused by policy, not the network
+    "ark__smtp-data-521.pcap": "remote_policy",  # 521 after DATA
+    "sv__smtp-data-rejected.pcap": "remote_policy",  # 5xx to the message content
+    "ppa3__mail_sender_server_2.pcapng": "healthy",  # two relays, both delivered
+    "tcpdump__empty.pcapng": "undetermined",  # nothing to go on
+}
+
+
+@pytest.mark.parametrize("path", corpus_captures(), ids=lambda p: p.name)
+def test_every_corpus_capture(path: Path) -> None:
+    run = run_diagnosis([], [str(path)])
+    doc = run.diagnosis.to_json()
+    jsonschema.validate(doc, diagnose_schema())
+    html = render_html(build_page(run))
+    assert "<script" not in html.lower()
+    if path.name in EXPECTED:
+        assert doc["conclusions"][0]["cause"] == EXPECTED[path.name]
