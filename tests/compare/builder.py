@@ -43,6 +43,8 @@ class Pkt:
     sport: int = 40000
     dport: int = 25
     tag: str = ""  # test bookkeeping ("data", "retx", "rst" ...)
+    tos: int = 0
+    win: int = 65535
     meta: dict[str, int] = field(default_factory=dict)
 
 
@@ -63,16 +65,16 @@ def frame(p: Pkt) -> bytes:
     thl = 20 + len(opts)
     tcp = struct.pack(
         "!HHIIBBHHH", p.sport, p.dport, p.seq & 0xFFFFFFFF, p.ack & 0xFFFFFFFF, (thl // 4) << 4, p.flags,
-        65535, 0, 0,
+        p.win, 0, 0,
     ) + opts + p.payload  # fmt: skip
     v6 = ":" in p.src
     if v6:
-        ip = struct.pack("!IHBB", 6 << 28, len(tcp), 6, p.ttl)
+        ip = struct.pack("!IHBB", (6 << 28) | (p.tos << 20), len(tcp), 6, p.ttl)
         ip += ipaddress.IPv6Address(p.src).packed + ipaddress.IPv6Address(p.dst).packed
         eth_type = 0x86DD
     else:
         hdr = struct.pack(
-            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), p.ip_id & 0xFFFF, 0x4000, p.ttl, 6, 0,
+            "!BBHHHBBH4s4s", 0x45, p.tos, 20 + len(tcp), p.ip_id & 0xFFFF, 0x4000, p.ttl, 6, 0,
             ipaddress.IPv4Address(p.src).packed, ipaddress.IPv4Address(p.dst).packed,
         )  # fmt: skip
         ip = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]

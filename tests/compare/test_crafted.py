@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from mailwire.compare import compare_captures
 from mailwire.compare.result import SCHEMA_ID
@@ -411,3 +412,23 @@ def test_ip_id_tells_which_transmission_was_lost(tmp_path: Path) -> None:
     assert hop["lost"]["a_to_b"]["lost"] == 1
     ev = next(e for e in hop["evidence"] if e["what"].startswith("lost a_to_b"))
     assert ev["frames"] == frames_where(pk2, lambda p: p is rtx)
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_dscp_and_window_rewrites_reported(tmp_path: Path, v6: bool) -> None:
+    pk = conversation(n_data=10, v6=v6)
+    for p in pk:
+        p.tos = 0xB8 if p.c2s else 0  # EF, as the sender marks it
+
+    def bleach(p: Pkt) -> Pkt:
+        return replace(p, tos=0, win=8192) if p.c2s else p
+
+    doc = run(tmp_path, observe(pk), observe(pk, delay_ns=hop_delay, rewrite=bleach))
+    hop = doc["hops"][0]
+    assert hop["verdict"]["kind"] == "no_loss"
+    n_c2s = sum(1 for p in pk if p.c2s)
+    ch = hop["changed"]["a_to_b"]
+    assert ch["dscp_changed"] == n_c2s
+    assert ch["window_changed"] == n_c2s
+    assert ch["ecn_changed"] == 0
+    assert hop["changed"]["b_to_a"]["dscp_changed"] == 0
