@@ -205,3 +205,56 @@ def tshark_fields(
         cmd += ["-e", f]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     return [line.split("\t") for line in res.stdout.splitlines()]
+
+
+def random_tcp_frames(seed: int, n: int) -> list[tuple[int, int, bytes, int]]:
+    """Seeded, mostly well-formed Ethernet/VLAN + IPv4/IPv6 + TCP frames with damage mixed in:
+    odd IHL, total length 0 (TSO) or wrong, fragments, any data offset, random option bytes,
+    snaplen cuts. Records for :func:`pcap_bytes` (sec, usec, frame, wire length)."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for k in range(n):
+        payload = bytes(rng.randrange(256) for _ in range(rng.choice([0, 0, 1, 5, 40, 200])))
+        opts = bytes(rng.randrange(256) for _ in range(rng.choice([0, 0, 4, 8, 12, 20, 40])))
+        if rng.random() < 0.5:
+            ts = struct.pack("!II", rng.getrandbits(32), rng.getrandbits(32))
+            opts = rng.choice([b"\x02\x04\x05\xb4", b"\x01\x01\x08\x0a" + ts, b"\x01\x01\x05\x0a" + ts, b""])
+        seg = tcp_hdr(
+            sport=rng.randrange(65536),
+            dport=25,
+            seq=rng.getrandbits(32),
+            ack=rng.getrandbits(32),
+            flags=rng.getrandbits(12),
+            win=rng.randrange(65536),
+            options=opts,
+            data_offset=rng.choice([None, None, None, rng.randrange(16)]),
+        )
+        seg += payload
+        if rng.random() < 0.6:
+            ihl = rng.choice([5, 5, 5, 6, rng.randrange(16)])
+            ip = ipv4(
+                seg,
+                src=f"192.0.2.{rng.randrange(256)}",
+                dst="198.51.100.7",
+                total_length=rng.choice([None, None, None, 0, rng.randrange(0, 300)]),
+                ihl=ihl,
+                options=b"\x01" * ((ihl - 5) * 4) if ihl > 5 else b"",
+                flags_frag=rng.choice([0x4000, 0x4000, 0, 0x2000, 0x0005]),
+                ident=rng.randrange(65536),
+            )
+            et = 0x0800
+        else:
+            ip = ipv6(
+                seg,
+                src=f"2001:db8::{rng.randrange(65536):x}",
+                plen=rng.choice([None, None, 0, rng.randrange(300)]),
+            )
+            et = 0x86DD
+        frame = eth(ip, ethertype=et, vlans=[(0x8100, 5)] * rng.choice([0, 0, 1, 2]))
+        wirelen = len(frame)
+        if rng.random() < 0.25:
+            frame = frame[: rng.randrange(10, len(frame) + 1)]
+        out.append((1_700_000_000 + k, rng.randrange(1_000_000), frame, wirelen))
+    return out

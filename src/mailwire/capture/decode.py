@@ -489,17 +489,19 @@ def _tcp(buf: U8Array, c: dict[str, np.ndarray], rows: I64Array, l4: I64Array, i
     warn = c["warnings"]
     cap = c["caplen"]
     lo = l4[rows]
-    # ports need 4 bytes; every other field needs the full fixed header (as tshark shows them)
-    has_ports = cap[rows] >= lo + 4
-    _flag(warn, rows[~has_ports], Warn.L4_TRUNCATED)
-    rows, lo = rows[has_ports], lo[has_ports]
+    # Bytes of the segment we can read: captured, and inside the IP datagram. As tshark: the ports
+    # need 4 of them, seq/ack/offset/flags/window need 16 (the checksum and urgent pointer are not
+    # needed); a header shorter than 20 bytes is flagged as cut.
+    avail = np.minimum(cap[rows], ip_end[rows]) - lo
+    _flag(warn, rows[avail < 20], Warn.L4_TRUNCATED)
+    has_ports = avail >= 4
+    rows, lo, avail = rows[has_ports], lo[has_ports], avail[has_ports]
     p = c["pkt_off"][rows] + lo
     c["l4_off"][rows] = lo
     ports = _hdr(buf, p, 4)
     c["sport"][rows] = _h16(ports, 0)
     c["dport"][rows] = _h16(ports, 2)
-    full = cap[rows] >= lo + 20
-    _flag(warn, rows[~full], Warn.L4_TRUNCATED)
+    full = avail >= 16
     rows, lo, p = rows[full], lo[full], p[full]
     h = _hdr(buf, p, 16)
     c["seq"][rows] = h[:, 4:8].view(">u4")[:, 0]
@@ -549,7 +551,7 @@ def _udp(buf: U8Array, c: dict[str, np.ndarray], rows: I64Array, l4: I64Array, i
     warn = c["warnings"]
     cap = c["caplen"]
     lo = l4[rows]
-    full = cap[rows] >= lo + 8
+    full = np.minimum(cap[rows], ip_end[rows]) >= lo + 8
     _flag(warn, rows[~full], Warn.L4_TRUNCATED)
     rows, lo = rows[full], lo[full]
     p = c["pkt_off"][rows] + lo
