@@ -144,7 +144,11 @@ def _summary(scope: str, key: str, d: Destination, verdict: str, votes: int) -> 
     net = sum(n for o, n in d.outcomes.items() if o == "network")
     if verdict == "network_path":
         stg = Counter({k: v for k, v in d.stages.items()})
-        s = f"{head}; {net} without any SMTP error{_stage_phrase(stg)}"
+        gave_up = d.kinds.get("remote_timeout", 0)  # "421 4.4.2 … timeout": the MX waited in vain
+        s = f"{head}; {net - gave_up} without any SMTP error"
+        if gave_up:
+            s += f", {gave_up} where the MX timed out waiting for our data"
+        s += _stage_phrase(stg)
         if d.intermittent:
             s += f"; deliveries succeed in the same hours ({d.mixed_windows} mixed)"
         if d.size_dependent:
