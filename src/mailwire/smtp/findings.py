@@ -205,7 +205,11 @@ def _counts(c: Counter[str | None]) -> str:
 
 
 def find_size_signature(items: list[Judged]) -> list[Finding]:
-    lossy = [j for j in items if j.verdict.outcome == "path_loss_timeout"]
+    lossy = [
+        j
+        for j in items
+        if j.verdict.outcome == "path_loss_timeout" or j.verdict.rule == "stalled_at_capture_end"
+    ]
     if not lossy:
         return []
     lost_sizes: list[int] = []  # as sent on the wire: a TSO super-segment leaves as MSS-sized packets

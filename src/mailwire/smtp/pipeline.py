@@ -52,6 +52,8 @@ SCHEMA_VERSION = "mailwire.analyze/1"
 SMTP_PORTS = frozenset({25, 587, 2525})
 _HOLD_EVENTS = 32  # events held per undecided connection
 _HOLD_BYTES = 64 * 1024
+_SMALL_SEGMENT = 600  # segments shorter than this are likely commands: keep their own frame
+_BODY_RUN = 4096  # runs at least this long without a final dot are fed whole (body content)
 _HOLD_DEFERRED = 4096  # server events held per connection while client bytes are outstanding
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
@@ -132,7 +134,7 @@ class CaptureAnalysis:
     info: dict[str, Any]
     sessions: list[SmtpSession]
     facts: dict[int, TcpFacts]
-    connections: list[dict[str, Any]]
+    connections: list[Any]  # mailwire.tcp Connection records (JSON made on demand)
     quality: dict[str, Any]
     issues: list[str]
     frames: int
@@ -174,7 +176,9 @@ class AnalyzeResult:
                 }
                 for c in self.captures
             ],
-            "connections": [dict(conn, capture=c.path) for c in self.captures for conn in c.connections],
+            "connections": [
+                dict(conn.to_json(), capture=c.path) for c in self.captures for conn in c.connections
+            ],
             "smtp_sessions": sessions,
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -532,7 +536,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
             s.bytes_c2s_acked = f.c2s_acked
         sessions.append(s)
         facts[cid] = f
-    conn_json = [c.to_json() for c in result.connections]
+    conn_json = list(result.connections)
     quality = result.quality.to_json()
     cinfo = {"format": getattr(info, "format", ""), "compression": getattr(info, "compression", "")}
     return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames)
@@ -560,6 +564,15 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
         if data is None or len(data) < 2 or not 0 <= row < n:
             out.append(ev)
             continue
+        keep_from = -1  # stream offset before which segment boundaries are not needed
+        if len(data) >= _BODY_RUN:
+            # A long run is message content: its bytes are only counted, so it is cut per segment
+            # only from the segment holding the end-of-body mark on (the run keeps its first frame).
+            marks = [k for k in (data.find(b"\n.\r\n"), data.find(b"\n.\n")) if k >= 0]
+            if not marks:
+                out.append(ev)
+                continue
+            keep_from = ev.seq_offset + min(marks)
         lo, hi = np.searchsorted(keys, ev.conn_id), np.searchsorted(keys, ev.conn_id, side="right")
         rows = order[lo:hi]
         same = (
@@ -576,6 +589,17 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
             continue
         cut_off, first = np.unique(rel[inside], return_index=True)
         cut_rows = rows[inside][first]
+        if keep_from >= 0:
+            # keep boundaries at and after the mark's segment, and around small (command) segments
+            sel = cut_off > keep_from
+            before = np.nonzero(~sel)[0]
+            if before.shape[0]:
+                sel[before[-1]] = True  # the segment where the mark starts
+            bounds = np.r_[ev.seq_offset, cut_off, ev.seq_offset + len(data)]
+            size = np.diff(bounds)  # piece sizes: piece i starts at bounds[i]
+            small = size < _SMALL_SEGMENT
+            sel |= small[1:] | small[:-1]
+            cut_off, cut_rows = cut_off[sel], cut_rows[sel]
         starts = [ev.seq_offset, *cut_off.tolist()]
         frames = [ev.frame, *cols["frame"][cut_rows].tolist()]
         stamps = [ev.ts_ns, *cols["ts_ns"][cut_rows].tolist()]

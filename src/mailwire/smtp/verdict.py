@@ -327,8 +327,8 @@ def rule_connect_timeout(ctx: Context) -> Verdict | None:
     if t.established or not t.syn_frames or t.rsts:
         return None
     waited = (t.capture_end_ts_ns - t.first_ts_ns) / 1e9
-    if len(t.syn_frames) < 2 and waited < 20:
-        return None  # one SYN at the very end of the capture: the capture ended first
+    if len(t.syn_frames) < 3 and waited < 20:
+        return None  # one or two SYNs at the end of the capture: the capture ended first
     return Verdict(
         "connect_timeout",
         f"{len(t.syn_frames)} SYN(s) to {_who(ctx.session, t)} got no answer in {waited:.1f} s: "
@@ -377,6 +377,20 @@ def rule_path_loss(ctx: Context) -> Verdict | None:
     phase = s.phase() if s is not None else "during the transfer"
     span = sum(r.interval_s for r in ch.resends)
     intervals = ", ".join(f"{r.interval_s:.2f}" for r in ch.resends[:8])
+    extra = {"lost_segment_size": ch.size, "retransmissions": len(ch.resends), "phase": phase}
+    if ended == "the capture ended":
+        # Still retransmitting when the capture stopped: the loss is real, the end is not seen.
+        return Verdict(
+            "incomplete",
+            f"The capture ended while our {ch.size}-byte segment to {_who(s, t)} was still being "
+            f"retransmitted ({len(ch.resends)} times over {span:.1f} s, intervals {intervals} s): the path "
+            "is losing our packets; how the session ended is not in the capture.",
+            "medium",
+            "stalled_at_capture_end",
+            stage=phase,
+            evidence=ev,
+            extra={**extra, "detail": "stalled"},
+        )
     return Verdict(
         "path_loss_timeout",
         f"Our {ch.size}-byte segment to {_who(s, t)} was never acknowledged; it was retransmitted "
@@ -387,7 +401,7 @@ def rule_path_loss(ctx: Context) -> Verdict | None:
         "path_loss_timeout",
         stage=phase,
         evidence=ev,
-        extra={"lost_segment_size": ch.size, "retransmissions": len(ch.resends), "phase": phase},
+        extra=extra,
     )
 
 
