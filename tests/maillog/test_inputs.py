@@ -391,3 +391,28 @@ def test_sendmail_stage_from_timeout_line_and_reply_field(write_log: Callable[..
         "192.0.2.5",
     )
     assert (b.outcome, b.reply_code, b.category, b.provider) == ("deferred", 421, "reputation", "yahoo")
+
+
+def test_default_zone_is_local_with_dst(write_log: Callable[..., Path]) -> None:
+    """Without --tz, naive stamps follow this machine's zone rules stamp by stamp (DST included)."""
+    p = write_log(
+        "dst.log",
+        [
+            "Jan 15 12:00:00 mx1 postfix/smtp[1]: " + sent("DD0001"),
+            "Jul  1 12:00:00 mx1 postfix/smtp[1]: " + sent("DD0002"),
+        ],
+    )
+    code = (
+        f"from mailwire.maillog import triage_logs; t = triage_logs([{str(p)!r}], year=2024); "
+        "print(' '.join(a.time.isoformat() for a in t.attempts))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=dict(os.environ, TZ="Europe/Berlin"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2024-01-15T11:00:00+00:00", "2024-07-01T10:00:00+00:00"]

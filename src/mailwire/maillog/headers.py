@@ -57,11 +57,11 @@ _SOLARIS = re.compile(r"\[ID \d+ [^\]]+\] ")
 Split = tuple[int, str, int, str | None, str, str | None, str]
 
 
-def parse_tz(name: str | None) -> tzinfo:
-    """``None``/``"local"``: this machine's zone; ``UTC``; ``+02:00``; or an IANA name."""
+def parse_tz(name: str | None) -> tzinfo | None:
+    """``None``/``"local"`` → None: this machine's zone with its DST rules, stamp by stamp (a fixed
+    offset taken "now" would shift summer stamps in winter); else ``UTC``, ``+02:00`` or an IANA name."""
     if name is None or name == "local":
-        local = datetime.now().astimezone().tzinfo
-        return local if local is not None else UTC
+        return None
     if name.upper() in ("UTC", "Z", "GMT"):
         return UTC
     m = re.fullmatch(r"([+-])(\d\d):?(\d\d)", name)
@@ -82,7 +82,7 @@ def _fixed(minutes: int) -> tzinfo:
 class HeaderParser:
     """Splits the lines of one input; remembers the BSD year and the last matching format."""
 
-    def __init__(self, year: int, tz: tzinfo, ref_month: int = 12) -> None:
+    def __init__(self, year: int, tz: tzinfo | None, ref_month: int = 12) -> None:
         self.year = year  # year of the most recent BSD stamp
         self.ref_month = ref_month  # month of ``year`` the input was last written (file mtime)
         self.last_month = 0
@@ -210,7 +210,7 @@ class HeaderParser:
         return val
 
 
-def stamp_to_utc(kind: int, ts: str, year: int, tz: tzinfo) -> datetime:
+def stamp_to_utc(kind: int, ts: str, year: int, tz: tzinfo | None) -> datetime:
     if kind == BSD:
         dt = datetime(year, MONTHS[ts[:3]], int(ts[4:6]), int(ts[7:9]), int(ts[10:12]), int(ts[13:15]))
         return _aware(dt, tz)
@@ -231,8 +231,10 @@ def stamp_to_utc(kind: int, ts: str, year: int, tz: tzinfo) -> datetime:
     raise ValueError(f"unknown stamp kind {kind}")
 
 
-def _aware(dt: datetime, tz: tzinfo) -> datetime:
+def _aware(dt: datetime, tz: tzinfo | None) -> datetime:
     if dt.tzinfo is None:
+        if tz is None:  # the machine's local time, DST included
+            return dt.astimezone(UTC)
         dt = dt.replace(tzinfo=tz)
     return dt.astimezone(UTC)
 

@@ -64,7 +64,7 @@ def _size(path: str) -> int:
 class LogReader:
     """Reads inputs one after the other into ``attempts``; shared MTA state spans rotated files."""
 
-    def __init__(self, tz: tzinfo, year: int | None = None) -> None:
+    def __init__(self, tz: tzinfo | None, year: int | None = None) -> None:
         self.tz = tz
         self.year = year
         self.attempts: list[Attempt] = []
@@ -103,7 +103,7 @@ class LogReader:
         if self.year is not None:
             return self.year, 12
         try:
-            t = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC).astimezone(self.tz)
+            t = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC).astimezone(self.tz)  # None: local
         except (OSError, ValueError):
             t = datetime.now(tz=self.tz)
         return t.year, t.month

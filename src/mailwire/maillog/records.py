@@ -72,7 +72,7 @@ class Attempt:
     relay_host: str | None = None
     remote_ip: str | None = None
     remote_port: int | None = None
-    mx_preference: int | None = None
+    mx_preference: int | None = None  # not written by Postfix/Exim/Sendmail logs: stays None there
     size: int | None = None
     delay: float | None = None
     delays: tuple[float, float, float, float] | None = None
