@@ -202,6 +202,44 @@ PAYLOAD_EXPECT: dict[
         25,
     ),
     "msimerson/postfix-parser:test/index.js#pix": (0, None, None, None, None, None, None),
+    # soft_bounce=yes: the remote's 501 stays a rejection (reference §6.1 rule 3)
+    'forum:"Postfix issue with compromised account" (2014-10-14, pages corpus)': (
+        1,
+        "rejected",
+        None,
+        "rcpt",
+        "mail.techs.com.br",
+        "186.232.248.4",
+        25,
+    ),
+    # old Postfix without dsn=/delays= (logwatch test data)
+    "jsoref/logwatch-mirror:scripts/services/postfix#TD-76EB0D13": (
+        1,
+        "local",
+        "local_config",
+        None,
+        None,
+        None,
+        None,
+    ),
+    "jsoref/logwatch-mirror:scripts/services/postfix#TD-C8103B94": (
+        1,
+        "dns",
+        "dns_perm",
+        None,
+        None,
+        None,
+        None,
+    ),
+    "jsoref/logwatch-mirror:scripts/services/postfix#TD-C76431E2": (
+        1,
+        "deferred",
+        None,
+        "rcpt",
+        "sample.net",
+        "192.168.0.1",
+        None,
+    ),
 }
 
 
@@ -467,3 +505,19 @@ def test_psiphon_comment_lines_bsd_and_rfc3339() -> None:
     assert by_line[6].message_id == "20120627192404.DF85B221EB@psiphon3.com"
     assert by_line[7].time.isoformat() == "2012-07-03T21:28:09.632739+00:00"
     assert by_line[8].delays == (534.0, 0.18, 31.0, 0.69)
+
+
+def test_softbounce_keeps_the_remote_verdict(tmp_path: Path) -> None:
+    rows = {s: (p, pl) for s, p, pl in _payloads()}
+    prog, payload = rows['forum:"Postfix issue with compromised account" (2014-10-14, pages corpus)']
+    log = tmp_path / "maillog"
+    log.write_text(f"Oct 14 07:34:03 custhost1 {prog}[10837]: {payload}\n", encoding="utf-8")
+    (a,) = triage_logs([log], tz="UTC", year=2014).attempts
+    assert (a.outcome, a.mta_action, a.reply_code, a.enhanced_code, a.category, a.blocklist) == (
+        "rejected",
+        "softbounce",
+        501,
+        "5.7.1",
+        "blocklist",
+        "b.barracudacentral.org",
+    )

@@ -362,11 +362,11 @@ def categorize(
             bl = None
             if row.category == "blocklist":
                 m = _hit(BLOCKLIST, low)
-                bl = _bl_name(m) if m else row.id
+                bl = _bl_name(m, low) if m else row.id
             return row.category, provider or _front_provider(row.id), bl
     m = _hit(BLOCKLIST, low)
     if m is not None:
-        return "blocklist", provider, _bl_name(m)
+        return "blocklist", provider, _bl_name(m, low)
     if _hit(GREYLIST, low):
         return "greylist", provider, None
     for rule in GENERIC:
@@ -388,6 +388,18 @@ def _front_provider(row_id: str) -> str | None:
     return {"PP1": "proofpoint", "CS1": "cisco", "TM1": "trendmicro", "AT1": "att"}.get(row_id)
 
 
-def _bl_name(m: re.Match[str]) -> str:
+# a DNSBL zone of a well-known list, e.g. "b.barracudacentral.org", "zen.spamhaus.org"
+_ZONE = re.compile(r"[a-z0-9.\-]*(?:spamhaus|barracuda|spamcop|uceprotect|sorbs)[a-z0-9.\-]*")
+_USING = re.compile(r"(?:blocked using|listed (?:by|in|at|on)) ([a-z0-9.\-]+\.[a-z]{2,})")
+
+
+def _bl_name(m: re.Match[str], low: str = "") -> str:
+    """The list's name: the zone the reply names ("blocked using X"), else a well-known list's zone."""
+    u = _USING.search(low)
+    if u is not None:
+        return u.group(1).rstrip(".")
+    z = _ZONE.search(low)
+    if z is not None:
+        return z.group(0).strip(".-")
     name = m.group("name") or m.group("zone") or m.group("zone2")
     return (name or m.group(0)).lower().rstrip(".;,")
