@@ -416,3 +416,16 @@ def test_default_zone_is_local_with_dst(write_log: Callable[..., Path]) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["2024-01-15T11:00:00+00:00", "2024-07-01T10:00:00+00:00"]
+
+
+def test_line_longer_than_a_read_block_is_cut_not_buffered(tmp_path: Path) -> None:
+    p = tmp_path / "huge.log"
+    good = "Mar 31 19:41:02 mx1 postfix/smtp[1]: " + sent("EE0001")
+    with open(p, "wb") as fh:
+        fh.write(b"Mar 31 19:41:01 mx1 postfix/smtp[1]: " + b"A" * (3 << 20) + b"\n")  # 3 MiB, three blocks
+        fh.write(good.encode() + b"\n")
+    t = triage_logs([p], tz="UTC", year=2024)
+    s = t.inputs[0]
+    assert (s.lines, s.garbage, len(t.attempts)) == (2, 1, 1)
+    assert [(x.line, x.reason) for x in t.skipped] == [(1, "over-long line (> 65536 bytes), cut")]
+    assert t.attempts[0].queue_id == "EE0001"
