@@ -8,6 +8,7 @@ offset; packets before the damage are kept, and after it wherever the format let
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import subprocess
 import sys
@@ -208,7 +209,11 @@ def test_gzip_bomb_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
 # --- fuzzing --------------------------------------------------------------------------------------
 
 SMALL = [p for p in CORPUS if p.stat().st_size < 8000 and p.stat().st_size > 100]
-FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# MAILWIRE_FUZZ_EXAMPLES=5000 for a deeper hunt; the default keeps the suite fast
+EXAMPLES = int(os.environ.get("MAILWIRE_FUZZ_EXAMPLES", "60"))
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _read_bytes(data: bytes, suffix: str = ".pcap") -> list[PacketTable] | None:
@@ -292,6 +297,40 @@ def test_fuzz_decoders_on_random_frames(frames: list[bytes], link: int) -> None:
     c["link_type"] = np.full(n, link, np.int32)
     decode(buf, c)
     _check_bounds(PacketTable(path="fuzz", buf=buf, columns=c))
+
+
+@FUZZ
+@given(st.integers(0, 255), st.integers(-(1 << 63), (1 << 63) - 1), st.integers(0, (1 << 64) - 1))
+def test_fuzz_pcapng_timestamp_options(tsresol: int, tsoffset: int, units: int) -> None:
+    """Any if_tsresol / if_tsoffset / timestamp: a number comes out, never an exception."""
+    opts = [(9, bytes([tsresol])), (14, struct.pack("<q", tsoffset))]
+    data = ng_shb() + ng_idb(1, 0, "<", opts) + ng_epb(0, units, tcp4_frame(b"x", seq=9))
+    tables = _read_bytes(data, ".pcapng")
+    assert tables is not None
+    t = tables[0]
+    assert len(t) == 1 and int(t["seq"][0]) == 9 and t["ts_ns"].dtype == np.int64
+    assert 0 <= t.interfaces[0].ts_digits <= 9
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1, 2, 3, 4, 5, 6, 9, 10, 0xBAD, 0x40000BAD, 0x0A0D0D0A, 77]),
+            st.binary(max_size=120),
+            st.sampled_from(["<", ">"]),
+        ),
+        max_size=12,
+    )
+)
+def test_fuzz_pcapng_block_sequences(blocks: list[tuple[int, bytes, str]]) -> None:
+    """Well-framed blocks of every type with random bodies (IDB options, EPB fields, SHBs ...)."""
+    data = ng_shb() + ng_idb(1) + b"".join(ng_block(t, body, order) for t, body, order in blocks)
+    tables = _read_bytes(data, ".pcapng")
+    assert tables is not None
+    for t in tables:
+        _check_bounds(t)
+        assert all(str(i).startswith(t.path) for i in t.issues)
 
 
 @settings(max_examples=200, deadline=None, database=None)

@@ -229,6 +229,21 @@ def _options(body: bytes, order: str) -> list[tuple[int, bytes]]:
     return out
 
 
+def _units_to_ns(u: npt.NDArray[np.uint64], pow2: bool, exp: int) -> npt.NDArray[np.int64]:
+    """Timestamp units of ``10**-exp`` or ``2**-exp`` seconds to ns; any exponent (0..127) is safe."""
+    if pow2:
+        if exp < 64:
+            secs = (u >> np.uint64(exp)).astype(np.int64)
+            frac = (u & np.uint64((1 << exp) - 1)).astype(np.float64)
+            return secs * 1_000_000_000 + np.floor(frac * 1e9 / 2.0**exp).astype(np.int64)
+        return np.floor(u.astype(np.float64) * 1e9 / 2.0**exp).astype(np.int64)
+    if exp <= 9:
+        return u.astype(np.int64) * (10 ** (9 - exp))
+    if exp - 9 <= 19:
+        return (u // np.uint64(10 ** (exp - 9))).astype(np.int64)
+    return np.zeros(u.shape, np.int64)  # 10**-28 s and finer: every timestamp rounds to 0 ns
+
+
 def _text(value: bytes) -> str:
     return value.split(b"\x00", 1)[0].decode("utf-8", "replace")
 
@@ -474,17 +489,10 @@ class PcapngReader:
             iface = self.interfaces[g]
             link[sel] = iface.link_type
             pow2, exp = self._res[g]
-            u = units[sel]
-            if pow2:
-                shift = np.uint64(exp)
-                secs = (u >> shift).astype(np.int64)
-                frac = (u & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.float64)
-                ns = secs * 1_000_000_000 + np.floor(frac * 1e9 / float(2**exp)).astype(np.int64)
-            elif exp <= 9:
-                ns = u.astype(np.int64) * (10 ** (9 - exp))
-            else:
-                ns = (u // np.uint64(10 ** (exp - 9))).astype(np.int64)
-            ts_ns[sel] = ns + iface.ts_offset_s * 1_000_000_000
+            ns = _units_to_ns(units[sel], pow2, exp)
+            # if_tsoffset is attacker-controlled int64: clamp it (±2**33 s, ~270 years) before scaling
+            offset_s = max(-(1 << 33), min(1 << 33, iface.ts_offset_s))
+            ts_ns[sel] = ns + offset_s * 1_000_000_000
             if iface.snaplen > 0:
                 over = sel & (caplen > iface.snaplen)
                 warn[over] |= np.uint32(Warn.CAPLEN_EXCEEDS_SNAPLEN)
