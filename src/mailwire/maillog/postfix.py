@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from mailwire.maillog.classify import Cause, postfix_reason
 from mailwire.maillog.records import Attempt
@@ -74,6 +75,7 @@ _STRICT = re.compile(
     r"(?:dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), )?status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
     re.DOTALL,
 )
+_STRICT_Q = re.compile(QID + r": " + _STRICT.pattern, re.DOTALL)
 _STATUS = re.compile(
     r"to=<?(?P<to>[^>,]*)>?, (?P<fields>.*?)status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
     re.DOTALL,
@@ -242,6 +244,10 @@ class PostfixParser:
             return 0  # smtpd, pickup, bounce, anvil …: nothing for outbound triage
         if msg.startswith(_NOTES):
             return 0  # TLS session notes, warnings: cheap exit before any regex
+        sq = _STRICT_Q.match(msg)
+        if sq is not None:  # the usual status line, queue id and all fields in one match
+            g = sq.groups()
+            return self._status(when, file, lineno, host, prog, daemon, pid, g[0], "", raw, g[1:])
         m = _QID_MSG.match(msg)
         oqid: str | None = None
         rest = msg
@@ -270,10 +276,13 @@ class PostfixParser:
         qid: str | None,
         rest: str,
         raw: str,
+        pre: tuple[Any, ...] | None = None,
     ) -> int:
-        s = _STRICT.match(rest)
-        if s is not None:
-            to, orig, relay, cu, dl, da, db, dc, dd, dsn, status, reason = s.groups()
+        if pre is None:
+            s = _STRICT.match(rest)
+            pre = s.groups() if s is not None else None
+        if pre is not None:
+            to, orig, relay, cu, dl, da, db, dc, dd, dsn, status, reason = pre
             delay: float | None = float(dl)
             delays: tuple[float, float, float, float] | None = (float(da), float(db), float(dc), float(dd))
         else:
