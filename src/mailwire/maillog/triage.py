@@ -18,6 +18,11 @@ The verdict rules, in order (each a few lines below):
 3. ``our side``: timeouts/lost connections towards two or more unrelated providers → a sender-scope
    ``network_path`` verdict, and those providers' ``remote_outage`` verdicts become ``network_path``.
    DNS failures on several domains, local errors → a sender-scope ``local_config`` verdict.
+
+Counting is columnar: one Python pass turns the attempts into NumPy columns (outcome, time bucket,
+hour, provider, domain, size, flags); each destination is an index array into them, so outcome
+mixes, buckets and intermittency are ``bincount``/``intersect1d`` calls. Only failed tries are
+looked at one by one (they carry the reply texts the votes need).
 """
 
 from __future__ import annotations
