@@ -12,8 +12,14 @@ delivered to the consumer (the SMTP dissector) strictly in stream order, as even
 
 Every byte offset is covered by exactly one event, in increasing order. Retransmitted bytes
 already delivered are not delivered again. Out-of-order data is held in a per-direction buffer
-capped at ``max_buffer`` bytes; when the cap is exceeded the hole in front of the buffered data
+capped at ``budget`` bytes; when the cap is exceeded the hole in front of the buffered data
 is declared a gap so that memory stays bounded, and the count of bytes given up is reported.
+
+Speed: the common case (a segment that continues its direction's stream, no data held) is
+decided by a compiled loop (:func:`_plan`) that also merges consecutive in-order segments of one
+direction into one run, so Python touches each run (typically one per SMTP command, reply or
+message body), not each segment. A segment that arrives ahead of its stream, or while data is
+held, stops the loop and is handled in Python (:meth:`Reassembler._slow`); the loop resumes after it.
 
 This module knows nothing about SMTP and never reads files.
 """
@@ -21,10 +27,11 @@ This module knows nothing about SMTP and never reads files.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from numba import njit
 
 Direction = Literal["c2s", "s2c"]
 
@@ -59,19 +66,133 @@ StreamEvent = StreamChunk | StreamGap
 M32 = 0xFFFFFFFF
 _SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
 
+# per-direction state columns (row 2 * conn + kdir)
+R_BASE = 0  # raw sequence number of stream offset 0 (-1: not known yet)
+R_NEXT = 1  # next stream offset to deliver
+R_FIN = 2  # stream offset of the FIN (-1: none)
+R_ACKED = 3  # highest stream offset the other side acknowledged (-1: none)
+R_HELD = 4  # 1 while out-of-order data is held (Python's slow path owns the direction)
+R_LAST_FRAME = 5
+R_LAST_TS = 6
+R_NFIELDS = 7
 
-@dataclass
-class _Dir:
-    """Reassembly state of one direction."""
+# run kinds
+K_DATA, K_GAP, K_SNAPLEN = 1, 2, 3
 
-    base: int = -1  # raw sequence number of stream offset 0; -1 until known
-    next_off: int = 0  # next stream offset to deliver
-    held: dict[int, tuple[bytes, int, int]] = field(default_factory=dict)  # off -> (data, frame, ts)
-    held_bytes: int = 0
-    last_frame: int = 0
-    last_ts: int = 0
-    acked: int = -1  # highest stream offset the other side acknowledged
-    fin: int = -1  # stream offset of the FIN (it takes a sequence number, not a byte)
+
+@njit(cache=True, inline="always")
+def _near_nb(ref: int, off32: int) -> int:
+    delta = (off32 - (ref & M32)) & M32
+    if delta >= 0x80000000:
+        delta -= 0x100000000
+    return ref + delta
+
+
+@njit(cache=True)
+def _plan(
+    j0: int, conv: np.ndarray, kdir: np.ndarray, flags: np.ndarray, seq: np.ndarray, ack: np.ndarray,
+    seglen: np.ndarray, frame: np.ndarray, ts: np.ndarray, start: np.ndarray, cap: np.ndarray,
+    dup: np.ndarray, st: np.ndarray, pend: np.ndarray, runs: np.ndarray, pieces: np.ndarray, cnt: np.ndarray,
+) -> int:  # fmt: skip
+    """Fast path from segment ``j0``; returns the index of the first segment Python must handle
+    (or n). Runs: [conn, kdir, kind, offset, length, frame, ts]; pieces: [run, start, length]."""
+    n = conv.shape[0]
+    for j in range(j0, n):
+        c = conv[j]
+        kd = kdir[j]
+        d = 2 * c + kd
+        f = flags[j]
+        s = seq[j]
+        if f & _SYN:
+            if st[d, R_BASE] < 0 or st[d, R_NEXT] == 0:
+                st[d, R_BASE] = (s + 1) & M32
+            continue
+        ln = seglen[j]
+        if ln == 0 and (f & _ACK):
+            o = 2 * c + 1 - kd
+            if st[o, R_BASE] >= 0:
+                a = _near_nb(st[o, R_NEXT], (ack[j] - st[o, R_BASE]) & M32)
+                if st[o, R_FIN] >= 0 and a > st[o, R_FIN]:
+                    a = st[o, R_FIN]
+                if a > st[o, R_ACKED]:
+                    st[o, R_ACKED] = a
+                if st[o, R_HELD] == 0 and a > st[o, R_NEXT]:  # the ACK passed bytes never captured
+                    r = cnt[0]
+                    runs[r, 0] = c
+                    runs[r, 1] = 1 - kd
+                    runs[r, 2] = K_GAP
+                    runs[r, 3] = st[o, R_NEXT]
+                    runs[r, 4] = a - st[o, R_NEXT]
+                    runs[r, 5] = frame[j]
+                    runs[r, 6] = ts[j]
+                    cnt[0] = r + 1
+                    pend[c] = -1
+                    st[o, R_NEXT] = a
+        if st[d, R_BASE] < 0:
+            st[d, R_BASE] = s
+        if f & _FIN:
+            st[d, R_FIN] = _near_nb(st[d, R_NEXT], (s - st[d, R_BASE]) & M32) + ln
+        if ln <= 0 or dup[j]:
+            continue
+        off = _near_nb(st[d, R_NEXT], (s - st[d, R_BASE]) & M32)
+        st[d, R_LAST_FRAME] = frame[j]
+        st[d, R_LAST_TS] = ts[j]
+        nxt = st[d, R_NEXT]
+        if off + ln <= nxt:
+            continue  # delivered already
+        if st[d, R_HELD] != 0 or off > nxt:
+            return j  # ahead of the stream, or data held: Python's slow path
+        skip = nxt - off
+        have = cap[j] - skip
+        if have > 0:
+            r = pend[c]
+            if r >= 0 and runs[r, 1] == kd and runs[r, 2] == K_DATA and runs[r, 3] + runs[r, 4] == nxt:
+                runs[r, 4] += have
+            else:
+                r = cnt[0]
+                runs[r, 0] = c
+                runs[r, 1] = kd
+                runs[r, 2] = K_DATA
+                runs[r, 3] = nxt
+                runs[r, 4] = have
+                runs[r, 5] = frame[j]
+                runs[r, 6] = ts[j]
+                cnt[0] = r + 1
+                pend[c] = r
+            p = cnt[1]
+            pieces[p, 0] = r
+            pieces[p, 1] = start[j] + skip
+            pieces[p, 2] = have
+            cnt[1] = p + 1
+        end = off + ln
+        cap_end = off + cap[j]
+        if cap_end < end:  # payload cut by the snaplen
+            g0 = cap_end if cap_end > nxt else nxt
+            r = cnt[0]
+            runs[r, 0] = c
+            runs[r, 1] = kd
+            runs[r, 2] = K_SNAPLEN
+            runs[r, 3] = g0
+            runs[r, 4] = end - g0
+            runs[r, 5] = frame[j]
+            runs[r, 6] = ts[j]
+            cnt[0] = r + 1
+            pend[c] = -1
+        st[d, R_NEXT] = end
+    return n
+
+
+@njit(cache=True)
+def _gather(buf: np.ndarray, pieces: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
+    """Copy each piece [start, start + length) of ``buf`` to its run's next place in ``out``
+    (``pos``: where each run's bytes go next). Reads ``buf`` in file order."""
+    for p in range(pieces.shape[0]):
+        r = pieces[p, 0]
+        a = pieces[p, 1]
+        n = pieces[p, 2]
+        o = pos[r]
+        out[o : o + n] = buf[a : a + n]
+        pos[r] = o + n
 
 
 class Reassembler:
@@ -96,13 +217,26 @@ class Reassembler:
         self.on_event = on_event
         self.keep = keep and on_event is None
         self.keep_limit = keep_limit
-        self.dirs: dict[tuple[int, int], _Dir] = {}
+        self.st = np.zeros((0, R_NFIELDS), dtype=np.int64)
+        self.held: dict[int, dict[int, tuple[bytes, int, int]]] = {}  # dir row -> offset -> data
+        self.held_bytes: dict[int, int] = {}
         self.client_kdir: dict[int, int] = {}
         self.events: dict[int, list[StreamEvent]] = {}
-        self.kept: dict[tuple[int, int], int] = {}
+        self.kept: dict[int, int] = {}
         self.dropped = 0
         self.not_kept = 0
-        self._pending: dict[int, list[Any]] = {}  # conv -> [kdir, offset, length, pieces, frame, ts]
+
+    def _ensure(self, n_conv: int) -> None:
+        old = self.st.shape[0]
+        if 2 * n_conv <= old:
+            return
+        rows = max(2 * n_conv, 2 * old, 2048)
+        st = np.zeros((rows, R_NFIELDS), dtype=np.int64)
+        st[:old] = self.st
+        st[old:, R_BASE] = -1
+        st[old:, R_FIN] = -1
+        st[old:, R_ACKED] = -1
+        self.st = st
 
     # -- feeding ---------------------------------------------------------------------------------
     def feed(self, table: Any, sel: Any, part: dict[str, np.ndarray], ws: Any = None) -> None:
@@ -117,127 +251,135 @@ class Reassembler:
         if idx.size == 0:
             return
         c = table.columns
-        r = sel.rows[idx]
-        start_l = (c["pkt_off"][r] + c["payload_off"][r]).tolist()
-        cap_l = c["cap_payload_len"][r].tolist()
-        buf = memoryview(table.buf)
-        dupf = ((part["mailwire"][idx] & 0x10000) != 0).tolist()  # DUPLICATE_FRAME: adds nothing
-        lists = [part["stream"][idx], cols["kdir"][idx], fl[idx], cols["seq"][idx], cols["ack"][idx],
-                 cols["seglen"][idx], cols["frame"][idx], cols["ts"][idx]]  # fmt: skip
-        it = zip(*(x.tolist() for x in lists), start_l, cap_l, dupf, strict=True)
-        dirs = self.dirs
-        for conv, kd, f, s, ack, n, fr, t, start, cap, dup in it:  # one step per such segment
-            if (f & _SYN) and conv not in self.client_kdir:
-                self.client_kdir[conv] = kd if not (f & _ACK) else 1 - kd
-            d = dirs.get((conv, kd))
-            if d is None:
-                d = dirs[(conv, kd)] = _Dir()
-            if f & _SYN:
-                if d.base < 0 or not d.next_off:
-                    d.base = (s + 1) & M32
-                continue
-            if n == 0 and (f & _ACK):
-                o = dirs.get((conv, 1 - kd))
-                if o is not None and o.base >= 0:
-                    a = _near(o.next_off, (ack - o.base) & M32)
-                    if o.fin >= 0:
-                        a = min(a, o.fin)
-                    o.acked = max(o.acked, a)
-                    if not o.held and a > o.next_off:  # ACK passed a hole we never saw
-                        self._gap(conv, 1 - kd, o, a - o.next_off, fr, t, "not_captured")
-            if d.base < 0:
-                d.base = s
-            if f & _FIN:
-                d.fin = _near(d.next_off, (s - d.base) & M32) + n
-            if n <= 0 or dup:
-                continue
-            off = _near(d.next_off, (s - d.base) & M32)
-            d.last_frame, d.last_ts = fr, t
-            if off + n <= d.next_off:
-                continue  # all of it delivered already (retransmission)
-            data = buf[start : start + cap]
-            if off <= d.next_off and not d.held:
-                self._deliver(conv, kd, d, off, data, n, fr, t)
-            elif off <= d.next_off:
-                self._deliver(conv, kd, d, off, data, n, fr, t)
-                self._release(conv, kd, d)
-            else:
-                if off not in d.held or len(d.held[off][0]) < len(data):
-                    d.held_bytes += len(data) - (len(d.held[off][0]) if off in d.held else 0)
-                    d.held[off] = (bytes(data), fr, t)
-                if d.held_bytes > self.budget:
-                    first = min(d.held)
-                    self.dropped += first - d.next_off
-                    self._gap(conv, kd, d, first - d.next_off, fr, t, "buffer_limit")
-                    self._release(conv, kd, d)
-        self._flush_all()
+        rows = sel.rows[idx]
+        conv = part["stream"][idx].astype(np.int64)
+        self._ensure(int(conv.max()) + 1)
+        kdir = cols["kdir"][idx]
+        flags = fl[idx]
+        syn_rows = np.flatnonzero((flags & _SYN) != 0)
+        for j in syn_rows.tolist():  # roles: one step per SYN
+            cv = int(conv[j])
+            if cv not in self.client_kdir:
+                self.client_kdir[cv] = int(kdir[j]) if not (flags[j] & _ACK) else 1 - int(kdir[j])
+        args = (
+            conv, kdir, flags, cols["seq"][idx], cols["ack"][idx], cols["seglen"][idx], cols["frame"][idx],
+            cols["ts"][idx], (c["pkt_off"][rows] + c["payload_off"][rows]).astype(np.int64),
+            np.maximum(c["cap_payload_len"][rows], 0).astype(np.int64),
+            (part["mailwire"][idx] & 0x10000) != 0,
+        )  # fmt: skip
+        m = idx.size
+        pend = np.full(int(conv.max()) + 1, -1, dtype=np.int64)
+        runs = np.zeros((2 * m + 1, 7), dtype=np.int64)
+        pieces = np.zeros((m + 1, 3), dtype=np.int64)
+        buf = table.buf
+        j = 0
+        while j < m:
+            cnt = np.zeros(2, dtype=np.int64)
+            j = _plan(j, *args, self.st, pend, runs, pieces, cnt)
+            self._materialize(buf, runs[: cnt[0]], pieces[: cnt[1]])
+            if j < m:
+                pend[:] = -1
+                self._slow(buf, j, args)
+                j += 1
 
-    def _deliver(
-        self, conv: int, kd: int, d: _Dir, off: int, data: bytes | memoryview, n: int, fr: int, t: int
-    ) -> None:
-        skip = d.next_off - off
+    def _materialize(self, buf: np.ndarray, runs: np.ndarray, pieces: np.ndarray) -> None:
+        """Turn the kernel's runs into events (data gathered with one vectorised copy)."""
+        if runs.shape[0] == 0:
+            return
+        nr = runs.shape[0]
+        chunks: list[bytes] = [b""] * nr
+        if pieces.shape[0]:
+            lens = pieces[:, 2]
+            per_run = np.bincount(pieces[:, 0], weights=lens, minlength=nr).astype(np.int64)
+            starts = np.concatenate(([0], np.cumsum(per_run)))
+            out = np.empty(int(starts[-1]), dtype=np.uint8)
+            _gather(buf, pieces, starts[:-1].copy(), out)
+            bounds = starts.tolist()
+            for r in np.flatnonzero(per_run).tolist():
+                chunks[r] = out[bounds[r] : bounds[r + 1]].tobytes()
+            del out
+        for r, (cv, kd, kind, off, ln, fr, t) in enumerate(runs.tolist()):
+            if kind == K_DATA:
+                self._chunk(cv, kd, off, chunks[r], fr, t)
+            else:
+                reason = "snaplen" if kind == K_SNAPLEN else "not_captured"
+                self._emit(StreamGap(cv, self._dir(cv, kd), off, ln, fr, t, reason))
+
+    # -- slow path: out-of-order data, held data ---------------------------------------------------
+    def _slow(self, buf: np.ndarray, j: int, args: tuple[np.ndarray, ...]) -> None:
+        conv, kdir, _flags, seq, _ack, seglen, frame, ts, start, cap, _dup = args
+        cv, kd = int(conv[j]), int(kdir[j])
+        d = 2 * cv + kd
+        st = self.st
+        n, fr, t = int(seglen[j]), int(frame[j]), int(ts[j])
+        off = _near(int(st[d, R_NEXT]), (int(seq[j]) - int(st[d, R_BASE])) & M32)
+        s0, cp = int(start[j]), int(cap[j])
+        data = buf[s0 : s0 + cp].tobytes()
+        held = self.held.setdefault(d, {})
+        if off <= st[d, R_NEXT]:
+            self._deliver(cv, kd, off, data, n, fr, t)
+        elif off not in held or len(held[off][0]) < len(data):
+            self.held_bytes[d] = (
+                self.held_bytes.get(d, 0) + len(data) - (len(held[off][0]) if off in held else 0)
+            )
+            held[off] = (data, fr, t)
+            st[d, R_HELD] = 1
+        if self.held_bytes.get(d, 0) > self.budget:
+            first = min(held)
+            self.dropped += first - int(st[d, R_NEXT])
+            self._gap(cv, kd, first - int(st[d, R_NEXT]), fr, t, "buffer_limit")
+        self._release(cv, kd)
+
+    def _deliver(self, cv: int, kd: int, off: int, data: bytes, n: int, fr: int, t: int) -> None:
+        d = 2 * cv + kd
+        nxt = int(self.st[d, R_NEXT])
+        skip = nxt - off
         if skip < len(data):
-            self._emit_chunk(conv, kd, d.next_off, data[skip:] if skip else data, fr, t)
+            self._chunk(cv, kd, nxt, data[skip:] if skip else data, fr, t)
         end = off + n
         captured_end = off + len(data)
         if captured_end < end:  # payload cut by the snaplen
-            gstart = max(captured_end, d.next_off)
-            if end > gstart:
-                self._emit(StreamGap(conv, self._dir(conv, kd), gstart, end - gstart, fr, t, "snaplen"))
-        d.next_off = max(d.next_off, end)
+            g0 = max(captured_end, nxt)
+            if end > g0:
+                self._emit(StreamGap(cv, self._dir(cv, kd), g0, end - g0, fr, t, "snaplen"))
+        self.st[d, R_NEXT] = max(nxt, end)
 
-    def _release(self, conv: int, kd: int, d: _Dir) -> None:
-        while d.held:
-            first = min(d.held)
-            if first > d.next_off:
+    def _release(self, cv: int, kd: int) -> None:
+        d = 2 * cv + kd
+        held = self.held.get(d)
+        while held:
+            first = min(held)
+            if first > self.st[d, R_NEXT]:
                 return
-            data, fr, t = d.held.pop(first)
-            d.held_bytes -= len(data)
-            if first + len(data) > d.next_off:
-                self._deliver(conv, kd, d, first, data, len(data), fr, t)
+            data, fr, t = held.pop(first)
+            self.held_bytes[d] -= len(data)
+            if first + len(data) > self.st[d, R_NEXT]:
+                self._deliver(cv, kd, first, data, len(data), fr, t)
+        self.st[d, R_HELD] = 0
 
-    def _gap(self, conv: int, kd: int, d: _Dir, length: int, fr: int, t: int, reason: str) -> None:
+    def _gap(self, cv: int, kd: int, length: int, fr: int, t: int, reason: str) -> None:
         if length <= 0:
             return
-        self._emit(StreamGap(conv, self._dir(conv, kd), d.next_off, length, fr, t, reason))
-        d.next_off += length
+        d = 2 * cv + kd
+        self._emit(StreamGap(cv, self._dir(cv, kd), int(self.st[d, R_NEXT]), length, fr, t, reason))
+        self.st[d, R_NEXT] += length
 
+    # -- output ------------------------------------------------------------------------------------
     def _dir(self, conv: int, kd: int) -> Direction:
         return "c2s" if kd == self.client_kdir.get(conv, kd) else "s2c"
 
-    def _emit_chunk(self, conv: int, kd: int, off: int, data: bytes | memoryview, fr: int, t: int) -> None:
-        """Queue in-order bytes; contiguous pieces of one direction become one StreamChunk."""
-        run = self._pending.get(conv)
-        if run is not None:
-            if run[0] == kd and run[1] + run[2] == off:
-                run[3].append(data)
-                run[2] += len(data)
-                return
-            self._flush(conv)
-        self._pending[conv] = [kd, off, len(data), [data], fr, t]
-
-    def _flush(self, conv: int) -> None:
-        run = self._pending.pop(conv, None)
-        if run is None:
-            return
-        kd, off, n, pieces, fr, t = run
-        data = b"".join(pieces)
+    def _chunk(self, cv: int, kd: int, off: int, data: bytes, fr: int, t: int) -> None:
         if self.keep:
-            used = self.kept.get((conv, kd), 0)
-            if used + n > self.keep_limit:
-                self.not_kept += n
-                self._emit(StreamGap(conv, self._dir(conv, kd), off, n, fr, t, "buffer_limit"))
+            d = 2 * cv + kd
+            used = self.kept.get(d, 0)
+            if used + len(data) > self.keep_limit:
+                self.not_kept += len(data)
+                self._emit(StreamGap(cv, self._dir(cv, kd), off, len(data), fr, t, "buffer_limit"))
                 return
-            self.kept[(conv, kd)] = used + n
-        self._emit(StreamChunk(conv, self._dir(conv, kd), off, data, fr, t))
-
-    def _flush_all(self) -> None:
-        for conv in list(self._pending):
-            self._flush(conv)
+            self.kept[d] = used + len(data)
+        self._emit(StreamChunk(cv, self._dir(cv, kd), off, data, fr, t))
 
     def _emit(self, ev: StreamEvent) -> None:
-        if self._pending and ev.conn_id in self._pending and isinstance(ev, StreamGap):
-            self._flush(ev.conn_id)  # queued bytes of this connection come first
         if self.on_event is not None:
             self.on_event(ev)
         elif self.keep:
@@ -245,16 +387,20 @@ class Reassembler:
 
     # -- end of capture --------------------------------------------------------------------------
     def finish(self, connections: Any = None) -> dict[int, list[StreamEvent]]:
-        """Flush held data (a gap, then the data); return the kept events per connection."""
-        self._flush_all()
-        for (conv, kd), d in sorted(self.dirs.items()):
-            while d.held:
-                first = min(d.held)
-                self._gap(conv, kd, d, first - d.next_off, d.last_frame, d.last_ts, "not_captured")
-                self._release(conv, kd, d)
-            if d.acked > d.next_off:
-                self._gap(conv, kd, d, d.acked - d.next_off, d.last_frame, d.last_ts, "not_captured")
-        self._flush_all()
+        """Flush held data (a gap, then the data) and ACKed-but-unseen tails; return kept events."""
+        st = self.st
+        for d in range(st.shape[0]):
+            if st[d, R_BASE] < 0:
+                continue
+            cv, kd = d // 2, d % 2
+            fr, t = int(st[d, R_LAST_FRAME]), int(st[d, R_LAST_TS])
+            held = self.held.get(d)
+            while held:
+                first = min(held)
+                self._gap(cv, kd, first - int(st[d, R_NEXT]), fr, t, "not_captured")
+                self._release(cv, kd)
+            if st[d, R_ACKED] > st[d, R_NEXT]:
+                self._gap(cv, kd, int(st[d, R_ACKED] - st[d, R_NEXT]), fr, t, "not_captured")
         return self.events
 
 
