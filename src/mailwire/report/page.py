@@ -207,21 +207,36 @@ def build_page(run: DiagnoseRun) -> ReportPage:
         }
         for h in d.hops
     ]
-    by_capture: dict[str, list[SessionFact]] = {}
+    caps = d.captures
+    side = [x for x in run.cited if len(caps) >= 2 and x.capture == caps[0]][:3]
+    # Every connection the page draws, per capture, so each capture is read once.
+    wanted: dict[str, list[tuple[tuple[str, int, int], ConnSpec]]] = {}
     for s in run.cited:
-        by_capture.setdefault(s.capture, []).append(s)
-    cols_of: dict[tuple[str, int], dict[str, np.ndarray]] = {}
-    for cap, sessions in by_capture.items():
-        for s, cols in zip(sessions, collect_columns(cap, [_spec(s) for s in sessions]), strict=True):
-            cols_of[(cap, s.conn_id)] = cols
+        wanted.setdefault(s.capture, []).append(((s.capture, s.conn_id, 0), _spec(s)))
+    for k, s in enumerate(side):
+        for cap in caps:
+            wanted.setdefault(cap, []).append(((s.capture, s.conn_id, 1 + k), spec_at(run, s, cap)))
+    cols_of: dict[tuple[str, tuple[str, int, int]], dict[str, np.ndarray]] = {}
+    for cap, items in wanted.items():
+        if cap == "-":  # stdin was consumed by the analysis: nothing to draw from
+            continue
+        for (key, _), cols in zip(items, collect_columns(cap, [sp for _, sp in items]), strict=True):
+            cols_of[(cap, key)] = cols
+    attempt_of = {(m.session.capture, m.session.conn_id): m.attempt for m in run.matches}
     for s in run.cited:
-        cols = cols_of.get((s.capture, s.conn_id), {})
+        cols = cols_of.get((s.capture, (s.capture, s.conn_id, 0)), {})
         title = f"{s.client}:{s.client_port} → {s.server}:{s.server_port}"
         graph: Any = None
         notes: list[str] = []
         if cols and cols["frame"].size:
             graph, notes, _ = _graph(
                 cols, s, _lost_frames(run, s.capture), f"{Path(s.capture).name}: {title}"
+            )
+        evidence = [f"frame {e.frame}: {e.text}" for e in s.evidence[:8]]
+        a = attempt_of.get((s.capture, s.conn_id))
+        if a is not None:
+            evidence.insert(
+                0, f"the log's attempt ({a.file} line {a.line}): {a.raw or a.reason or a.outcome}"
             )
         page.sessions.append(
             SessionFigure(
@@ -233,40 +248,34 @@ def build_page(run: DiagnoseRun) -> ReportPage:
                 ladder=_ladder(cols, s) if cols else None,
                 graph=graph,
                 graph_notes=notes,
-                evidence=[f"frame {e.frame}: {e.text}" for e in s.evidence[:8]],
+                evidence=evidence,
             )
         )
     # The same connection at every capture point, side by side (translated through NAT where
     # compare matched it).
-    caps = d.captures
-    if len(caps) >= 2:
-        for s in [x for x in run.cited if x.capture == caps[0]][:3]:
-            views = []
-            for cap in caps:
-                sp = spec_at(run, s, cap)
-                cols = collect_columns(cap, [sp])[0]
-                if not cols or not cols["frame"].size:
-                    continue
-                here = SessionFact(**{**s.__dict__, "client": sp.client, "client_port": sp.client_port,
-                                      "server": sp.server, "server_port": sp.server_port})  # fmt: skip
-                views.append((cap, cols, here, _graph(cols, here, _lost_frames(run, cap), Path(cap).name)[2]))
-            # Same axes in every panel: the union of their time spans, the highest sequence.
-            t_range = (
-                (min(v[3].t_first_ns for v in views), max(v[3].t_last_ns for v in views)) if views else None
+    for k, s in enumerate(side):
+        views = []
+        for cap in caps:
+            cols = cols_of.get((cap, (s.capture, s.conn_id, 1 + k)), {})
+            if not cols or not cols["frame"].size:
+                continue
+            sp = spec_at(run, s, cap)
+            here = SessionFact(**{**s.__dict__, "client": sp.client, "client_port": sp.client_port,
+                                  "server": sp.server, "server_port": sp.server_port})  # fmt: skip
+            views.append((cap, cols, here, _graph(cols, here, _lost_frames(run, cap), Path(cap).name)[2]))
+        # Same axes in every panel: the union of their time spans, the highest sequence.
+        t_range = (min(v[3].t_first_ns for v in views), max(v[3].t_last_ns for v in views)) if views else None
+        y_top = max((v[3].max_seq for v in views), default=0)
+        panels = []
+        for cap, cols, here, _ in views:
+            graph, notes, _ = _graph(
+                cols, here, _lost_frames(run, cap), Path(cap).name, t_range=t_range, y_top=y_top
             )
-            y_top = max((v[3].max_seq for v in views), default=0)
-            panels = []
-            for cap, cols, here, _ in views:
-                graph, notes, _ = _graph(
-                    cols, here, _lost_frames(run, cap), Path(cap).name, t_range=t_range, y_top=y_top
-                )
-                panels.append(ComparePanel(capture=cap, graph=graph, caption=" ".join(notes)))
-            if len(panels) >= 2:
-                page.compares.append(
-                    CompareFigure(
-                        title=f"{s.client}:{s.client_port} → {s.server}:{s.server_port}", panels=panels
-                    )
-                )
+            panels.append(ComparePanel(capture=cap, graph=graph, caption=" ".join(notes)))
+        if len(panels) >= 2:
+            page.compares.append(
+                CompareFigure(title=f"{s.client}:{s.client_port} → {s.server}:{s.server_port}", panels=panels)
+            )
     return page
 
 
