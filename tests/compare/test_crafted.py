@@ -286,6 +286,18 @@ def test_capture_loss_downstream_is_not_network_loss(tmp_path: Path) -> None:
     assert "edge.pcap" in hop["verdict"]["sentence"]
 
 
+def test_capture_loss_dominates_unprovable_ack_loss(tmp_path: Path) -> None:
+    pk = conversation(n_data=30)
+    data = [p for p in pk if p.tag == "data"]
+    missing = {id(p) for p in data[5:25]} | {id(pk[2])}  # 20 data segments and the handshake's ACK
+    b = observe(pk, keep=lambda p: id(p) not in missing, delay_ns=hop_delay)
+    hop = run(tmp_path, observe(pk), b)["hops"][0]
+    assert hop["lost"]["a_to_b"]["capture_loss"] == 20
+    assert hop["lost"]["a_to_b"]["lost"] == 1  # a pure ACK: nothing proves where it went
+    assert hop["verdict"]["kind"] == "capture_loss"
+    assert [f["kind"] for f in hop["findings"]] == ["capture_loss", "random_loss"]
+
+
 def test_three_points_loss_on_second_hop(tmp_path: Path) -> None:
     pk = conversation(n_data=20, drop=lambda p: len(p.payload) > 1000)
     a = observe(pk)

@@ -16,7 +16,9 @@ Rules, in order; every rule that holds becomes a finding, the first one is the v
 5. ``random_loss``: otherwise any network loss, with its rate per direction.
 6. ``injected_packets`` without RSTs.
 7. ``capture_loss``: segments missing from the downstream capture that the downstream capture
-   itself shows were acknowledged: the capture dropped them, not the network.
+   itself shows were acknowledged (or seen downstream amid packets the upstream capture has):
+   a capture dropped them, not the network. Put first when such proven capture loss is at least
+   five times the "lost" packets and those are only pure ACKs, which nothing can vouch for.
 8. ``no_loss``.
 """
 
@@ -32,6 +34,7 @@ SIZE_MIN_PASSED = 3
 SIZE_LOST_SHARE = 0.9
 SIZE_PASS_SHARE = 0.1
 DIRECTIONAL_SHARE = 0.5
+CAPTURE_DOMINANT = 5  # proven capture loss this many times the unprovable losses: capture first
 
 
 @dataclass
@@ -157,6 +160,18 @@ def decide(
                     {"count": s["capture_loss"], "missed_upstream": s["missed_by_upstream_capture"]},
                 )
             )
+    # Mostly proven capture loss, and the "network" losses are only packets nothing can vouch for
+    # (pure ACKs): the capture is the likelier culprit for those too; say capture loss first.
+    cap = sum(s["capture_loss"] + s["missed_by_upstream_capture"] for s in directions.values())
+    net = sum(s["lost"] for s in directions.values())
+    data_lost = sum(s["data_segments_lost"] + s["lost_syn"] for s in directions.values())
+    first = out[0].kind if out else ""
+    if (
+        cap >= CAPTURE_DOMINANT * max(net, 1)
+        and data_lost == 0
+        and first in ("random_loss", "directional_loss")
+    ):
+        out.sort(key=lambda f: f.kind != "capture_loss")
     if not out:
         out.append(Finding("no_loss"))
     return out
