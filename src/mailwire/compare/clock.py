@@ -95,15 +95,13 @@ def estimate(t_a: I64, t_b: I64, half_a: I64, n_halves: int) -> tuple[Clock, npt
         clock.violation_ns = max(0.0, lo - hi)
         clock.method = "two-way"
     else:
-        # one direction known at best: decide the others by sign after assuming zero minimal delay
-        undecided = fwd_pair < 0
+        # one direction known at best: assume zero minimal delay in it
         if F.any() or R.any():
             clock.offset_ns = float(delta[F].min()) if F.any() else float(delta[R].max())
         else:
-            # no connection matched both ways: the smallest |delta| direction is taken as the bound
+            # no connection matched both ways: take everything as flowing A -> B (path order)
             clock.offset_ns = float(delta.min())
         clock.method = "one-way (bound)"
-        del undecided
     # halves matched one way only: forward if their median delta lies above the offset
     und = np.flatnonzero(has & (forward < 0))
     if und.size:
