@@ -97,8 +97,16 @@ def _be64(buf: U8Array, idx: I64Array) -> npt.NDArray[np.uint64]:
 
 
 def _hdr(buf: U8Array, idx: I64Array, k: int) -> U8Array:
-    """The ``k`` bytes at each ``idx`` as an (n, k) matrix: one gather for a whole fixed header."""
-    return buf[idx[:, None] + np.arange(k, dtype=np.int64)]
+    """The ``k`` bytes at each ``idx`` as an (n, k) matrix: one gather for a whole fixed header.
+
+    Rows of a sliding-window view are gathered (k contiguous bytes each), which avoids building an
+    (n, k) index matrix. Callers guarantee ``idx + k`` stays inside the frame, hence inside ``buf``.
+    """
+    if idx.size == 0:
+        return np.zeros((0, k), np.uint8)
+    if k < 8:  # for a few bytes the index matrix is cheaper than the view machinery (measured)
+        return buf[idx[:, None] + np.arange(k, dtype=np.int64)]
+    return np.lib.stride_tricks.sliding_window_view(buf, k)[idx]
 
 
 def _h8(h: U8Array, o: int) -> I64Array:
