@@ -9,7 +9,10 @@ per row. Every value printed is a number, an address (digits, hex, dots, colons)
 fixed warning names, so JSON lines are assembled directly without an escaping step.
 
 ``ts`` is the timestamp in seconds as a decimal string with the interface's full precision (6
-digits for µs files, 9 for ns); ``seq``/``ack``/``win`` are the raw header fields.
+digits for µs files, 9 for ns; null for records without one); ``seq``/``ack``/``win`` are the raw
+header fields. ``interface`` is the index into the file's interfaces counted across all pcapng
+sections (tshark 4.0 prints the id local to the section; the two differ only in multi-section
+files). Absent values are ``null``.
 """
 
 from __future__ import annotations
