@@ -7,12 +7,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from tests.conftest import corpus_captures
 
 from mailwire.diagnose.engine import run_diagnosis
 from mailwire.report.html import render_html
 from mailwire.report.outputs import diagnose_schema
 from mailwire.report.page import build_page
+from tests.conftest import corpus_captures
 
 # Hand-checked: what a mail admin would conclude from each trace alone.
 EXPECTED = {

@@ -142,3 +142,27 @@ def test_missing_inputs_are_reported_not_raised(incident: Path, tmp_path: Path, 
     assert r.returncode == 0
     assert "Traceback" not in r.stderr + r.stdout
     assert "no such capture file" in r.stdout
+
+
+def test_log_clock_offset_is_found_and_corrected(
+    incident: Path, incident_truth: dict[str, Any], tmp_path: Path
+) -> None:
+    """The log host's clock 2 minutes behind the capture host: the sessions are still joined to
+    their attempts (through the messages they share), and the offset is reported."""
+    import datetime as dt
+    import re
+
+    def shift(m: re.Match[str]) -> str:
+        t = dt.datetime.strptime(m.group(0), "%b %d %H:%M:%S") - dt.timedelta(seconds=120)
+        return f"{t:%b} {t.day:2d} {t:%H:%M:%S}"
+
+    text = (incident / "maillog").read_text()
+    log = tmp_path / "maillog"
+    log.write_text(re.sub(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d", shift, text, flags=re.M))
+    run = run_diagnosis([str(log)], [str(incident / "sender.pcap"), str(incident / "edge.pcap")])
+    joined = {
+        (c["attempt"]["recipient"], Path(c["session"]["capture"]).name) for c in run.diagnosis.correlations
+    }
+    for m in incident_truth["messages"]:
+        assert (m["rcpt"], "sender.pcap") in joined
+    assert any("clock" in w and "+120" in w for w in run.diagnosis.warnings), run.diagnosis.warnings

@@ -71,9 +71,34 @@ def _norm(x: str | None) -> str:
     return (x or "").strip().strip("<>").lower()
 
 
-def correlate(attempts: list[Attempt], sessions: list[SessionFact]) -> list[Match]:
+def clock_offset_ns(attempts: list[Attempt], sessions: list[SessionFact]) -> int | None:
+    """How far the capture host's clock is ahead of the log host's, from attempts and sessions
+    that share an identifier (Message-ID or recipient, same remote IP) whatever their times: the
+    median of (session end - attempt logged). ``None`` without such pairs: timing alone cannot
+    say which session was which attempt."""
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for s in sessions:
+        for ident in [*(f"m:{_norm(m)}" for m in s.message_ids), *(f"r:{_norm(r)}" for r in s.recipients)]:
+            by_key.setdefault((s.server, ident), []).append(s.end_ns)
+    deltas: list[int] = []
+    for a in attempts:
+        if not a.remote_ip or a.outcome in ("suppressed", "expired"):
+            continue
+        end = int(a.time.timestamp() * 1e9)
+        for ident in (f"m:{_norm(a.message_id)}", f"r:{_norm(a.recipient)}"):
+            ends = by_key.get((a.remote_ip, ident))
+            if ends and ident[2:]:
+                deltas.append(min(ends, key=lambda e: abs(e - end)) - end)
+                break
+    if not deltas:
+        return None
+    deltas.sort()
+    return deltas[len(deltas) // 2]
+
+
+def correlate(attempts: list[Attempt], sessions: list[SessionFact], offset_ns: int = 0) -> list[Match]:
     """One match per (attempt, capture) where a session fits; each session used at most once per
-    attempt outcome line."""
+    attempt outcome line. ``offset_ns`` is added to the log's times (capture clock - log clock)."""
     by_server: dict[str, list[SessionFact]] = {}
     for s in sessions:
         by_server.setdefault(s.server, []).append(s)
@@ -83,7 +108,7 @@ def correlate(attempts: list[Attempt], sessions: list[SessionFact]) -> list[Matc
         if a.outcome in ("suppressed", "expired") or not a.remote_ip:
             continue
         port = a.remote_port or 25
-        end = int(a.time.timestamp() * 1e9)
+        end = int(a.time.timestamp() * 1e9) + offset_ns
         start = end - _span_ns(a)
         cands = [
             s
@@ -125,4 +150,4 @@ def _pick(a: Attempt, group: list[SessionFact], end: int) -> tuple[SessionFact, 
     return min(group, key=lambda s: abs(s.end_ns - end)), "ip_time"
 
 
-__all__ = ["Match", "correlate"]
+__all__ = ["Match", "clock_offset_ns", "correlate"]

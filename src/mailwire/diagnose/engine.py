@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mailwire.diagnose.correlate import Match, correlate
+from mailwire.diagnose.correlate import SLACK_NS, Match, clock_offset_ns, correlate
 from mailwire.diagnose.facts import Facts, SessionFact
 from mailwire.diagnose.model import CitedSession, Conclusion, Diagnosis, Evidence
 from mailwire.diagnose.rules import run_rules
@@ -120,7 +120,15 @@ def run_diagnosis(logs: Sequence[str] = (), captures: Sequence[str] = ()) -> Dia
     else:
         d.stages["analyze"] = "skipped: no capture given"
     if triage is not None and facts.sessions:
-        run.matches = correlate(triage.attempts, facts.sessions)
+        offset = clock_offset_ns(triage.attempts, facts.sessions) or 0
+        if abs(offset) <= SLACK_NS:
+            offset = 0
+        else:
+            d.warnings.append(
+                f"the capture host's clock is {offset / 1e9:+.1f} s off the log host's (from sessions and "
+                f"log attempts of the same messages); log times shifted to match"
+            )
+        run.matches = correlate(triage.attempts, facts.sessions, offset)
         facts.matches = [(m.attempt, m.session) for m in run.matches]
         d.correlations = [m.to_json() for m in run.matches]
     d.conclusions = run_rules(facts)
