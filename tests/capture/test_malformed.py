@@ -353,3 +353,16 @@ def test_ng_block_helper_is_well_formed() -> None:
     """The crafted-block helper writes the length twice (guards the tests above)."""
     b = ng_block(6, b"abc")
     assert struct.unpack("<I", b[4:8]) == struct.unpack("<I", b[-4:]) == (len(b),)
+
+
+def test_compressed_stream_cut_mid_way(shared_captures: Path, tmp_capture: Write) -> None:
+    raw = (shared_captures / "sv__smtp-data-rejected.pcap").read_bytes()
+    whole = read_table(shared_captures / "sv__smtp-data-rejected.pcap")
+    gz = gzip.compress(raw)
+    path = tmp_capture(gz[: len(gz) // 2], name="cut.pcap.gz")
+    tables = list(iter_tables(path, chunk_bytes=8192))
+    seqs = np.concatenate([t["seq"] for t in tables])
+    assert 0 < len(seqs) < len(whole) and (seqs == whole["seq"][: len(seqs)]).all()
+    issues = [i for t in tables for i in t.issues]
+    assert any("gzip stream is corrupt" in i.message and i.offset is not None for i in issues)
+    assert all(str(i).count(str(path)) == 1 for i in issues)  # the file named once per message

@@ -117,7 +117,7 @@ def iter_tables(
                 except pcapng.PcapngFormatError as exc:
                     if frame == 1 and not yielded:
                         raise CaptureError(str(exc)) from exc
-                    pending.append(DecodeIssue(name, str(exc)))
+                    pending.append(DecodeIssue(name, str(exc).removeprefix(f"{name}: ")))
                     state, recs, issues, eof, pos = "stop", None, [], True, end
                 pending.extend(issues)
                 if recs is not None:
@@ -141,7 +141,7 @@ def iter_tables(
             try:
                 got = src.readinto(memoryview(nbuf)[carry.size :])  # type: ignore[arg-type]
             except SourceError as exc:
-                pending.append(DecodeIssue(name, str(exc), offset=base + end))
+                pending.append(DecodeIssue(name, str(exc).removeprefix(f"{name}: "), offset=base + end))
                 got = 0
                 eof = True
             eof = eof or got < chunk_bytes
