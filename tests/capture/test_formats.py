@@ -407,7 +407,7 @@ def test_small_chunks_give_the_same_table(shared_captures: Path, name: str) -> N
             assert bytes(p.frame_bytes(i)) == p.buf[start : start + int(p["caplen"][i])].tobytes()
 
 
-def test_write_pcap_round_trip(tshark: str, tmp_path: Path) -> None:
+def test_write_pcap_round_trip(tshark: str, tmp_path: Path, shared_captures: Path) -> None:
     t = read_table(corpus_captures()[0])
     frames = [(int(t["ts_ns"][i]), bytes(t.frame_bytes(i))) for i in range(len(t))]
     out = tmp_path / "extract.pcap"
