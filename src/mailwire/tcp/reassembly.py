@@ -256,11 +256,19 @@ class Reassembler:
         self._ensure(int(conv.max()) + 1)
         kdir = cols["kdir"][idx]
         flags = fl[idx]
+        # roles, fixed once per connection (so every event of a direction gets the same label):
+        # the pure SYN's sender is the client, else the SYN/ACK's receiver, else the higher port
         syn_rows = np.flatnonzero((flags & _SYN) != 0)
-        for j in syn_rows.tolist():  # roles: one step per SYN
+        for j in syn_rows.tolist():  # one step per SYN
             cv = int(conv[j])
             if cv not in self.client_kdir:
                 self.client_kdir[cv] = int(kdir[j]) if not (flags[j] & _ACK) else 1 - int(kdir[j])
+        _, first = np.unique(conv, return_index=True)
+        sport, dport = c["sport"][rows[first]].tolist(), c["dport"][rows[first]].tolist()
+        for j, sp, dp in zip(first.tolist(), sport, dport, strict=True):  # one step per connection
+            cv = int(conv[j])
+            if cv not in self.client_kdir:
+                self.client_kdir[cv] = int(kdir[j]) if sp > dp else 1 - int(kdir[j])
         args = (
             conv, kdir, flags, cols["seq"][idx], cols["ack"][idx], cols["seglen"][idx], cols["frame"][idx],
             cols["ts"][idx], (c["pkt_off"][rows] + c["payload_off"][rows]).astype(np.int64),
