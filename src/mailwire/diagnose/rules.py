@@ -680,10 +680,14 @@ def run_rules(f: Facts) -> list[Conclusion]:
     """
     found = [c for c in (rule(f) for rule in RULES) if c is not None]
     if len(found) > 1:
-        weights = [_explained(c, f) for c in found]
-        total = max(sum(weights), 1)
-        for c, w in zip(found, weights, strict=True):
-            c.confidence = round(c.confidence * (0.6 + 0.4 * w / total), 3)
+        # Against all the failures seen (not the sum of the weights: two causes competing for the
+        # same failures each explain all of them).
+        failed_sessions = {(s.client, s.client_port, s.server) for s in f.failing_sessions()}
+        failed_attempts = [a for a in _tried(f) if a.outcome != "delivered"]
+        total = max(len(failed_sessions), len(failed_attempts), 1)
+        for c in found:
+            share = min(1.0, _explained(c, f) / total)
+            c.confidence = round(c.confidence * (0.6 + 0.4 * share), 3)
     order = {id(c): i for i, c in enumerate(found)}
     found.sort(key=lambda c: (-c.confidence, order[id(c)]))
     if not found:
