@@ -32,14 +32,22 @@ step  flag                    condition (wrap-safe sequence compares throughout)
 10    ack_lost_segment        ACK set, ack > rev.maxseqtobeacked; then maxseqtobeacked := nextseq
 11    retransmission family   only if len > 0 or SYN/FIN, and not a keep-alive:
                               spurious (seq+len <= rev.lastack), then fast (>= 2 rev dup-ACKs,
-                              seq == rev.lastack, < 20 ms after rev's last ACK), then
+                              or a bare FIN: see the code; seq == rev.lastack, < 20 ms after
+                              rev's last ACK), then
                               out_of_order (< iRTT or 3 ms after fwd.nextseqtime, and seq+len
                               != nextseq), else retransmission when seq < fwd.nextseq
 12    (state update)          append to the unacked list (max 10000 per direction), advance
                               nextseq / maxseqtobeacked, store ack, window, flags
 13    (ACK processing)        rev list: exact end match -> ack_rtt, partial -> trim, older -> drop
 14    bytes_in_flight         span of the fwd unacked list minus the rev SACK blocks
+15    (connection)            SYN time; iRTT at the first ACK after it; window scale from the
+                              SYN options (-1 unknown, -2 "not used" once a SYN lacks it); the
+                              first-ACK rule of issue 14690 (SYN/ACK windows are never scaled)
 ====  ======================  ==================================================================
+
+Where the source we read and tshark 4.0.17 disagreed, tshark's observed behaviour on the corpus
+decided (ack_lost_segment's once-per-hole boundary; the FIN-only fast retransmission) and the
+code says so.
 
 As in Wireshark's display filters, ``retransmission`` is also set on fast and spurious
 retransmissions (tshark's ``tcp.analysis.retransmission`` field is present on all three).
