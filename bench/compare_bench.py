@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--dir", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--drop", type=float, default=0.01)
+    ap.add_argument("--no-analyze", action="store_true", help="skip timing 'mailwire analyze' (slow)")
     args = ap.parse_args()
     a = args.dir / f"cmp-a-{args.packets}.pcap"
     b = args.dir / f"cmp-b-{args.packets}.pcap"
@@ -109,7 +110,8 @@ def main() -> None:
     try:
         from mailwire.analyze import analyze_captures
 
-        t_an, _ = timed("analyze A", lambda: analyze_captures([str(a)]))
+        if not args.no_analyze:
+            t_an, _ = timed("analyze A", lambda: analyze_captures([str(a)]))
     except Exception as exc:
         print(f"analyze        failed or missing: {type(exc).__name__}: {exc}")
     t_cmp, res = timed("compare A B", lambda: compare_captures([a, b]))
