@@ -92,3 +92,19 @@ def test_size_drop_signature(lab_run: Callable[[str], Path]) -> None:
     dom = next(x for x in t.destinations if x.scope == "domain" and x.key == "dest.test")
     assert dom.intermittent and dom.size_dependent
     assert set(dom.stages) <= {"body", "dot"} and dom.stages
+    # where the MX itself gave up ("421 4.4.2 … timeout exceeded"), the try is a network failure
+    # with the reply kept, and no duplicate risk (the MX answered, it did not take the message)
+    seen = 0
+    truth = json.loads((d / "truth.json").read_text())
+    by_qid = {a.queue_id: a for a in t.attempts}
+    for m in truth["messages"]:
+        if " said: 421 4.4.2" in m["log"][-1]["reason"]:  # as Postfix logged it
+            a = by_qid[m["queue_id"]]
+            assert (a.outcome, a.kind, a.reply_code, a.possible_duplicate) == (
+                "network",
+                "remote_timeout",
+                421,
+                False,
+            )
+            seen += 1
+    assert seen >= 1  # the scenario has such a message (medium2 in the lab's runs)

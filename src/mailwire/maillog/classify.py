@@ -161,8 +161,7 @@ def reply_cause(
             cmd,
             host=host,
             ip=ip,
-            possible_duplicate=stage == "dot",
-        )
+        )  # no duplicate risk: the MX answered, so it did not take the message
     category, provider, bl = categorize(code, esc, text, host)
     outcome = "rejected" if code >= 500 else "deferred"
     return Cause(outcome, None, stage, code, esc, text, cmd, category, provider, bl, host, ip)
