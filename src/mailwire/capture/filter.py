@@ -16,7 +16,9 @@ Fields use Wireshark's names (``ip.addr``, ``tcp.port``, ``tcp.len``, ``tcp.flag
 JSON field names of ``mailwire packets`` (``sport``, ``tcp_len`` …); ``FIELD`` alone tests that
 the field is present (``tcp``, ``udp``, ``icmp``, ``ipv6``, ``warn.super_segment``). As in
 Wireshark, a comparison with a field the frame does not have is false, ``ip.addr`` / ``tcp.port``
-match either side, and ``a != b`` means ``not (a == b)``.
+match either side, and ``a != b`` means ``not (a == b)``. Fields are those of the frame's own
+headers: unlike tshark, ``ip.len`` or ``tcp.port`` do not also match the header an ICMP error
+quotes (that one is in the ``inner_*`` columns). Sequence numbers are raw (``tcp.seq_raw``).
 """
 
 from __future__ import annotations
@@ -151,10 +153,8 @@ FIELDS: dict[str, FieldFn] = {
     "sport": _one("sport"),
     "dport": _one("dport"),
     "port": _either(_one("sport"), _one("dport")),
-    "tcp.seq": _one("seq", _tcp_full),
     "tcp.seq_raw": _one("seq", _tcp_full),
     "seq": _one("seq", _tcp_full),
-    "tcp.ack": _one("ack", _tcp_full),
     "tcp.ack_raw": _one("ack", _tcp_full),
     "ack": _one("ack", _tcp_full),
     "tcp.flags": _one("tcp_flags", _tcp_full),
@@ -183,6 +183,11 @@ FIELDS: dict[str, FieldFn] = {
     "icmpv6.type": _one("icmp_type", lambda c: (c["proto"] == 58) & (c["icmp_type"] >= 0)),
     "icmpv6.code": _one("icmp_code", lambda c: (c["proto"] == 58) & (c["icmp_code"] >= 0)),
     "icmp.mtu": _one("icmp_mtu"),
+}
+# Wireshark names we deliberately do not offer, and what to use instead.
+_HINTS = {
+    "tcp.seq": " (Wireshark's tcp.seq is relative; use tcp.seq_raw or seq for the raw number)",
+    "tcp.ack": " (Wireshark's tcp.ack is relative; use tcp.ack_raw or ack for the raw number)",
 }
 for _bit, _name in WARN_NAMES.items():
     FIELDS["warn." + _name] = _warn(_bit)
@@ -298,7 +303,8 @@ class _Parser:
             raise FilterError(f"expected a field name at position {tok.pos + 1}, got {tok.text!r}")
         name = tok.text.lower()
         if name not in FIELDS:
-            raise FilterError(f"unknown field {tok.text!r} at position {tok.pos + 1}")
+            hint = _HINTS.get(name, "")
+            raise FilterError(f"unknown field {tok.text!r} at position {tok.pos + 1}{hint}")
         nxt = self.peek()
         if nxt is not None and nxt.kind == "op" and nxt.text in _CMP:
             self.i += 1
