@@ -146,3 +146,13 @@ def test_correlation_respects_the_time_window() -> None:
     late = sess("path_loss_timeout")
     late.start_ns, late.end_ns = T + 3600 * 10**9, T + 3606 * 10**9  # an hour later: another try
     assert correlate([a], [late]) == []
+
+
+def test_capture_points_with_the_same_file_name_get_distinct_names() -> None:
+    from mailwire.diagnose.adapt import point_names
+
+    assert point_names(["a/cap.pcap", "b/cap.pcap.gz", "edge.pcapng"]) == {
+        "a/cap.pcap": "a/cap",
+        "b/cap.pcap.gz": "b/cap",
+        "edge.pcapng": "edge",
+    }

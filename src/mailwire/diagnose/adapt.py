@@ -19,13 +19,26 @@ if TYPE_CHECKING:
 CONFIDENCE = {"high": 0.9, "medium": 0.6, "low": 0.3}
 
 
-def point_name(path: str) -> str:
-    """A capture point's short name: the file name without its extensions ("sender", "edge")."""
+def point_names(paths: list[str]) -> dict[str, str]:
+    """Short names of the capture points: the file name without extensions ("sender", "edge"),
+    with the parent directory added where two would be the same."""
+    stems = {p: (Path(p).name.split(".", 1)[0] or Path(p).name) for p in paths}
+    out = {}
+    for p, st in stems.items():
+        twins = [q for q, t in stems.items() if t == st]
+        out[p] = st if len(twins) == 1 else f"{Path(p).parent.name or '.'}/{st}"
+    return out
+
+
+def point_name(path: str, names: dict[str, str] | None = None) -> str:
+    """A capture point's short name (``names`` from :func:`point_names`, else the file's stem)."""
+    if names and path in names:
+        return names[path]
     name = Path(path).name
     return name.split(".", 1)[0] or name
 
 
-def session_facts(result: Any) -> list[SessionFact]:
+def session_facts(result: Any, names: dict[str, str] | None = None) -> list[SessionFact]:
     """One :class:`SessionFact` per judged session of an ``AnalyzeResult``."""
     size_sig = any(f.id == "size_signature" and f.severity == "failure" for f in result.findings)
     out: list[SessionFact] = []
@@ -44,7 +57,7 @@ def session_facts(result: Any) -> list[SessionFact]:
         out.append(
             SessionFact(
                 capture=j.capture,
-                point=point_name(j.capture),
+                point=point_name(j.capture, names),
                 conn_id=int(t.conn_id),
                 client=s.client,
                 client_port=int(s.client_port),
@@ -75,7 +88,7 @@ def session_facts(result: Any) -> list[SessionFact]:
     return out
 
 
-def capture_facts(result: Any) -> list[CaptureFact]:
+def capture_facts(result: Any, names: dict[str, str] | None = None) -> list[CaptureFact]:
     size_sig = [f for f in result.findings if f.id == "size_signature" and f.severity == "failure"]
     frag = any("frag" in e.shows.lower() for f in size_sig for e in f.evidence)
     out = []
@@ -97,7 +110,7 @@ def capture_facts(result: Any) -> list[CaptureFact]:
         out.append(
             CaptureFact(
                 capture=cap.path,
-                point=point_name(cap.path),
+                point=point_name(cap.path, names),
                 sessions=len(cap.sessions),
                 outcomes=outcomes,
                 size_signature=bool(size_sig) and outcomes.get("path_loss_timeout", 0) > 0,
@@ -110,7 +123,7 @@ def capture_facts(result: Any) -> list[CaptureFact]:
     return out
 
 
-def hop_facts(result: Any) -> list[HopFact]:
+def hop_facts(result: Any, names: dict[str, str] | None = None) -> list[HopFact]:
     out = []
     for h in result.hops:
         v = h.get("verdict") or {}
@@ -140,8 +153,8 @@ def hop_facts(result: Any) -> list[HopFact]:
             ev.append(FrameRef(str(e.get("file", "")), frames[0], f"{what}: {count} frame(s) ({shown})"))
         out.append(
             HopFact(
-                upstream=point_name(str(h.get("upstream", ""))),
-                downstream=point_name(str(h.get("downstream", ""))),
+                upstream=point_name(str(h.get("upstream", "")), names),
+                downstream=point_name(str(h.get("downstream", "")), names),
                 verdict=kind,
                 summary=str(v.get("sentence", "")),
                 loss_rate=(nlost / sent) if sent else 0.0,
@@ -177,6 +190,7 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
     if not readable:
         d.stages["analyze"] = "skipped: no readable capture"
         return
+    names = point_names(readable)
     try:
         result = analyze_captures(readable)
     except CaptureError as exc:
@@ -189,8 +203,8 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
         return
     run.analyses = {c.path: c for c in result.captures}
     run.analyses["__result__"] = result
-    facts.sessions = session_facts(result)
-    facts.captures = capture_facts(result)
+    facts.sessions = session_facts(result, names)
+    facts.captures = capture_facts(result, names)
     for c in facts.captures:
         d.warnings.extend(c.quality)
     n = len(facts.sessions)
@@ -203,7 +217,7 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
             d.warnings.append(f"capture comparison failed: {exc}")
             return
         run.comparison = cmp
-        facts.hops = hop_facts(cmp)
+        facts.hops = hop_facts(cmp, names)
         d.hops = [
             {
                 "upstream": h.upstream,
@@ -217,7 +231,7 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
         ]
         for h in cmp.hops:
             d.warnings.extend(
-                f"{point_name(h['upstream'])} → {point_name(h['downstream'])}: {n}"
+                f"{point_name(h['upstream'], names)} → {point_name(h['downstream'], names)}: {n}"
                 for n in h.get("notes", [])
             )
         d.stages["compare"] = f"ran: {len(facts.hops)} hop(s)"
@@ -225,4 +239,4 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
         d.stages["compare"] = "skipped: one capture (give a second capture point to localise a loss)"
 
 
-__all__ = ["capture_facts", "hop_facts", "point_name", "run_captures", "session_facts"]
+__all__ = ["capture_facts", "hop_facts", "point_name", "point_names", "run_captures", "session_facts"]
