@@ -33,6 +33,7 @@ This module knows nothing about TCP connections, verdicts or files.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -238,8 +239,13 @@ class TlsCounts:
     not_tls_bytes: int = 0  # bytes after STARTTLS that do not parse as TLS records
 
 
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def printable(raw: bytes, limit: int = 512) -> str:
     """A safe, bounded text rendering of protocol bytes (control characters escaped)."""
+    if len(raw) <= limit and raw.isascii() and _CONTROL.search(raw) is None:
+        return raw.decode("ascii")  # the common case: plain printable ASCII
     s = raw[:limit].decode("utf-8", "replace")
     out = []
     for ch in s:
@@ -630,23 +636,32 @@ class SmtpMachine:
             return pos
         tail = body.tail
         hay = tail + data[pos:]
-        k1 = hay.find(b"\n.\r\n")
-        k2 = hay.find(b"\n.\n")
-        if k1 < 0 and k2 < 0:
-            k, term = -1, 0
-        elif k2 < 0 or (0 <= k1 < k2):
-            k, term = k1, 4
-        else:
-            k, term = k2, 3
-        start = max(0, len(tail) - 2)
+        # One pass over the lines that start with a dot: the terminator ".", or a stuffed "..".
+        k, term = -1, 0
+        i = hay.find(b"\n.")
+        while i >= 0:
+            c2 = hay[i + 2 : i + 3]
+            if c2 == b"\n":
+                k, term = i, 3
+                break
+            if c2 == b"\r":
+                c3 = hay[i + 3 : i + 4]
+                if c3 == b"\n":
+                    k, term = i, 4
+                    break
+                if not c3:
+                    break  # undecided until the next bytes: it stays in the tail
+            elif c2 == b"." and i >= len(tail) - 2:  # a stuffed dot not counted with the previous bytes
+                body.stuffed += 1
+            elif not c2:
+                break
+            i = hay.find(b"\n.", i + 2)
         if k < 0:
-            body.stuffed += hay.count(b"\n..", start)
             chunk = data[pos:]
             self._body_take(chunk)
             self._spec_hold(chunk, frame, ts_ns)
             body.tail = hay[-3:]
             return len(data)
-        body.stuffed += hay.count(b"\n..", start, k + 1)
         end = pos + k + term - len(tail)  # index in data just after the terminator
         chunk = data[pos:end]
         self._body_take(chunk)

@@ -55,6 +55,7 @@ _HOLD_BYTES = 64 * 1024
 _SMALL_SEGMENT = 600  # segments shorter than this are likely commands: keep their own frame
 _BODY_RUN = 4096  # runs at least this long without a final dot are fed whole (body content)
 _HOLD_DEFERRED = 4096  # server events held per connection while client bytes are outstanding
+_KEEP_RESENDS = 64  # resends kept per chain as evidence (all are counted)
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 
@@ -91,6 +92,18 @@ class _Raw:
     max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
     c2s_base: dict[int, int] = field(default_factory=dict)  # conn -> raw seq of client stream offset 0
     first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)  # conn -> (frame, seq_offset)
+    _by_stream: np.ndarray | None = None
+    _keys: np.ndarray | None = None
+
+    def rows_of(self, conn: int) -> np.ndarray:
+        """Rows (frame order) of one connection."""
+        if self._by_stream is None:
+            self._by_stream = np.argsort(self.cols["stream"], kind="stable")
+            self._keys = self.cols["stream"][self._by_stream]
+        assert self._keys is not None
+        key = np.asarray(conn, dtype=self._keys.dtype)  # same dtype: no conversion of the haystack
+        lo, hi = np.searchsorted(self._keys, key), np.searchsorted(self._keys, key, side="right")
+        return self._by_stream[lo:hi]
 
     def finish(self, frames: dict[str, np.ndarray]) -> None:
         names = ("frame", "ts_ns", "stream", "tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
@@ -241,7 +254,7 @@ def _facts(
     t = TcpFacts(conn_id=conn_id, capture=path, capture_end_ts_ns=raw.last_ts_ns)
     role = {0: "client", 1: "server"}
     c = raw.cols
-    mine = np.nonzero(c["stream"] == conn_id)[0] if c["frame"].shape[0] else np.zeros(0, dtype=np.int64)
+    mine = raw.rows_of(conn_id)
     if mine.shape[0]:
         t.first_ts_ns = int(c["ts_ns"][mine[0]])
         t.last_ts_ns = int(c["ts_ns"][mine[-1]])
@@ -310,7 +323,7 @@ def _facts(
         mss = conn.s2c.mss if conn.s2c.mss else conn.c2s.mss
         t.mss = int(mss) if mss else -1
         probe_frames = np.zeros(0, dtype=np.int64)
-        if frames is not None and frames["frame"].shape[0]:
+        if conn.zero_window and frames is not None and frames["frame"].shape[0]:
             from mailwire.tcp.analysis import Flag
 
             is_probe = (frames["stream"] == conn_id) & (
@@ -342,8 +355,7 @@ def _facts(
         if rel.shape[0]:
             t.c2s_acked = int(rel.max())
     for ch in chains:
-        if ch.conn_id != conn_id:
-            continue
+        real = [r for r in ch.resends if r.cause != "network_duplicate"]
         j = np.searchsorted(c["frame"], ch.original_frame) if c["frame"].shape[0] else 0
         seq_off, acked, ack_frame = 0, False, -1
         if c["frame"].shape[0] and j < c["frame"].shape[0] and c["frame"][j] == ch.original_frame:
@@ -364,13 +376,11 @@ def _facts(
                 ch.original_ts_ns,
                 ch.length,
                 seq_off,
-                [
-                    Resend(r.frame, r.ts_ns, r.interval_s)
-                    for r in ch.resends
-                    if r.cause != "network_duplicate"
-                ],
+                [Resend(r.frame, r.ts_ns, r.interval_s) for r in real[:_KEEP_RESENDS]],
                 acked,
                 ack_frame,
+                len(real),
+                real[-1].since_original_s if real else 0.0,
             )
         )
     return t
@@ -507,6 +517,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     flush_deferred()
     raw.finish(result.frames)
     conn_by_id = {c.id: c for c in result.connections}
+    chains_by_conn: dict[int, list[Any]] = defaultdict(list)
+    for chain in result.chains:
+        chains_by_conn[chain.conn_id].append(chain)
     sessions: list[SmtpSession] = []
     facts: dict[int, TcpFacts] = {}
     for cid, conn in sorted(conn_by_id.items()):
@@ -531,7 +544,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
                 s.server_port,
                 s.client_port,
             )
-        f = _facts(conn, cid, raw, result.chains, name, s, result.frames)
+        f = _facts(conn, cid, raw, chains_by_conn.get(cid, []), name, s, result.frames)
         if f.c2s_acked is not None:
             s.bytes_c2s_acked = f.c2s_acked
         sessions.append(s)
@@ -557,6 +570,8 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
         np.argsort(stream[pay], kind="stable")
     ]  # payload rows grouped by connection, frame order kept
     keys = stream[order]
+    uniq, lo_idx, counts = np.unique(keys, return_index=True, return_counts=True)
+    span = {k: (a, a + c) for k, a, c in zip(uniq.tolist(), lo_idx.tolist(), counts.tolist(), strict=True)}
     out: list[Any] = []
     for ev in events:
         data = getattr(ev, "data", None)
@@ -568,12 +583,12 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
         if len(data) >= _BODY_RUN:
             # A long run is message content: its bytes are only counted, so it is cut per segment
             # only from the segment holding the end-of-body mark on (the run keeps its first frame).
-            marks = [k for k in (data.find(b"\n.\r\n"), data.find(b"\n.\n")) if k >= 0]
-            if not marks:
+            mark = _end_mark(data)
+            if mark < 0:
                 out.append(ev)
                 continue
-            keep_from = ev.seq_offset + min(marks)
-        lo, hi = np.searchsorted(keys, ev.conn_id), np.searchsorted(keys, ev.conn_id, side="right")
+            keep_from = ev.seq_offset + mark
+        lo, hi = span.get(ev.conn_id, (0, 0))
         rows = order[lo:hi]
         same = (
             (cols["sport"][rows] == cols["sport"][row])
@@ -608,6 +623,17 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
             piece = data[a - ev.seq_offset : b - ev.seq_offset]
             out.append(StreamChunk(ev.conn_id, ev.direction, a, piece, int(fr), int(ts)))
     return out
+
+
+def _end_mark(data: bytes) -> int:
+    """Index of the first "\\n.\\r\\n" or "\\n.\\n" in ``data`` (one pass), or -1."""
+    i = data.find(b"\n.")
+    while i >= 0:
+        nxt = data[i + 2 : i + 4]
+        if nxt == b"\r\n" or nxt[:1] == b"\n":
+            return i
+        i = data.find(b"\n.", i + 2)
+    return -1
 
 
 def _merge_directions(events: list[Any]) -> list[Any]:

@@ -88,6 +88,16 @@ class ChainFact:
     resends: list[Resend] = field(default_factory=list)
     acked: bool = False  # the bytes were acknowledged in the end
     ack_frame: int = -1
+    total: int = -1  # number of resends when ``resends`` holds only the first ones (-1: all kept)
+    span_s: float = -1.0  # time from the original to the last resend (-1: sum of the intervals)
+
+    @property
+    def count(self) -> int:
+        return self.total if self.total >= 0 else len(self.resends)
+
+    @property
+    def span(self) -> float:
+        return self.span_s if self.span_s >= 0 else sum(r.interval_s for r in self.resends)
 
 
 @dataclass
@@ -227,7 +237,7 @@ def _unacked_c2s_chain(t: TcpFacts) -> ChainFact | None:
     cands = [c for c in t.chains if c.direction == "c2s" and not c.acked and c.resends]
     if not cands:
         return None
-    return max(cands, key=lambda c: len(c.resends))
+    return max(cands, key=lambda c: c.count)
 
 
 def _chain_evidence(ctx: Context, ch: ChainFact, limit: int = 12) -> list[Evidence]:
@@ -244,8 +254,8 @@ def _chain_evidence(ctx: Context, ch: ChainFact, limit: int = 12) -> list[Eviden
                 f"retransmission #{i} of frame {ch.orig_frame}, {r.interval_s:.2f} s after the previous send",
             )
         )
-    if len(ch.resends) > limit:
-        out.append(ctx.ev(ch.resends[-1].frame, f"… {len(ch.resends)} retransmissions in all"))
+    if ch.count > limit:
+        out.append(ctx.ev(ch.resends[-1].frame, f"… {ch.count} retransmissions in all"))
     return out
 
 
@@ -346,7 +356,7 @@ def rule_path_loss(ctx: Context) -> Verdict | None:
     """Client data unacknowledged, retransmitted with backoff, then the session died."""
     s, t = ctx.session, ctx.tcp
     ch = _unacked_c2s_chain(t)
-    if ch is None or len(ch.resends) < 2:
+    if ch is None or ch.count < 2:
         return None
     if s is not None and s.messages_accepted and s.state in ("ready", "quit", "closed") and not s.open_body:
         return None  # the message went through; a late stall is not this session's failure
@@ -375,15 +385,15 @@ def rule_path_loss(ctx: Context) -> Verdict | None:
         if ended == "the capture ended":
             ended = f"the {end[0]} closed the connection"
     phase = s.phase() if s is not None else "during the transfer"
-    span = sum(r.interval_s for r in ch.resends)
+    span = ch.span
     intervals = ", ".join(f"{r.interval_s:.2f}" for r in ch.resends[:8])
-    extra = {"lost_segment_size": ch.size, "retransmissions": len(ch.resends), "phase": phase}
+    extra = {"lost_segment_size": ch.size, "retransmissions": ch.count, "phase": phase}
     if ended == "the capture ended":
         # Still retransmitting when the capture stopped: the loss is real, the end is not seen.
         return Verdict(
             "incomplete",
             f"The capture ended while our {ch.size}-byte segment to {_who(s, t)} was still being "
-            f"retransmitted ({len(ch.resends)} times over {span:.1f} s, intervals {intervals} s): the path "
+            f"retransmitted ({ch.count} times over {span:.1f} s, intervals {intervals} s): the path "
             "is losing our packets; how the session ended is not in the capture.",
             "medium",
             "stalled_at_capture_end",
@@ -394,10 +404,10 @@ def rule_path_loss(ctx: Context) -> Verdict | None:
     return Verdict(
         "path_loss_timeout",
         f"Our {ch.size}-byte segment to {_who(s, t)} was never acknowledged; it was retransmitted "
-        f"{len(ch.resends)} times "
+        f"{ch.count} times "
         f"over {span:.1f} s (intervals {intervals} s) and {ended}: packets are lost on the path, "
         "not refused by the server.",
-        "high" if len(ch.resends) >= 3 else "medium",
+        "high" if ch.count >= 3 else "medium",
         "path_loss_timeout",
         stage=phase,
         evidence=ev,
