@@ -102,6 +102,12 @@ def test_gap_frames_are_tsharks_previous_segment_not_captured(
     flagged = {int(x) for x in out.split()}
     assert flagged, "tshark flags no gap at the edge"
     assert flagged <= set(ev["frames"])
+    # the evidence's display filter selects exactly its frames in tshark
+    sel = subprocess.run(
+        [tshark, "-r", str(d / "edge.pcap"), "-Y", ev["filter"], "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert sorted(int(x) for x in sel.split()) == sorted(ev["frames"])
 
 
 def test_intermittent_affects_some_connections(lab_run: Callable[[str], Path]) -> None:

@@ -173,6 +173,8 @@ def compare_hop(a: Digest, b: Digest) -> dict[str, Any]:
                     "count": int(ex.size),
                 }
             )
+    for e in evidence:  # Wireshark display filter for the frames listed (open the file, paste it)
+        e["filter"] = "frame.number in {" + ",".join(str(f) for f in e["frames"]) + "}"
     methods: dict[str, int] = {}
     for meth in m.method:
         if meth:
