@@ -119,3 +119,29 @@ def test_odd_captures_compare_without_crashing(shared_captures: Path, odd: str) 
         if pair[0] == pair[1]:
             # a capture compared with itself: everything matches, nothing lost
             assert doc["hops"][0]["verdict"]["kind"] in ("no_loss", "no_common_traffic")
+
+
+def test_icmp_echo_through_nat(shared_captures: Path, tmp_path: Path) -> None:
+    """The TTL pair's echo request/reply, the destination side rewritten as if a NAT had changed
+    the source address and the ICMP identifier: still matched, as a translated flow."""
+    from mailwire.capture.read import read_table
+    from mailwire.capture.write import write_pcap
+
+    src = shared_captures / PAIRS[2][1]
+    t = read_table(src)
+    frames = []
+    for i in range(len(t)):
+        f = bytearray(t.frame_bytes(i))
+        l3, l4 = int(t["l3_off"][i]), int(t["l4_off"][i])
+        for off in (l3 + 12, l3 + 16):  # 10.10.0.3 -> 198.51.100.9
+            if bytes(f[off : off + 4]) == bytes([10, 10, 0, 3]):
+                f[off : off + 4] = bytes([198, 51, 100, 9])
+        f[l4 + 4 : l4 + 6] = b"\x77\x77"  # identifier
+        frames.append((int(t["ts_ns"][i]), bytes(f)))
+    nat = tmp_path / "dest-nat.pcap"
+    write_pcap(nat, frames, link_type=t.interfaces[0].link_type)
+    doc = compare_captures([shared_captures / PAIRS[2][0], nat]).to_json()
+    hop = doc["hops"][0]
+    assert hop["verdict"]["kind"] == "no_loss"
+    assert hop["matched"]["packets"] == 2
+    assert hop["matched"]["by_method"] == {"nat": 1}

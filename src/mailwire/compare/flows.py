@@ -144,7 +144,15 @@ def _digest_chunk(t: PacketTable) -> dict[str, np.ndarray]:
     starts = np.where(po >= 0, pkt_off + po, np.where(other, pkt_off + l4, -1))
     lens = np.where(po >= 0, plen, np.where(other, ip_end - l4, 0))
     buf = np.asarray(t.buf, dtype=np.uint8)
-    out["phash"] = _hash_ranges(buf, starts.astype(np.int64), lens.astype(np.int64), HASH_BYTES)
+    ph = _hash_ranges(buf, starts.astype(np.int64), lens.astype(np.int64), HASH_BYTES)
+    # ICMP/ICMPv6: leave out the checksum and the identifier (bytes 2-5), which a NAT rewrites
+    icmp = other & np.isin(cols["proto"], (1, 58)) & (lens >= 8)
+    if icmp.any():
+        s, n = starts[icmp].astype(np.int64), lens[icmp].astype(np.int64)
+        head = _hash_ranges(buf, s, np.full(s.size, 2, np.int64), 2)
+        tail = _hash_ranges(buf, s + 6, n - 6, HASH_BYTES)
+        ph[icmp] = mix(head, tail) | np.uint64(1)
+    out["phash"] = ph
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
