@@ -127,10 +127,10 @@ def _columns(table: PacketTable, rows: np.ndarray) -> dict[str, list[str]]:
 
 def jsonl_lines(table: PacketTable, rows: np.ndarray) -> Iterator[str]:
     cols = _columns(table, rows)
-    keys = [f'"{k}":' for k in JSON_FIELDS]
-    lists = [cols[k] for k in JSON_FIELDS]
-    for vals in zip(*lists, strict=True):
-        yield "{" + ",".join(k + v for k, v in zip(keys, vals, strict=True)) + "}\n"
+    # "key":value text per column first (one comprehension per column), then one join per row
+    pairs = [[f'"{k}":{v}' for v in cols[k]] for k in JSON_FIELDS]
+    for vals in zip(*pairs, strict=True):
+        yield "{" + ",".join(vals) + "}\n"
 
 
 def _flags_text(flags: int) -> str:
