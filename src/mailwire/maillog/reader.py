@@ -100,9 +100,12 @@ class LogReader:
             stats.attempts = per_file.get(stats.file, 0)
 
     def _year_hint(self, path: str) -> tuple[int, int]:
+        """(year, month) the input was last written: the file's mtime, for stdin now."""
         if self.year is not None:
             return self.year, 12
         try:
+            if path == "-":
+                raise OSError("stdin")
             t = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC).astimezone(self.tz)  # None: local
         except (OSError, ValueError):
             t = datetime.now(tz=self.tz)
@@ -112,9 +115,7 @@ class LogReader:
         name = "<stdin>" if path == "-" else path
         stats = InputStats(name)
         self.inputs.append(stats)
-        year, month = (
-            self._year_hint(path) if path != "-" else (self.year or datetime.now(tz=self.tz).year, 12)
-        )
+        year, month = self._year_hint(path)
         hp = HeaderParser(year, self.tz, month)
         try:
             fh = open_binary(path)
