@@ -149,12 +149,19 @@ def diagnose_command(
     """One diagnosis from any mix of logs and captures: the root cause, its evidence, the next step."""
     import sys
 
+    from rich.console import Console
+
     from mailwire.diagnose.engine import run_diagnosis
     from mailwire.report.outputs import emit
 
     if not captures and not log:
         raise typer.BadParameter("give at least one --log LOG or one CAPTURE")
-    run = run_diagnosis(log or [], captures or [])
+    err = Console(stderr=True)
+    if err.is_terminal:  # a progress line on large inputs, never in pipes or files
+        with err.status("diagnosing") as st:
+            run = run_diagnosis(log or [], captures or [], status=st.update)
+    else:
+        run = run_diagnosis(log or [], captures or [])
     code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
     top = run.diagnosis.top
     if top is not None and top.cause == "undetermined" and top.confidence == 0:

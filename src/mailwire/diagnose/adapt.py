@@ -8,6 +8,7 @@ the rules do not have to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +175,7 @@ def hop_facts(result: Any, names: dict[str, str] | None = None) -> list[HopFact]
     return out
 
 
-def run_captures(paths: list[str], run: DiagnoseRun) -> None:
+def run_captures(paths: list[str], run: DiagnoseRun, say: Callable[[str], None] = lambda _m: None) -> None:
     """Analyse each capture, compare consecutive ones, and add the facts to ``run``."""
     from mailwire.capture.read import CaptureError
     from mailwire.compare import compare_captures
@@ -191,8 +192,14 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
         d.stages["analyze"] = "skipped: no readable capture"
         return
     names = point_names(readable)
+    seen = [0]
+
+    def counted(n: int) -> None:
+        seen[0] += n
+        say(f"analysing {len(readable)} capture(s): {seen[0]:,} packets")
+
     try:
-        result = analyze_captures(readable)
+        result = analyze_captures(readable, progress=counted)
     except CaptureError as exc:
         d.stages["analyze"] = f"failed: {exc}"
         d.warnings.append(f"capture analysis failed: {exc}")
@@ -210,6 +217,7 @@ def run_captures(paths: list[str], run: DiagnoseRun) -> None:
     n = len(facts.sessions)
     d.stages["analyze"] = f"ran: {len(readable)} capture(s), {n} SMTP session(s)"
     if len(readable) >= 2:
+        say(f"comparing {len(readable)} capture points")
         try:
             cmp = compare_captures(readable)
         except Exception as exc:  # a stage's failure must not hide what the other inputs show

@@ -14,7 +14,7 @@ JSON and HTML.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,10 +105,17 @@ def _add_filters(c: Conclusion, sessions: list[SessionFact]) -> None:
                 break
 
 
-def run_diagnosis(logs: Sequence[str] = (), captures: Sequence[str] = ()) -> DiagnoseRun:
-    """Diagnose from any mix of logs and captures (captures in path order, the sender's first)."""
+def run_diagnosis(
+    logs: Sequence[str] = (), captures: Sequence[str] = (), *, status: Callable[[str], None] | None = None
+) -> DiagnoseRun:
+    """Diagnose from any mix of logs and captures (captures in path order, the sender's first).
+
+    ``status`` is told what is being done (for a progress line on large inputs)."""
+    say = status or (lambda _msg: None)
     facts = Facts()
     d = Diagnosis(logs=[str(p) for p in logs], captures=[str(p) for p in captures], conclusions=[])
+    if logs:
+        say(f"reading {len(logs)} log(s)")
     triage = _run_logs(logs, facts, d) if logs else None
     if not logs:
         d.stages["logs"] = "skipped: no --log given"
@@ -116,7 +123,7 @@ def run_diagnosis(logs: Sequence[str] = (), captures: Sequence[str] = ()) -> Dia
     if captures:
         from mailwire.diagnose.adapt import run_captures
 
-        run_captures([str(Path(c)) for c in captures], run)
+        run_captures([str(Path(c)) for c in captures], run, say)
     else:
         d.stages["analyze"] = "skipped: no capture given"
     if triage is not None and facts.sessions:
