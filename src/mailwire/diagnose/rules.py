@@ -92,11 +92,6 @@ def _sessions(f: Facts, *outcomes: str) -> list[SessionFact]:
     return [s for s in f.sessions if s.outcome in outcomes]
 
 
-def _upstream_point(f: Facts) -> str:
-    """The capture point closest to the sender: the first capture given."""
-    return f.captures[0].point if f.captures else ""
-
-
 def _second_capture_advice(point: str) -> str:
     if point:
         return (
