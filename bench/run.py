@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import struct
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+TIME = Path("/usr/bin/time")
 TSHARK_FIELDS = [
     "frame.number",
     "frame.time_epoch",
@@ -176,20 +178,31 @@ def pcap_counts(path: Path) -> tuple[int, int]:
         else:
             out = subprocess.run(["capinfos", "-c", "-M", "-T", str(path)], capture_output=True, text=True)
             return int(out.stdout.strip().splitlines()[-1].split("\t")[-1]), size
-        data = f.read()
-    n, off, end = 0, 0, len(data)
-    unpack = struct.Struct(fmt).unpack_from
-    while off + 16 <= end:
-        (caplen,) = unpack(data, off + 8)
-        off += 16 + caplen
-        n += 1
+        # Streamed in blocks: this process must stay small, because a child's peak RSS as wait4
+        # reports it starts from the parent's at the moment of the fork.
+        unpack = struct.Struct(fmt).unpack_from
+        n, skip, data = 0, 0, b""
+        while block := f.read(4 << 20):
+            if skip >= len(block):
+                skip -= len(block)
+                continue
+            data = data + block[skip:]
+            skip, off = 0, 0
+            while off + 16 <= len(data):
+                (caplen,) = unpack(data, off + 8)
+                n += 1
+                off += 16 + caplen
+            if off > len(data):
+                skip, data = off - len(data), b""
+            else:
+                data = data[off:]
     return n, size
 
 
 def warm(path: Path) -> float:
     t = time.perf_counter()
     with open(path, "rb") as f:
-        while f.read(16 << 20):
+        while f.read(4 << 20):
             pass
     return time.perf_counter() - t
 
@@ -197,16 +210,25 @@ def warm(path: Path) -> float:
 def run_one(tool: Tool, timeout: float) -> dict[str, object]:
     """Run one tool as a child process; returns wall time, peak RSS, exit status, its JSON line.
 
-    Peak RSS comes from ``os.wait4`` on that very child (what ``/usr/bin/time`` reports), so no
-    other process's memory is mixed in. A child still running after ``timeout`` is killed with its
-    process group (the group created for it here, addressed by its id)."""
+    Peak RSS: a child's peak as ``wait4`` reports it starts from its parent's RSS at the fork, so
+    when ``/usr/bin/time`` exists the tool is started through it (a tiny parent) and its ``%M`` is
+    used; otherwise ``wait4`` on the tool itself (never below this runner's own RSS, recorded as
+    ``rss_floor_mb``). CPU time comes from ``wait4``. A child still running after ``timeout`` is
+    killed with its process group (the group created for it here, addressed by its id)."""
     if shutil.which(tool.needs) is None:
         return {"status": "missing", "detail": f"{tool.needs} not found"}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r", suffix=".time") as tf,
+    ):
         # peers' outputs go to /dev/null; only our child decoders print (one JSON line)
         stdout = out if tool.child else subprocess.DEVNULL
+        argv = tool.argv
+        if TIME.exists():
+            argv = [str(TIME), "-f", "%M", "-o", tf.name, *argv]
         t0 = time.perf_counter()
-        p = subprocess.Popen(tool.argv, stdout=stdout, stderr=err, start_new_session=True)
+        p = subprocess.Popen(argv, stdout=stdout, stderr=err, start_new_session=True)
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -226,6 +248,7 @@ def run_one(tool: Tool, timeout: float) -> dict[str, object]:
         err.seek(0)
         stdout_text = out.read().decode(errors="replace")
         stderr_text = err.read().decode(errors="replace")
+        time_out = tf.read().split()
     if timed_out.is_set():
         return {"status": "timeout", "detail": f"killed after {timeout:g} s"}
     res: dict[str, object] = {
@@ -234,6 +257,8 @@ def run_one(tool: Tool, timeout: float) -> dict[str, object]:
         "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
         "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
     }
+    if time_out and time_out[-1].isdigit():  # /usr/bin/time's %M (KiB), the tool alone
+        res["peak_rss_mb"] = round(int(time_out[-1]) / 1024, 1)
     if p.returncode != 0:
         last = (stderr_text.strip().splitlines() or [f"exit {p.returncode}"])[-1]
         res["status"] = "failed"
@@ -373,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [t for t in tools(a.capture, have) if not a.only or any(o in t.name for o in a.only)]
     log = sys.stderr
     load = os.getloadavg()
+    floor_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"{a.capture}: {packets} packets, {size / 1e6:.1f} MB (page cache warmed in {warm_s:.1f} s); "
         f"load average {load[0]:.2f} (other work on the machine skews timings: use --repeat)",
@@ -482,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "repeat": a.repeat,
             "load_average_at_start": [round(x, 2) for x in load],
+            # a child's peak RSS (wait4) cannot be below its parent's at fork time: this runner's
+            "rss_floor_mb": round(floor_mb, 1),
             "tools": [{"name": t.name, "kind": t.kind, "command": t.what, **t.result} for t in selected],
             "ratios": ratios,
         }
