@@ -39,7 +39,9 @@ def validate(doc: dict[str, Any]) -> None:
     jsonschema.validate(doc, schema())
 
 
-def render(result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: int | None = None) -> None:
+def render(
+    result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: int | None = None, max_rows: int = 40
+) -> None:
     """The terminal summary: captures, sessions worst first, findings."""
     from rich.console import Console
     from rich.table import Table
@@ -55,7 +57,8 @@ def render(result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: i
     table = Table(show_lines=False, expand=False, title="SMTP sessions, worst first")
     for col in ("outcome", "server", "from → to", "phase", "Wireshark filter"):
         table.add_column(col, overflow="fold")
-    for j in result.worst_first():
+    ranked = result.worst_first()
+    for j in ranked[:max_rows]:
         v, s = j.verdict, j.session
         outcome = v.outcome + (f" ({v.category})" if v.category else "")
         who = f"{s.server}:{s.server_port}" if s is not None else j.destination
@@ -78,10 +81,17 @@ def render(result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: i
         )
     if result.judged:
         con.print(table)
-    for j in result.worst_first():
+    if len(ranked) > max_rows:
+        con.print(Text(f"… {len(ranked) - max_rows} more session(s) not shown (all are in --json)"))
+    shown = 0
+    for j in ranked:
         v = j.verdict
         if v.outcome == "delivered" and not frames:
             continue
+        shown += 1
+        if shown > max_rows:
+            con.print(Text("… more sessions in --json"))
+            break
         con.print(
             Text(f"stream {j.tcp.conn_id} — {v.outcome} [{v.confidence}]: ", style="bold"), Text(v.summary)
         )
@@ -90,11 +100,14 @@ def render(result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: i
                 con.print(Text(f"    frame {e.frame}: {e.shows}"))
     if result.findings:
         con.print(Text("Findings", style="bold underline"))
-    for f in result.findings:
+    info = [f for f in result.findings if f.severity == "info"]
+    for f in [f for f in result.findings if f.severity != "info"] + info[:10]:
         style = {"failure": "bold red", "warning": "yellow"}.get(f.severity, "")
         con.print(Text(f"• {f.title}: ", style=style), Text(f.summary))
         if f.next_step:
             con.print(Text(f"  next step: {f.next_step}", style="bold"))
+    if len(info) > 10:
+        con.print(Text(f"… {len(info) - 10} more destination(s) without failures"))
 
 
 def run_analyze(

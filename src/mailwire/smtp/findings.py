@@ -237,7 +237,9 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
         if j.session is not None and j.session.stats.get("replies", 0) >= 3:
             small_passed += 1
     frag = [(j, i) for j in items for i in j.tcp.icmp if i.frag_needed]
-    only_full = bool(lost_sizes) and full == len(lost_sizes) and small_passed > 0
+    # only full-size segments lost, and none of that size got through before the loss began
+    full_passed = any(m and passed >= 0.9 * m for m in mss_seen)
+    only_full = bool(lost_sizes) and full == len(lost_sizes) and small_passed > 0 and not full_passed
     sizes = sorted(set(lost_sizes))[:20]
     data = {
         "lost_segment_sizes": sizes,

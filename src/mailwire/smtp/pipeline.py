@@ -576,18 +576,14 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
     for ev in events:
         data = getattr(ev, "data", None)
         row = ev.frame - f0
-        if data is None or len(data) < 2 or not 0 <= row < n:
-            out.append(ev)
+        if (
+            data is None
+            or len(data) < 2
+            or not 0 <= row < n
+            or len(data) <= int(cols["cap_payload_len"][row])
+        ):
+            out.append(ev)  # not in this table, or one segment: nothing to cut
             continue
-        keep_from = -1  # stream offset before which segment boundaries are not needed
-        if len(data) >= _BODY_RUN:
-            # A long run is message content: its bytes are only counted, so it is cut per segment
-            # only from the segment holding the end-of-body mark on (the run keeps its first frame).
-            mark = _end_mark(data)
-            if mark < 0:
-                out.append(ev)
-                continue
-            keep_from = ev.seq_offset + mark
         lo, hi = span.get(ev.conn_id, (0, 0))
         rows = order[lo:hi]
         same = (
@@ -604,16 +600,14 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
             continue
         cut_off, first = np.unique(rel[inside], return_index=True)
         cut_rows = rows[inside][first]
-        if keep_from >= 0:
-            # keep boundaries at and after the mark's segment, and around small (command) segments
-            sel = cut_off > keep_from
-            before = np.nonzero(~sel)[0]
-            if before.shape[0]:
-                sel[before[-1]] = True  # the segment where the mark starts
+        if len(data) >= _BODY_RUN and cut_off.shape[0] > 2:
+            # A long run is mostly message content, whose bytes are only counted: keep the
+            # boundaries of the last two segments (the final dot and what follows it) and around
+            # small segments (commands); the rest stays with the run's first frame.
             bounds = np.r_[ev.seq_offset, cut_off, ev.seq_offset + len(data)]
-            size = np.diff(bounds)  # piece sizes: piece i starts at bounds[i]
-            small = size < _SMALL_SEGMENT
-            sel |= small[1:] | small[:-1]
+            small = np.diff(bounds) < _SMALL_SEGMENT  # piece i starts at bounds[i]
+            sel = small[1:] | small[:-1]
+            sel[-2:] = True
             cut_off, cut_rows = cut_off[sel], cut_rows[sel]
         starts = [ev.seq_offset, *cut_off.tolist()]
         frames = [ev.frame, *cols["frame"][cut_rows].tolist()]
@@ -623,17 +617,6 @@ def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -
             piece = data[a - ev.seq_offset : b - ev.seq_offset]
             out.append(StreamChunk(ev.conn_id, ev.direction, a, piece, int(fr), int(ts)))
     return out
-
-
-def _end_mark(data: bytes) -> int:
-    """Index of the first "\\n.\\r\\n" or "\\n.\\n" in ``data`` (one pass), or -1."""
-    i = data.find(b"\n.")
-    while i >= 0:
-        nxt = data[i + 2 : i + 4]
-        if nxt == b"\r\n" or nxt[:1] == b"\n":
-            return i
-        i = data.find(b"\n.", i + 2)
-    return -1
 
 
 def _merge_directions(events: list[Any]) -> list[Any]:
