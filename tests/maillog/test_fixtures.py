@@ -521,3 +521,38 @@ def test_softbounce_keeps_the_remote_verdict(tmp_path: Path) -> None:
         "blocklist",
         "b.barracudacentral.org",
     )
+
+
+def test_exim_0904_end_of_data() -> None:
+    t = triage_logs([FIXTURES / "exim_test_log_0904"], tz="UTC")
+    got = [(a.queue_id[:6], a.outcome, a.stage, a.reply_code, a.final) for a in t.attempts]
+    assert got == [
+        ("10HmaX", "delivered", None, 250, True),
+        ("10HmaY", "network", "dot", None, True),  # host line and == line: one try
+        ("10HmaZ", "delivered", None, 250, True),
+        ("10HmbA", "rejected", "dot", 500, True),
+        ("10HmbB", "deferred", "dot", 400, True),
+        ("10HmbC", "rejected", "rcpt", 550, True),
+        ("10HmbD", "delivered", None, 250, True),
+        ("10HmbE", "delivered", None, 250, True),
+        ("10HmbF", "rejected", "dot", 550, True),
+        ("10HmbG", "deferred", "dot", 450, True),
+        ("10HmbH", "rejected", "rcpt", 550, True),
+        ("10HmbI", "rejected", "dot", 500, True),
+        ("10HmbJ", "deferred", "dot", 400, True),
+    ]
+    by = {a.queue_id[:6]: a for a in t.attempts}
+    assert by["10HmaY"].possible_duplicate and by["10HmaY"].kind == "timeout"
+    assert by["10HmbG"].category == "greylist" and by["10HmbH"].category == "mailbox"
+    assert by["10HmaX"].time.isoformat() == "2017-07-30T18:51:05.712000+00:00"
+
+
+def test_exim_2190_tls_and_closed_after_ehlo() -> None:
+    t = triage_logs([FIXTURES / "exim_test_log_2190_client"], tz="UTC")
+    got = [(a.queue_id[:6], a.outcome, a.kind, a.stage) for a in t.attempts]
+    assert got == [
+        ("10HmaX", "delivered", None, None),
+        ("10HmaZ", "tls", "handshake", "starttls"),
+        ("10HmbA", "delivered", None, None),
+        ("10HmbC", "network", "lost_connection", "helo"),
+    ]

@@ -266,9 +266,10 @@ GENERIC: tuple[Rule, ...] = (
     ),
     _r(
         "mailbox",
-        ("user", "mailbox", "quota", "does not exist"),
-        r"user unknown|no such user|mailbox (unavailable|not found|full|disabled)|over quota"
-        r"|does not exist|unknown user|recipient address rejected: user",
+        ("user", "mailbox", "quota", "does not exist", "recipient"),
+        r"user unknown|no such (user|recipient|mailbox)|mailbox (unavailable|not found|full|disabled)"
+        r"|over quota"
+        r"|does not exist|unknown (user|recipient)|recipient unknown|recipient address rejected: user",
     ),
     _r(
         "server_busy",
