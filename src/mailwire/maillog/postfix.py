@@ -102,6 +102,7 @@ _DELIVERY_HINT = re.compile(r"\bstatus=|\bto=<|connect to |lost connection with 
 
 MAX_QIDS = 500_000  # bound on remembered queue ids (oldest forgotten first)
 MAX_PENDING = 64  # bound on waiting info lines per smtp process
+MAX_PENDING_PROCS = 10_000  # bound on processes with waiting info lines (oldest emitted unlinked)
 
 
 def _domain(addr: str | None) -> str | None:
@@ -373,6 +374,8 @@ class PostfixParser:
         key = (host, pid)
         pend = self.pending.get(key)
         if pend is None:
+            if len(self.pending) >= MAX_PENDING_PROCS:  # processes that never logged a status line
+                self.out.extend(self.pending.pop(next(iter(self.pending))))
             self.pending[key] = [a]
         elif len(pend) < MAX_PENDING:
             pend.append(a)
