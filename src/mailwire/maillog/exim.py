@@ -174,6 +174,8 @@ class EximParser:
             sp = _SPLIT.match(msg)
             if sp is not None:  # syslog split a long entry: collect the pieces
                 key = (host, pid)
+                if key not in self.splits and len(self.splits) >= MAX_IDS:
+                    del self.splits[next(iter(self.splits))]  # a split entry that never completed
                 parts = self.splits.setdefault(key, [])
                 if len(parts) < MAX_SPLIT:
                     parts.append(sp.group("text"))
@@ -219,6 +221,8 @@ class EximParser:
             a = self._attempt(when(), file, lineno, cause, mid, host, prog, pid, raw, hl.group("msg"))
             a.final = False
             a.mta_action = "host"
+            if mid not in self.pending and len(self.pending) >= MAX_IDS:  # never completed: emit unlinked
+                self.out.extend(self.pending.pop(next(iter(self.pending))))
             pend = self.pending.setdefault(mid, [])
             if len(pend) < MAX_PENDING:
                 pend.append(a)
