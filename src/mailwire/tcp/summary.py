@@ -102,6 +102,12 @@ _ST_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "
 
 # history letter codes (lower case; kdir in bit 7)
 _LETTERS = "sahdfrtwgqi"
+# code -> character, for a client whose canonical direction is 0 or 1 (client letters upper case)
+_HIST_CHARS = [
+    [(_LETTERS[x & 0x7F].upper() if (x >> 7) == ckd else _LETTERS[x & 0x7F]) if (x & 0x7F) < 11 else "?"
+     for x in range(256)]
+    for ckd in (0, 1)
+]  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -519,10 +525,7 @@ class SummaryState:
             ckd, how = (1 if ep[0][1] < ep[1][1] else 0), "port"
         c, s = (a0, a1) if ckd == 0 else (a1, a0)
         ci, si = 2 * k + ckd, 2 * k + 1 - ckd
-        hist = "".join(
-            (_LETTERS[x & 0x7F].upper() if (x >> 7) == ckd else _LETTERS[x & 0x7F])
-            for x in hist_row[: ck[K_HLEN]]
-        )
+        hist = "".join(map(_HIST_CHARS[ckd].__getitem__, hist_row[: ck[K_HLEN]]))
         if how == "port" and ck[K_FIRST_KDIR] != ckd:
             hist = "^" + hist  # Zeek marks a flipped direction
         eps = []
