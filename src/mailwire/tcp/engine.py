@@ -32,9 +32,9 @@ from mailwire.tcp.summary import Connection, SummaryState
 
 # Per-frame output arrays of one kernel run, and their dtypes
 _OUT: dict[str, npt.DTypeLike] = {
-    "conv": np.int64,
-    "flags": np.int64,
-    "dupack_num": np.int64,
+    "conv": np.int32,
+    "flags": np.uint32,
+    "dupack_num": np.int32,
     "dupack_frame": np.int32,
     "acks_frame": np.int32,
     "ack_rtt": np.int64,
@@ -42,7 +42,7 @@ _OUT: dict[str, npt.DTypeLike] = {
     "bytes_in_flight": np.int64,
     "rto": np.int64,
     "rto_frame": np.int32,
-    "orig_frame": np.int64,
+    "orig_frame": np.int32,
 }
 
 # What is kept per TCP frame for the whole capture (compact dtypes: bounded memory per frame)
@@ -148,13 +148,13 @@ class TcpAnalyzer:
         part: dict[str, np.ndarray] = {
             "frame": sel.cols["frame"],
             "ts_ns": sel.cols["ts"],
-            "stream": ws_out["conv"].astype(np.int32),
+            "stream": ws_out["conv"],
             "direction": np.zeros(m, dtype=np.int8),
             "kdir": sel.cols["kdir"].astype(np.int8),
             "seglen": sel.cols["seglen"].astype(np.int32),
-            "wireshark": ws_out["flags"].astype(np.uint32),
-            "mailwire": mw_out["flags"].astype(np.uint32),
-            "dupack_num": ws_out["dupack_num"].astype(np.int32),
+            "wireshark": ws_out["flags"],
+            "mailwire": mw_out["flags"],
+            "dupack_num": ws_out["dupack_num"],
             "dupack_frame": ws_out["dupack_frame"].astype(np.int32),
             "acks_frame": ws_out["acks_frame"].astype(np.int32),
             "ack_rtt_ns": ws_out["ack_rtt"],
