@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
 from mailwire.maillog.exim import EximParser
-from mailwire.maillog.headers import EPOCH_US, HeaderParser, Split, journal_fields
+from mailwire.maillog.headers import HeaderParser, Split, journal_fields
 from mailwire.maillog.postfix import DAEMONS, KEEP, PostfixParser
 from mailwire.maillog.records import Attempt, InputStats, SkippedLine
 from mailwire.maillog.sendmail import SendmailParser
@@ -237,4 +237,4 @@ class LogReader:
             stats.ignored += 1
 
 
-__all__ = ["EPOCH_US", "LogReader", "program_family"]
+__all__ = ["LogReader", "program_family"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
@@ -483,4 +483,4 @@ def as_utc(t: datetime | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-__all__ = ["as_utc", "choose_buckets", "failure_class", "select", "timedelta", "triage"]
+__all__ = ["as_utc", "choose_buckets", "failure_class", "select", "triage"]
