@@ -343,3 +343,28 @@ def test_json_validates_against_shipped_schema(shared_captures: Path) -> None:
     assert len(doc["smtp_sessions"]) >= 25
     # credentials never appear: AUTH PLAIN initial response of ark__smtp-data-250 (tshark shows it)
     assert "ADEyMzQ1Njc4QGFvbC5jb20AcGFzc3dk" not in json.dumps(doc)
+
+
+# (capture, client port or None) -> the rule that must decide it; why in the comment.
+HAND_CHECKED_RULES = {
+    # client FIN (frame 35) then the server's RSTs (36, 37): a close, not a reset; the rest is TLS
+    ("zeek__tls_smtp-starttls.pcap", None): ("incomplete", "encrypted"),
+    # junk before the greeting, answered 500 five times: no message was attempted
+    ("sv__smtp-errors.pcap", 49274): ("incomplete", "no_message"),
+    # a TLS ClientHello sent to a plain-SMTP greeting on port 465, answered 402/400
+    ("sv__smtp-errors.pcap", 50649): ("incomplete", "no_message"),
+    # every frame cut after the TCP header (snaplen): no SMTP byte was captured
+    ("zeek__tcp_truncated-header.pcap", None): ("incomplete", "payload_not_captured"),
+}
+
+
+@pytest.mark.parametrize("key", list(HAND_CHECKED_RULES), ids=lambda k: f"{k[0]}:{k[1]}")
+def test_hand_checked_rules(shared_captures: Path, key: tuple[str, int | None]) -> None:
+    name, port = key
+    result = analyze_captures([shared_captures / name])
+    js = [
+        j for j in result.judged if port is None or (j.session is not None and j.session.client_port == port)
+    ]
+    assert len(js) == 1
+    v = js[0].verdict
+    assert (v.outcome, v.rule) == HAND_CHECKED_RULES[key], v.summary

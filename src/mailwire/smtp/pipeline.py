@@ -53,6 +53,7 @@ SMTP_PORTS = frozenset({25, 587, 2525})
 _HOLD_EVENTS = 32  # events held per undecided connection
 _HOLD_BYTES = 64 * 1024
 _SMALL_SEGMENT = 600  # segments shorter than this are likely commands: keep their own frame
+_CHUNK_BYTES = 16 << 20  # capture bytes per packet table: bounds the reassembled bytes held per batch
 _BODY_RUN = 4096  # runs at least this long without a final dot are fed whole (body content)
 _HOLD_DEFERRED = 4096  # server events held per connection while client bytes are outstanding
 _KEEP_RESENDS = 64  # resends kept per chain as evidence (all are counted)
@@ -125,8 +126,11 @@ class _Raw:
         self.cols = c
         if c["frame"].shape[0]:
             key = c["stream"].astype(np.int64) * 2 + c["dir"]
-            pairs, counts = np.unique(np.stack([key, c["ttl"].astype(np.int64)]), axis=1, return_counts=True)
-            for (k, t), n in zip(pairs.T.tolist(), counts.tolist(), strict=True):
+            # (key, ttl) pairs as one integer: a 1-D unique, far lighter than unique(axis=1)
+            pair = key * 512 + (c["ttl"].astype(np.int64) + 1)
+            uniq, counts = np.unique(pair, return_counts=True)
+            for p, n in zip(uniq.tolist(), counts.tolist(), strict=True):
+                k, t = p // 512, p % 512 - 1
                 kk = (k // 2, k % 2)
                 if kk not in self.ttl_mode or n > self.ttl_mode[kk][1]:
                     self.ttl_mode[kk] = (t, n)
@@ -501,7 +505,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     issues: list[str] = []
     n_frames = 0
     try:
-        for table in iter_tables(path, info=info):
+        for table in iter_tables(path, info=info, chunk_bytes=_CHUNK_BYTES):
             cur[0] = table
             ch = analyzer.feed(table)
             process_batch(table, ch.stream)

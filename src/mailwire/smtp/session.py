@@ -38,6 +38,9 @@ from mailwire.smtp.machine import (
 )
 from mailwire.smtp.replies import Reply
 
+# Commands whose refusal decides a message's fate (a refused NOOP, RSET or junk line does not).
+DECIDING_COMMANDS = frozenset({"<greeting>", "MAIL", "RCPT", "DATA", "BDAT", END_OF_DATA, "AUTH"})
+
 TRANSCRIPT_HEAD = 400  # first transcript lines kept
 TRANSCRIPT_TAIL = 200  # last transcript lines kept (the end is where failures show)
 MAX_TRANSACTIONS = 1000
@@ -488,7 +491,7 @@ class SessionBuilder:
             cur.replies.append(rec)
         else:
             cur.replies_dropped += 1
-        if r.klass in (4, 5) and cur.refusal is None and ev.command not in (None, "QUIT"):
+        if r.klass in (4, 5) and cur.refusal is None and ev.command in DECIDING_COMMANDS:
             cur.refusal = rec
         cmd = ev.command
         if cmd == "<greeting>":

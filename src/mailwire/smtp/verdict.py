@@ -475,6 +475,9 @@ def rule_reset(ctx: Context) -> Verdict | None:
     s, t = ctx.session, ctx.tcp
     if not t.rsts or not t.established:
         return None
+    first_fin = min((f for f, _ in t.fins), default=None)
+    if first_fin is not None and t.rsts[0].frame > first_fin:
+        return None  # a reset after one side closed is how some stacks finish, not a failure
     if s is not None and s.messages_accepted and s.state in ("ready", "quit", "closed") and not s.open_body:
         return None  # a reset after a delivered message does not undo the delivery
     if s is not None and s.state in ("quit", "closed") and not s.open_body:
@@ -585,8 +588,11 @@ def rule_encrypted(ctx: Context) -> Verdict | None:
     if s is None or not s.tls:
         return None
     end = _ended_by(t)
-    recs = s.tls_records.get("c2s", {}).get("application_data", 0)
-    if end is not None and end[0] in ("client", "server") and not t.rsts and recs:
+    c2s = s.tls_records.get("c2s", {})
+    recs = c2s.get("application_data", 0)
+    closed_first = end is not None and (end[1], end[0]) in [(f, w) for f, w in t.fins]
+    # A message needs several records both ways; a handshake and a close_notify are not a delivery.
+    if end is not None and closed_first and recs >= 3 and c2s.get("bytes", 0) >= 1024:
         return Verdict(
             "delivered",
             f"The session switched to TLS (STARTTLS); the client sent {recs} encrypted records and "
@@ -606,10 +612,40 @@ def rule_encrypted(ctx: Context) -> Verdict | None:
 
 def rule_incomplete(ctx: Context) -> Verdict:
     s, t = ctx.session, ctx.tcp
+    closed = bool(t.fins or t.rsts)
+    if s is not None and s.tls and not s.plaintext_after_starttls:
+        end = _ended_by(t)
+        how = f"the {end[0]} closed it" if end is not None else "the capture ended"
+        ev = [ctx.ev(s.tls_frame, "220 to STARTTLS: encrypted from here")]
+        if end is not None:
+            ev.append(ctx.ev(end[1], f"the {end[0]} ends the connection"))
+        return Verdict(
+            "incomplete",
+            f"The session with {_who(s, t)} switched to TLS; {how} after "
+            f"{s.tls_records.get('c2s', {}).get('bytes', 0)} encrypted client bytes — what was sent inside "
+            "is not visible.",
+            "low",
+            "encrypted",
+            stage="TLS",
+            evidence=ev,
+            extra={"detail": "encrypted"},
+        )
+    if s is not None and s.gaps and not s.stats.get("commands") and not s.stats.get("replies"):
+        missing = sum(g["length"] for g in s.gaps)
+        return Verdict(
+            "incomplete",
+            f"The SMTP payload of the session with {_who(s, t)} is missing from the capture ({missing} bytes "
+            "not captured, e.g. a short snaplen): nothing can be said about the dialogue.",
+            "low",
+            "payload_not_captured",
+            stage=s.phase(),
+            evidence=[ctx.ev(g["frame"], f"{g['length']} bytes not captured") for g in s.gaps[:3]],
+            extra={"detail": "payload_not_captured"},
+        )
     if (
         s is not None
         and not any(tx.has_client_activity for tx in s.transactions)
-        and s.state in ("quit", "closed")
+        and (s.state in ("quit", "closed") or closed)
     ):
         return Verdict(
             "incomplete",
