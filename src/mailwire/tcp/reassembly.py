@@ -78,6 +78,7 @@ R_NFIELDS = 7
 
 # run kinds
 K_DATA, K_GAP, K_SNAPLEN = 1, 2, 3
+_BATCH = 8 << 20  # bytes gathered at once when turning runs into events
 
 
 @njit(cache=True, inline="always")
@@ -291,27 +292,43 @@ class Reassembler:
                 j += 1
 
     def _materialize(self, buf: np.ndarray, runs: np.ndarray, pieces: np.ndarray) -> None:
-        """Turn the kernel's runs into events (data gathered with one vectorised copy)."""
-        if runs.shape[0] == 0:
-            return
+        """Turn the kernel's runs into events, in run order, a batch of runs at a time (one
+        compiled gather per batch; the transient copy stays under ``_BATCH`` bytes per batch)."""
         nr = runs.shape[0]
-        chunks: list[bytes] = [b""] * nr
+        if nr == 0:
+            return
+        per_run = np.zeros(nr, dtype=np.int64)
         if pieces.shape[0]:
-            lens = pieces[:, 2]
-            per_run = np.bincount(pieces[:, 0], weights=lens, minlength=nr).astype(np.int64)
-            starts = np.concatenate(([0], np.cumsum(per_run)))
-            out = np.empty(int(starts[-1]), dtype=np.uint8)
-            _gather(buf, pieces, starts[:-1].copy(), out)
-            bounds = starts.tolist()
-            for r in np.flatnonzero(per_run).tolist():
-                chunks[r] = out[bounds[r] : bounds[r + 1]].tobytes()
-            del out
-        for r, (cv, kd, kind, off, ln, fr, t) in enumerate(runs.tolist()):
-            if kind == K_DATA:
-                self._chunk(cv, kd, off, chunks[r], fr, t)
-            else:
-                reason = "snaplen" if kind == K_SNAPLEN else "not_captured"
-                self._emit(StreamGap(cv, self._dir(cv, kd), off, ln, fr, t, reason))
+            per_run = np.bincount(pieces[:, 0], weights=pieces[:, 2], minlength=nr).astype(np.int64)
+        ends = np.cumsum(per_run)
+        r0 = 0
+        run_list = runs.tolist()
+        while r0 < nr:
+            # runs r0..r1-1: about _BATCH bytes (at least one run)
+            base = int(ends[r0 - 1]) if r0 else 0
+            r1 = max(r0 + 1, int(np.searchsorted(ends, base + _BATCH, side="right")))
+            r1 = min(r1, nr)
+            chunks: dict[int, bytes] = {}
+            total = int(ends[r1 - 1]) - base
+            if total:
+                sel = pieces[(pieces[:, 0] >= r0) & (pieces[:, 0] < r1)]
+                starts = np.concatenate(([0], np.cumsum(per_run[r0:r1])))
+                out = np.empty(total, dtype=np.uint8)
+                pos = np.zeros(nr, dtype=np.int64)
+                pos[r0:r1] = starts[:-1]
+                _gather(buf, sel, pos, out)
+                bounds = starts.tolist()
+                for r in (np.flatnonzero(per_run[r0:r1]) + r0).tolist():
+                    chunks[r] = out[bounds[r - r0] : bounds[r - r0 + 1]].tobytes()
+                del out
+            for r in range(r0, r1):
+                cv, kd, kind, off, ln, fr, t = run_list[r]
+                if kind == K_DATA:
+                    self._chunk(cv, kd, off, chunks.pop(r, b""), fr, t)
+                else:
+                    reason = "snaplen" if kind == K_SNAPLEN else "not_captured"
+                    self._emit(StreamGap(cv, self._dir(cv, kd), off, ln, fr, t, reason))
+            r0 = r1
 
     # -- slow path: out-of-order data, held data ---------------------------------------------------
     def _slow(self, buf: np.ndarray, j: int, args: tuple[np.ndarray, ...]) -> None:
