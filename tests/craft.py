@@ -120,6 +120,18 @@ def tcp_frame(
     return eth + ip + seg
 
 
+def icmp_unreachable(src: str, dst: str, quoted_frame: bytes, quote: int, *, mtu: int = 1400) -> bytes:
+    """An IPv4 ICMP "fragmentation needed" (type 3 code 4) from ``src`` to ``dst`` quoting the IP
+    header and the first ``quote`` bytes after it of ``quoted_frame`` (an Ethernet frame)."""
+    inner = quoted_frame[14 : 14 + 20 + quote]
+    icmp = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + inner
+    icmp = icmp[:2] + struct.pack("!H", _csum(icmp)) + icmp[4:]
+    s_ip, d_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0, s_ip.packed, d_ip.packed)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + icmp
+
+
 def write(path: str | Path, frames: list[Frame]) -> Path:
     """Write frames (ts_ns, bytes) as a nanosecond pcap (Ethernet)."""
     write_pcap(path, frames, link_type=1, nanosecond=True)
@@ -212,4 +224,17 @@ class Flow:
         return [self.syn(t0), self.synack(t0 + rtt // 2), self.ack(t0 + rtt)]
 
 
-__all__ = ["ACK", "FIN", "PSH", "RST", "SYN", "Flow", "Frame", "ms", "tcp_frame", "tcp_options", "write"]
+__all__ = [
+    "ACK",
+    "FIN",
+    "PSH",
+    "RST",
+    "SYN",
+    "Flow",
+    "Frame",
+    "icmp_unreachable",
+    "ms",
+    "tcp_frame",
+    "tcp_options",
+    "write",
+]

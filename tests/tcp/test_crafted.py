@@ -11,18 +11,20 @@ from pathlib import Path
 
 from mailwire.capture.read import iter_tables
 from mailwire.tcp import StreamChunk, StreamGap, TcpResult, analyze
-from tests.craft import Flow, ms, tcp_options, write
+from tests.craft import Flow, icmp_unreachable, ms, tcp_options, write
 from tests.tcp.oracle import compare
 
 C, S = "192.0.2.10", "198.51.100.20"
 
 
-def _run(tmp_path: Path, name: str, frames: list[tuple[int, bytes]], tshark: str) -> TcpResult:
+def _run(
+    tmp_path: Path, name: str, frames: list[tuple[int, bytes]], tshark: str, with_stream: int | None = None
+) -> TcpResult:
     path = write(tmp_path / f"{name}.pcap", frames)
     cmp = compare(tshark, path)
     assert cmp.disagreements == [], cmp.disagreements
     assert cmp.stream_disagreements == [], cmp.stream_disagreements
-    assert cmp.stream_frames == len(frames)
+    assert cmp.stream_frames == (len(frames) if with_stream is None else with_stream)
     return analyze(iter_tables(path))
 
 
@@ -181,3 +183,18 @@ def test_ipv6_and_window_scaling(tmp_path: Path, tshark: str) -> None:
     assert conn.client == "2001:db8::1" and conn.server_port == 25
     assert conn.c2s.window_scale == 2 and conn.s2c.window_scale == 3 and conn.c2s.mss == 1440
     assert conn.c2s.ip_id_pattern == "none"
+
+
+def test_icmp_quoting_tcp_gets_the_connection_stream(tmp_path: Path, tshark: str) -> None:
+    f = Flow(C, 40009, S, 25)
+    frames = f.handshake(0)
+    seg = f.send(ms(30), "c2s", b"x" * 1400)
+    frames.append(seg)
+    router = "203.0.113.1"
+    frames.append((ms(31), icmp_unreachable(router, C, seg[1], 20)))  # whole TCP header quoted
+    frames.append((ms(32), icmp_unreachable(router, C, seg[1], 8)))  # RFC 792 minimum: 8 bytes
+    other = Flow(C, 40010, S, 25)
+    frames.append((ms(33), icmp_unreachable(router, C, other.send(ms(33), "c2s", b"y")[1], 20)))
+    res = _run(tmp_path, "icmp", frames, tshark, with_stream=6)  # tcp.stream equal to tshark's
+    assert [int(s) for s in res.frames["stream"]] == [0, 0, 0, 0, 0, 1]  # the 8-byte quote: none
+    assert len(res.connections) == 2

@@ -106,7 +106,11 @@ def select_tcp(table: PacketTable, keys: KeyRegistry) -> TcpFrames:
     # ICMP errors quoting a TCP header: tshark dissects the quoted header and files it under its
     # connection (creating one if needed), so it gets a tcp.stream but no sequence analysis.
     # The quoted packet came from the ICMP message's destination.
+    # tshark needs the quoted header up to the window (16 bytes), as for any TCP header
+    inner_ip = np.where(c["ip_version"] == 6, 40, 20)
+    quoted_tcp = c["caplen"] - c["l4_off"].astype(np.int64) - 8 - inner_ip
     quoted = ((c["proto"] == 1) | (c["proto"] == 58)) & (c["inner_proto"] == 6) & (c["inner_sport"] >= 0)
+    quoted &= (c["l4_off"] >= 0) & (quoted_tcp >= 16)
     rows = np.flatnonzero(tcp | quoted).astype(np.int64)
     q = quoted[rows]
     sh = np.where(q, c["dst_hi"][rows], c["src_hi"][rows])
