@@ -10,6 +10,7 @@ rendered as plain text (never as Rich markup).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Sequence
@@ -130,15 +131,18 @@ def run_analyze(
             result = analyze_captures(paths, progress=lambda n: bar.advance(task, n))
     else:
         result = analyze_captures(paths)
-    doc = result.to_json()
-    if json_out == "-":
-        json.dump(doc, stdout, indent=1, ensure_ascii=False)
-        stdout.write("\n")
-    else:
-        if json_out:
-            with open(json_out, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=1, ensure_ascii=False)
-        render(result, stdout, frames=frames)
+    gc.disable()  # many small acyclic objects below as well (see analyze_captures)
+    try:
+        if json_out == "-":
+            json.dump(result.to_json(), stdout, indent=1, ensure_ascii=False)
+            stdout.write("\n")
+        else:
+            if json_out:
+                with open(json_out, "w", encoding="utf-8") as fh:
+                    json.dump(result.to_json(), fh, indent=1, ensure_ascii=False)
+            render(result, stdout, frames=frames)
+    finally:
+        gc.enable()
     unreadable = [c for c in result.captures if c.frames == 0 and c.issues]
     return 2 if unreadable and len(unreadable) == len(result.captures) else 0
 
