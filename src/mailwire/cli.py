@@ -163,9 +163,8 @@ def diagnose_command(
     else:
         run = run_diagnosis(log or [], captures or [])
     code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
-    top = run.diagnosis.top
-    if top is not None and top.cause == "undetermined" and top.confidence == 0:
-        code = code or 2  # no input could be analysed
+    if run.readable_inputs == 0:
+        code = code or 2  # no input could be read at all
     if code:
         raise typer.Exit(code)
 

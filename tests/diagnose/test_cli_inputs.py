@@ -15,18 +15,28 @@ def _diagnose(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_garbage_everywhere_is_undetermined(tmp_path: Path) -> None:
+def test_nothing_readable_exits_2(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pcap"
     junk.write_bytes(bytes(range(256)) * 20)
-    log = tmp_path / "junk.log"
-    log.write_bytes(b"\x00\xff not a log line\n" * 50)
-    r = _diagnose("--log", str(log), str(junk), "--json", "-")
+    r = _diagnose("--log", str(tmp_path / "missing.log"), str(junk), str(tmp_path), "--json", "-")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     doc = json.loads(r.stdout)
     assert doc["conclusions"][0]["cause"] == "undetermined"
     assert any("junk.pcap" in w and "not a pcap" in w for w in doc["warnings"])
-    assert any("junk.log" in w for w in doc["warnings"])
+    assert any("missing.log" in w for w in doc["warnings"])
+    assert any("is a directory" in w for w in doc["warnings"])
+
+
+def test_readable_inputs_without_mail_exit_0(tmp_path: Path, shared_captures: Path) -> None:
+    """A log of junk lines and a capture without SMTP were read: nothing to conclude, not an error."""
+    log = tmp_path / "junk.log"
+    log.write_bytes(b"\x00\xff not a log line\n" * 50)
+    r = _diagnose("--log", str(log), str(shared_captures / "zeek__empty.pcap"), "--json", "-")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["conclusions"][0]["cause"] == "undetermined"
+    assert any("junk.log" in w and "skipped" in w for w in doc["warnings"])
 
 
 def test_no_input_is_a_usage_error() -> None:

@@ -185,7 +185,8 @@ def run_captures(paths: list[str], run: DiagnoseRun, say: Callable[[str], None] 
     readable = []
     for p in paths:
         if p != "-" and not Path(p).is_file():
-            d.warnings.append(f"{p}: no such capture file")
+            why = "is a directory, not a capture file" if Path(p).is_dir() else "no such capture file"
+            d.warnings.append(f"{p}: {why}")
             continue
         readable.append(p)
     if not readable:
@@ -208,6 +209,8 @@ def run_captures(paths: list[str], run: DiagnoseRun, say: Callable[[str], None] 
         d.stages["analyze"] = f"failed: {type(exc).__name__}: {exc}"
         d.warnings.append(f"capture analysis failed: {exc}")
         return
+    # Read at all: frames decoded, or a valid capture that simply holds none.
+    run.readable_inputs += sum(1 for c in result.captures if c.frames > 0 or not c.issues)
     run.analyses = {c.path: c for c in result.captures}
     run.analyses["__result__"] = result
     facts.sessions = session_facts(result, names)

@@ -40,6 +40,13 @@ class DiagnoseRun:
     comparison: Any = None
     matches: list[Match] = field(default_factory=list)
     cited: list[SessionFact] = field(default_factory=list)
+    readable_inputs: int = 0  # logs and captures that could be read at all (empty but valid counts)
+
+    def rereadable(self, capture: str) -> bool:
+        """Whether the reports may read ``capture`` again (graphs, extracts): a file the analysis
+        decoded frames from (stdin was consumed; an unreadable file stays unreadable)."""
+        a = self.analyses.get(capture)
+        return capture != "-" and a is not None and getattr(a, "frames", 0) > 0 and Path(capture).is_file()
 
 
 def _run_logs(logs: Sequence[str], facts: Facts, d: Diagnosis) -> LogTriage | None:
@@ -91,18 +98,22 @@ def _cite(facts: Facts, top: Conclusion | None) -> list[SessionFact]:
 
 
 def _add_filters(c: Conclusion, sessions: list[SessionFact]) -> None:
-    """Give every frame / session evidence the display filter of the connection it belongs to."""
+    """Give frame evidence that has no filter yet (e.g. compare's) the display filter of its
+    connection -- only when exactly one session's frame range holds the frame: concurrent
+    sessions overlap, and a wrong filter is worse than none."""
     for e in c.evidence:
         if e.filter or e.kind not in ("frame", "session") or e.ref is None:
             continue
-        for s in sessions:
-            if (
-                s.capture == e.source
-                and s.first_frame is not None
-                and s.first_frame <= e.ref <= (s.last_frame or e.ref)
-            ):
-                e.filter = connection_filter(s.client, s.client_port, s.server, s.server_port)
-                break
+        owners = [
+            s
+            for s in sessions
+            if s.capture == e.source
+            and s.first_frame is not None
+            and s.first_frame <= e.ref <= (s.last_frame or e.ref)
+        ]
+        if len(owners) == 1:
+            s = owners[0]
+            e.filter = connection_filter(s.client, s.client_port, s.server, s.server_port)
 
 
 def run_diagnosis(
@@ -119,7 +130,8 @@ def run_diagnosis(
     triage = _run_logs(logs, facts, d) if logs else None
     if not logs:
         d.stages["logs"] = "skipped: no --log given"
-    run = DiagnoseRun(diagnosis=d, facts=facts, triage=triage)
+    readable = sum(i.error is None for i in triage.inputs) if triage is not None else 0
+    run = DiagnoseRun(diagnosis=d, facts=facts, triage=triage, readable_inputs=readable)
     if captures:
         from mailwire.diagnose.adapt import run_captures
 

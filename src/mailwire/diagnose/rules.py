@@ -24,6 +24,7 @@ from collections.abc import Callable
 from mailwire.diagnose.facts import Facts, FrameRef, HopFact, SessionFact
 from mailwire.diagnose.model import Conclusion, Evidence
 from mailwire.maillog.records import Attempt
+from mailwire.report.wireshark import connection_filter
 
 BODY_STAGES = frozenset(("data", "body", "dot"))
 REMOTE_DOWN_OUTCOMES = frozenset(("refused", "connect_timeout", "unreachable"))
@@ -55,15 +56,19 @@ def _frame_ev(refs: list[FrameRef], limit: int = 6) -> list[Evidence]:
 def _session_ev(sessions: list[SessionFact], limit: int = 4) -> list[Evidence]:
     out: list[Evidence] = []
     for s in sessions[:limit]:
+        # The session's own filter on its frames: concurrent sessions overlap in frame numbers,
+        # so a filter can never be guessed from a frame number alone.
+        flt = connection_filter(s.client, s.client_port, s.server, s.server_port)
         out.append(
             Evidence(
                 "session",
                 f"{s.client}:{s.client_port} → {s.server}:{s.server_port}: {s.outcome} — {s.summary}",
                 s.capture,
                 s.first_frame,
+                flt,
             )
         )
-        out.extend(_frame_ev(s.evidence, 3))
+        out.extend(Evidence("frame", r.text, r.capture, r.frame, flt) for r in s.evidence[:3])
     return out
 
 

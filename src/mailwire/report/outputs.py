@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import jsonschema
 from rich.console import Console
 
+from mailwire.capture.read import CaptureError
 from mailwire.report.extract import extract_connections
 from mailwire.report.html import write_html
 from mailwire.report.page import build_page, spec_at
@@ -44,13 +45,17 @@ def write_extracts(run: DiagnoseRun, out_dir: str | Path) -> list[dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for cap in run.diagnosis.captures:
-        if not run.cited or not Path(cap).is_file():
+        if not run.cited or not run.rereadable(cap):
             continue
         # Every cited connection as it appears at this capture point (through NAT where compare
         # matched it); overlapping specs only widen the selection, frames are never doubled.
         specs = list(dict.fromkeys(spec_at(run, s, cap) for s in run.cited))
         target = out / f"{Path(cap).name.split('.', 1)[0]}.cited.pcap"
-        res = extract_connections(cap, specs, target)
+        try:
+            res = extract_connections(cap, specs, target)
+        except CaptureError as exc:  # changed since the analysis read it: the others still go out
+            run.diagnosis.warnings.append(f"--extract: {exc}")
+            continue
         written.append(
             {
                 "capture": cap,

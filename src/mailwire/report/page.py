@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mailwire.capture.addr import parse_addr
+from mailwire.capture.read import CaptureError
 from mailwire.diagnose.facts import SessionFact
 from mailwire.report.extract import ConnSpec, collect_columns
 from mailwire.report.graphs import failures_timeline_svg, series_from_columns, time_sequence_svg
@@ -218,9 +219,14 @@ def build_page(run: DiagnoseRun) -> ReportPage:
             wanted.setdefault(cap, []).append(((s.capture, s.conn_id, 1 + k), spec_at(run, s, cap)))
     cols_of: dict[tuple[str, tuple[str, int, int]], dict[str, np.ndarray]] = {}
     for cap, items in wanted.items():
-        if cap == "-":  # stdin was consumed by the analysis: nothing to draw from
+        if not run.rereadable(cap):  # stdin (consumed), or a file the analysis could not read
             continue
-        for (key, _), cols in zip(items, collect_columns(cap, [sp for _, sp in items]), strict=True):
+        try:
+            got = collect_columns(cap, [sp for _, sp in items])
+        except CaptureError as exc:  # changed since the analysis read it: draw without it
+            d.warnings.append(f"graphs: {exc}")
+            continue
+        for (key, _), cols in zip(items, got, strict=True):
             cols_of[(cap, key)] = cols
     attempt_of = {(m.session.capture, m.session.conn_id): m.attempt for m in run.matches}
     for s in run.cited:
