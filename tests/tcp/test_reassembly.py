@@ -91,3 +91,16 @@ def test_streaming_callback_gets_the_same_events(shared_captures: Path) -> None:
     flat = [e for v in kept.streams.values() for e in v]
     assert got and len(got) == len(flat)
     assert sorted(got, key=repr) == sorted(flat, key=repr)
+
+
+def test_kept_streams_are_bounded(shared_captures: Path) -> None:
+    path = shared_captures / "zeek__smtp.pcap"
+    full = analyze(iter_tables(path))
+    capped = analyze(iter_tables(path), keep_total=5000)
+    kept = sum(len(e.data) for v in capped.streams.values() for e in v if isinstance(e, StreamChunk))
+    assert 0 < kept <= 5000
+    for conn, events in capped.streams.items():  # same coverage, the rest as buffer_limit gaps
+        assert _contiguous(events) == _contiguous(full.streams[conn])
+    assert any(
+        isinstance(e, StreamGap) and e.reason == "buffer_limit" for v in capped.streams.values() for e in v
+    )

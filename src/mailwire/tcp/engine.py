@@ -120,6 +120,7 @@ class TcpAnalyzer:
         reassemble: bool = True,
         stream_budget: int = 8 << 20,
         on_stream: Callable[[StreamEvent], None] | None = None,
+        keep_total: int = 256 << 20,
     ) -> None:
         self.keys = KeyRegistry()
         self.ws = KernelState(mw=False)
@@ -128,7 +129,12 @@ class TcpAnalyzer:
         self._parts: list[dict[str, np.ndarray]] = []
         self._n_frames = 0
         self.quality = QualityCounter()
-        self._reasm = Reassembler(budget=stream_budget, on_event=on_stream) if reassemble else None
+        # without on_stream, events are kept in the result, up to keep_total payload bytes in all
+        self._reasm = (
+            Reassembler(budget=stream_budget, on_event=on_stream, keep_total=keep_total)
+            if reassemble
+            else None
+        )
         self._path = ""
 
     def feed(self, table: PacketTable) -> ChunkAnalysis:

@@ -202,7 +202,8 @@ class Reassembler:
     Memory: out-of-order data is held up to ``budget`` bytes per direction; past that the hole
     in front of it is declared a gap (``reason="buffer_limit"``) and counted in ``dropped``.
     Events go to ``on_event`` as they are produced, or are kept per connection (``keep=True``)
-    up to ``keep_limit`` payload bytes per direction (further data becomes gaps with
+    up to ``keep_limit`` payload bytes per direction and ``keep_total`` in all (further data
+    becomes gaps with
     ``reason="buffer_limit"``, counted in ``not_kept``).
     """
 
@@ -213,11 +214,14 @@ class Reassembler:
         on_event: Callable[[StreamEvent], None] | None = None,
         keep: bool = True,
         keep_limit: int = 64 << 20,
+        keep_total: int = 256 << 20,
     ) -> None:
         self.budget = budget
         self.on_event = on_event
         self.keep = keep and on_event is None
         self.keep_limit = keep_limit
+        self.keep_total = keep_total
+        self.kept_total = 0
         self.st = np.zeros((0, R_NFIELDS), dtype=np.int64)
         self.held: dict[int, dict[int, tuple[bytes, int, int]]] = {}  # dir row -> offset -> data
         self.held_bytes: dict[int, int] = {}
@@ -397,11 +401,12 @@ class Reassembler:
         if self.keep:
             d = 2 * cv + kd
             used = self.kept.get(d, 0)
-            if used + len(data) > self.keep_limit:
+            if used + len(data) > self.keep_limit or self.kept_total + len(data) > self.keep_total:
                 self.not_kept += len(data)
                 self._emit(StreamGap(cv, self._dir(cv, kd), off, len(data), fr, t, "buffer_limit"))
                 return
             self.kept[d] = used + len(data)
+            self.kept_total += len(data)
         self._emit(StreamChunk(cv, self._dir(cv, kd), off, data, fr, t))
 
     def _emit(self, ev: StreamEvent) -> None:
