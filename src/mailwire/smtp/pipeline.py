@@ -94,6 +94,8 @@ class _Raw:
     max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
     c2s_base: dict[int, int] = field(default_factory=dict)  # conn -> raw seq of client stream offset 0
     first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)  # conn -> (frame, seq_offset)
+    s2c_base: dict[int, int] = field(default_factory=dict)
+    first_s2c: dict[int, tuple[int, int]] = field(default_factory=dict)
     _by_stream: np.ndarray | None = None
     _keys: np.ndarray | None = None
 
@@ -140,10 +142,11 @@ class _Raw:
             for k in np.nonzero(mx)[0].tolist():
                 self.max_seg[(k // 2, k % 2)] = int(mx[k])
         # client stream offset 0 in raw sequence numbers, from the first reassembled client chunk
-        for conn, (frame, off) in self.first_c2s.items():
-            j = int(np.searchsorted(c["frame"], frame))
-            if j < c["frame"].shape[0] and c["frame"][j] == frame:
-                self.c2s_base[conn] = (int(c["seq"][j]) - off) % (1 << 32)
+        for first, bases in ((self.first_c2s, self.c2s_base), (self.first_s2c, self.s2c_base)):
+            for conn, (frame, off) in first.items():
+                j = int(np.searchsorted(c["frame"], frame))
+                if j < c["frame"].shape[0] and c["frame"][j] == frame:
+                    bases[conn] = (int(c["seq"][j]) - off) % (1 << 32)
 
 
 @dataclass
@@ -208,6 +211,16 @@ def _bare_session(j: Judged) -> dict[str, Any]:
 
 
 # --- TCP adapter --------------------------------------------------------------------------------
+
+
+def _acked(c: dict[str, np.ndarray], mine: np.ndarray, sender_dir: int, base: int | None) -> int | None:
+    """Highest stream offset of the other direction acknowledged by ``sender_dir``'s ACKs."""
+    if base is None or not mine.shape[0]:
+        return None
+    rows = mine[(c["dir"][mine] == sender_dir) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)]
+    rel = (c["ack"][rows].astype(np.int64) - base) % (1 << 32)
+    rel = rel[rel < (1 << 31)]
+    return int(rel.max()) if rel.shape[0] else None
 
 
 def _collect_raw(table: PacketTable, stream: np.ndarray, raw: _Raw) -> None:
@@ -348,6 +361,7 @@ def _facts(
                     probes,
                 )
             )
+    t.s2c_acked = _acked(c, mine, 0, raw.s2c_base.get(conn_id))
     base = raw.c2s_base.get(conn_id)
     ackable = (
         mine[(c["dir"][mine] == 1) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)]
@@ -421,8 +435,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
             c.builder.gap(d, ev.length, ev.frame, ev.ts_ns)
 
     def route(ev: Any) -> None:
-        if ev.conn_id not in raw.first_c2s and ev.direction == "c2s" and hasattr(ev, "data"):
-            raw.first_c2s[ev.conn_id] = (ev.frame, ev.seq_offset)
+        first = raw.first_c2s if ev.direction == "c2s" else raw.first_s2c
+        if ev.conn_id not in first and hasattr(ev, "data"):
+            first[ev.conn_id] = (ev.frame, ev.seq_offset)
         c = conns[ev.conn_id]
         if c.decided:
             if c.smtp:
@@ -550,8 +565,17 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
                 s.client_port,
             )
         f = _facts(conn, cid, raw, chains_by_conn.get(cid, []), name, s, result.frames)
-        if f.c2s_acked is not None:
-            s.bytes_c2s_acked = f.c2s_acked
+        # acknowledgements count the FIN's sequence number too: clip to the stream's length
+        for d, acked in (("c2s", f.c2s_acked), ("s2c", f.s2c_acked)):
+            if acked is None:
+                continue
+            length = (s.bytes_c2s_sent if d == "c2s" else s.bytes_s2c_sent) + sum(
+                g["length"] for g in s.gaps if g["direction"] == d
+            )
+            if d == "c2s":
+                s.bytes_c2s_acked = min(acked, length)
+            else:
+                s.bytes_s2c_acked = min(acked, length)
         sessions.append(s)
         facts[cid] = f
     conn_json = list(result.connections)
