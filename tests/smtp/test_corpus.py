@@ -368,3 +368,19 @@ def test_hand_checked_rules(shared_captures: Path, key: tuple[str, int | None]) 
     assert len(js) == 1
     v = js[0].verdict
     assert (v.outcome, v.rule) == HAND_CHECKED_RULES[key], v.summary
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ark__wireshark-retrans.pcap",
+        "zeek__tcp_ssh-dups.pcap",
+        "sv__tcp-empty-sack.pcap",
+        "zeek__nflog-http.pcap",
+    ],
+)
+def test_other_protocols_are_not_smtp(shared_captures: Path, name: str) -> None:
+    # HTTP, SSH and TLS on their own ports: no 220 greeting, no EHLO, not port 25/587/2525
+    result = analyze_captures([shared_captures / name])
+    assert result.judged == [] and result.findings == []
+    assert result.captures[0].frames > 0

@@ -465,7 +465,8 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         elif (f["s2c"] and f["c2s"]) or len(c.held) > _HOLD_EVENTS or c.held_bytes > _HOLD_BYTES:
             c.decided = True  # decided "not by content"; the port may still make it SMTP later
             c.smtp = False
-            c.held = c.held if len(c.held) <= _HOLD_EVENTS else []
+            c.held = []  # not SMTP: keep nothing (a capture of other traffic must not pile up here)
+            c.held_bytes = 0
 
     batch: list[Any] = []
 
