@@ -549,6 +549,58 @@ def test_diagnose_readable_capture_without_smtp_exits_0(shared_captures: Path) -
         assert run.rc == 0, f"diagnose {name}: exit {run.rc}"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a gzip capture cut short (a .pcap.gz still being written, an interrupted copy) yields 0 frames: "
+    "'gzip stream is corrupt: Compressed file ended before the end-of-stream marker'; tshark reads the "
+    "78 frames before the cut (zcat recovers 15 KB). capture/source.py Source.read/readinto (lines 77-106) "
+    "turn EOFError into SourceError and drop the bytes already decompressed",
+)
+def test_cut_gzip_capture_keeps_frames_before_the_cut(example: Path, tmp_path: Path, oracle: Oracle) -> None:
+    import gzip
+
+    p = tmp_path / "cut.pcap.gz"
+    p.write_bytes(gzip.compress((example / "sender.pcap").read_bytes())[:3000])
+    expected = oracle.count(p) or 0
+    assert expected > 10, "tshark reads frames before the cut"
+    run = invoke("packets", p)
+    assert run.rc == 0
+    assert len(run.out.splitlines()) == expected
+    assert str(p) in run.err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a zstd capture cut short (3000 bytes on disk) is reported as 'file is empty (0 bytes), not a "
+    "capture': the message should say the zstd stream ends early (capture/read.py / capture/source.py "
+    "report the decompressed size as the file size)",
+)
+def test_cut_zstd_capture_message(example: Path, tmp_path: Path) -> None:
+    import zstandard
+
+    p = tmp_path / "cut.pcap.zst"
+    p.write_bytes(zstandard.ZstdCompressor().compress((example / "sender.pcap").read_bytes())[:3000])
+    run = invoke("info", p)
+    assert str(p) in run.err
+    assert "empty (0 bytes)" not in run.err, run.err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="diagnose with stdin as one of two capture points (cat sender.pcap | mailwire diagnose - "
+    "edge.pcap) analyses stdin, then compare re-reads the consumed stream: stage 'compare: failed: "
+    "CaptureError: <stdin>: file is empty (0 bytes), not a capture', no hop, the loss is not localised "
+    "(diagnose/adapt.py run_captures passes '-' to compare_captures after analyze_captures read it)",
+)
+def test_diagnose_stdin_as_a_capture_point(example: Path) -> None:
+    run = mailwire(
+        "diagnose", "--json", "-", "-", example / "edge.pcap", stdin=(example / "sender.pcap").read_bytes()
+    )
+    assert run.rc == 0
+    doc = run.json()
+    assert len(doc["hops"]) == 1, doc["stages"]
+
+
 def _max_width(run: Run) -> int:
     return max((len(line) for line in run.out.splitlines() if "ip.addr==" not in line), default=0)
 
