@@ -129,3 +129,22 @@ def test_pmtud_blackhole_size_signature(lab_run: Callable[[str], Path]) -> None:
     result = analyze_captures([d / "sender.pcap"])
     size = next(f for f in result.findings if f.id == "size_signature")
     assert size.data["only_full_size_lost"]
+
+
+def test_incident_seen_at_the_edge(lab_run: Callable[[str], Path]) -> None:
+    # At the edge the large segments never arrive (the lb drops them before): the MX times out
+    # waiting for data that this capture point never saw, so the edge alone cannot tell a
+    # stalled client from loss upstream, and says so.
+    d = lab_run("size_drop")
+    truth = json.loads((d / "truth.json").read_text())
+    result = analyze_captures([d / "edge.pcap"])
+    stuck = {m["rcpt"] for m in truth["messages"] if m["expected_outcome"] != "delivered"}
+    for j in result.judged:
+        rcpts = {r for tx in j.session.transactions for r in tx.rcpt_to} if j.session else set()
+        if rcpts & stuck:
+            assert j.verdict.outcome == "remote_idle_timeout", j.verdict.summary
+            assert "capture on the sending server" in j.verdict.summary
+        else:
+            assert j.verdict.outcome == "delivered"
+    step = next(f for f in result.findings if f.id == "next_step")
+    assert step.data["class"] == "client_stall" and "mailwire compare" in (step.next_step or "")
