@@ -200,3 +200,29 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
     a, _ = _generate(tmp_path / "a", nano=False)
     b, _ = _generate(tmp_path / "b", nano=False)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_runner_reports_missing_tools_and_agreeing_decoders(tmp_path: Path, tshark: str) -> None:
+    """bench/run.py on a small capture with tcpdump and tcptrace hidden from PATH: they are
+    reported missing (not fatal), and mailwire's decoder and dpkt count the same TCP payload."""
+    pytest.importorskip("dpkt")
+    pcap, truth = _generate(tmp_path, nano=False)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "tshark").symlink_to(tshark)
+    env = {"PATH": f"{bindir}:{Path(sys.executable).parent}", "HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), str(pcap), "--only", "tcp", "--only", "dpkt",
+         "--only", "decode", "--only", "tshark expert", "--json", "-", "--timeout", "300"],
+        check=True, timeout=600, capture_output=True, text=True, env=env,
+    ).stdout  # fmt: skip
+    doc = json.loads(out[out.index("\n{") + 1 :])
+    tools = {t["name"]: t for t in doc["tools"]}
+    assert doc["packets"] == truth["packets"] == 3000
+    assert tools["tcpdump"]["status"] == "missing"
+    assert tools["tcptrace"]["status"] == "missing"
+    assert tools["tshark expert"]["status"] == "ok"
+    dp, mw = tools["dpkt"], tools["mailwire decode"]
+    assert dp["status"] == mw["status"] == "ok"
+    assert dp["output"]["packets"] == mw["output"]["packets"] == 3000
+    assert (mw["output"]["tcp"], mw["output"]["payload"]) == (dp["output"]["tcp"], dp["output"]["payload"])
