@@ -384,3 +384,13 @@ def test_other_protocols_are_not_smtp(shared_captures: Path, name: str) -> None:
     result = analyze_captures([shared_captures / name])
     assert result.judged == [] and result.findings == []
     assert result.captures[0].frames > 0
+
+
+def test_each_message_has_its_own_fate(shared_captures: Path) -> None:
+    # Zeek's baseline: two messages accepted ("250 OK id=…"); between them a transaction whose DATA
+    # is refused (tshark: frame 40 is "503 valid RCPT command must precede DATA").
+    result = analyze_captures([shared_captures / "zeek__smtp-mail-transactions-invalid.pcap"])
+    [j] = result.judged
+    fates = [(m["fate"], m["frame"]) for m in j.verdict.extra["messages"]]
+    assert fates == [("delivered", 22), ("rejected", 40), ("delivered", 71)]
+    assert j.verdict.outcome == "delivered"

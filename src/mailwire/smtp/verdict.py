@@ -690,11 +690,38 @@ RULES: tuple[Rule, ...] = (
 def decide(session: SmtpSession | None, tcp: TcpFacts, capture: str = "") -> Verdict:
     """Apply :data:`RULES` in order; the capture ending first is the fallback."""
     ctx = Context(session, tcp, capture or tcp.capture or (session.capture if session else ""))
-    for rule in RULES:
-        v = rule(ctx)
-        if v is not None:
-            return v
-    return rule_incomplete(ctx)
+    verdict = next((v for v in (rule(ctx) for rule in RULES) if v is not None), None) or rule_incomplete(ctx)
+    if session is not None:
+        verdict.extra["messages"] = _per_message(session)
+    return verdict
+
+
+def _per_message(s: SmtpSession) -> list[dict[str, Any]]:
+    """Each attempted message's own fate (a session can deliver one and have the next refused)."""
+    out = []
+    for tx in s.transactions[:100]:
+        if tx.mail_from is None:
+            continue
+        fin = tx.final_reply
+        if fin is not None:
+            fate = "delivered" if fin.code < 300 else ("rejected" if fin.code >= 500 else "deferred")
+            reply: ReplyRecord | None = fin
+        elif tx.refusal is not None and not (tx.refusal.command == "RCPT" and tx.rcpt_accepted):
+            reply = tx.refusal
+            fate = "rejected" if reply.code >= 500 else "deferred"
+        else:
+            fate, reply = "unfinished", None
+        out.append(
+            {
+                "trans_depth": tx.depth,
+                "mail_from": tx.mail_from,
+                "rcpt_to": tx.rcpt_to[:10],
+                "fate": fate,
+                "reply": None if reply is None else f"{reply.code} {reply.text[:200]}",
+                "frame": None if reply is None else reply.frame,
+            }
+        )
+    return out
 
 
 __all__ = [
