@@ -204,6 +204,11 @@ def _counts(c: Counter[str | None]) -> str:
     return ", ".join(f"{n} {k}" for k, n in c.most_common())
 
 
+def _size_range(sizes: list[int]) -> str:
+    lo, hi = min(sizes), max(sizes)
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
 def find_size_signature(items: list[Judged]) -> list[Finding]:
     lossy = [
         j
@@ -212,7 +217,9 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
     ]
     if not lossy:
         return []
-    lost_sizes: list[int] = []  # as sent on the wire: a TSO super-segment leaves as MSS-sized packets
+    lost_sizes: list[int] = []
+    # sizes as sent on the wire (a TSO super-segment leaves as MSS-sized packets) and as captured
+    captured_sizes: list[int] = []
     full = 0
     passed = 0  # largest client segment that got through before the loss began
     small_passed = 0
@@ -228,6 +235,7 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
                 continue
             wire = min(ch.size, mss) if mss > 0 else ch.size
             lost_sizes.append(wire)
+            captured_sizes.append(ch.size)
             if mss and wire >= 0.9 * mss:
                 full += 1
             if len(ev) < 4:
@@ -258,8 +266,10 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
             else "no ICMP 'fragmentation needed' came back"
         )
         summary = (
-            f"Only full-size segments were lost ({full} of {len(lost_sizes)} unacknowledged, "
-            f"{'/'.join(map(str, sizes))} bytes) while small packets (up to {passed} bytes) passed "
+            f"Only full-size segments were lost ({full} of {len(lost_sizes)} unacknowledged segments "
+            f"of {_size_range(captured_sizes)} bytes as captured, MSS {'/'.join(map(str, sorted(mss_seen)))})"
+            " "
+            f"while small packets (up to {passed} bytes) passed "
             "in the same "
             f"sessions; {icmp_txt}. This is the signature of an MTU / path-MTU-discovery black "
             "hole or a middle "
