@@ -485,6 +485,62 @@ def test_logs_hostile_addresses_still_counted(hostile: Hostile) -> None:
     assert doc["totals"]["attempts"] == 4
 
 
+def _hostile_smtp(path: Path) -> Path:
+    """An SMTP session whose every string is an attack on the renderer: HTML, Rich markup, ANSI/OSC."""
+    from tests.craft import Flow, ms, write
+
+    f = Flow("192.0.2.10", 40000, "203.0.113.25", 25)
+    frames = f.handshake(0)
+    talk = [
+        (
+            "s2c",
+            b"220 mx <script>alert(1)</script> [bold red]PWNED[/bold red] "
+            b"\x1b[2J\x1b[31mred\x1b[0m ESMTP\r\n",
+        ),
+        ("c2s", b"EHLO [link=http://evil.example]x[/link]\r\n"),
+        ("s2c", b"250 ok\r\n"),
+        ("c2s", b'MAIL FROM:<"<img src=x onerror=alert(2)>"@example.com>\r\n'),
+        ("s2c", b"250 ok\r\n"),
+        ("c2s", b"RCPT TO:<[blink]x[/blink]\x1b]0;title\x07@example.org>\r\n"),
+        (
+            "s2c",
+            b"554 5.7.1 <script>alert(3)</script> \x1b[5mblocked\x1b[0m "
+            b"[red]listed[/red] at zen.spamhaus.org\r\n",
+        ),
+        ("c2s", b"QUIT\r\n"),
+        ("s2c", b"221 bye\r\n"),
+    ]
+    t = ms(30)
+    for d, data in talk:
+        frames.append(f.send(t, d, data))
+        frames.append(f.ack(t + ms(5), "s2c" if d == "c2s" else "c2s"))
+        t += ms(10)
+    frames += [f.fin(t, "c2s"), f.fin(t + ms(5), "s2c"), f.ack(t + ms(10), "c2s")]
+    return write(path, frames)
+
+
+def test_hostile_strings_never_reach_the_terminal_or_html_raw(tmp_path: Path, oracle: Oracle) -> None:
+    cap = _hostile_smtp(tmp_path / "hostile-smtp.pcap")
+    assert oracle.count(cap) == 24
+    html = tmp_path / "r.html"
+    runs = [
+        mailwire("analyze", "--frames", cap),
+        mailwire("diagnose", cap, "--html", html),
+        mailwire("packets", "--format", "table", cap),
+    ]
+    for run in runs:
+        assert_no_traceback(run)
+        assert run.rc == 0
+        assert "\x1b" not in run.both and "\x07" not in run.both, f"{run.args[0]}: raw escape sequence"
+        assert "PWNED" not in run.out or "[bold red]PWNED" in run.out, (
+            "Rich markup from the wire was rendered"
+        )
+    assert "[red]listed[/red]" in runs[1].out, "the reply text must be shown literally"
+    page = html.read_text()
+    assert "<script" not in page.lower() and "<img" not in page and "\x1b" not in page
+    assert "&lt;script&gt;" in page
+
+
 # --- user-facing wording and consistency (bugs recorded as strict xfails) --------------------------
 
 
