@@ -112,7 +112,8 @@ class _Raw:
     def finish(self, frames: dict[str, np.ndarray]) -> None:
         names = ("frame", "ts_ns", "stream", "tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
         if self.parts:
-            c = {k: np.concatenate([p[k] for p in self.parts]) for k in names}
+            # one column at a time, dropping the pieces as they are joined: peak = data + one column
+            c = {k: np.concatenate([p.pop(k) for p in self.parts]) for k in names}
         else:
             c = {k: np.zeros(0, dtype=np.int64) for k in names}
         self.parts = []
@@ -125,7 +126,7 @@ class _Raw:
             if tf.shape[0]
             else np.zeros(c["frame"].shape[0], dtype=bool)
         )
-        c["dir"] = np.where(ok, td[idx] if tf.shape[0] else 0, 0).astype(np.int64)
+        c["dir"] = np.where(ok, td[idx] if tf.shape[0] else 0, 0).astype(np.int8)
         self.cols = c
         if c["frame"].shape[0]:
             key = c["stream"].astype(np.int64) * 2 + c["dir"]
