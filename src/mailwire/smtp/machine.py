@@ -817,8 +817,7 @@ class SmtpMachine:
                 self._pending.appendleft(p)  # the exchange goes on; the next reply answers AUTH too
             else:
                 self.cmode = "command" if self.cmode == "auth" else self.cmode
-        elif p.verb == "BDAT" and reply.klass == 5 and self._body is not None and not p.last:
-            pass  # the server refused a chunk; the client decides whether to go on
+        # (a refused BDAT chunk changes nothing here: the client decides whether to go on)
         if reply.code in CLOSING_CODES:
             self._set_state("closed")
         else:

@@ -110,10 +110,8 @@ class ReplyAssembler:
         code, last, text = parsed
         if self._code < 0:
             self._code, self._first_frame = code, frame
-        elif code != self._code:
-            # A continuation with another code: RFC 5321 says the codes must agree; keep the
-            # first one, as Zeek and Wireshark do, and still take the text.
-            pass
+        # A continuation with another code (RFC 5321 says they agree) keeps the first code, as
+        # Zeek and Wireshark do; its text is still taken.
         if len(self._lines) < _MAX_REPLY_LINES:
             self._lines.append(text)
         else:

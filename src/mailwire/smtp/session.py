@@ -512,12 +512,9 @@ class SessionBuilder:
             if r.klass == 2:
                 s.messages_accepted += 1
             self._messages += 1
-            self._flush()
-            s.transactions[-1] = s.transactions[-1]  # the new (or same) current transaction
-            if not s.transactions[-1].has_client_activity:
-                s.transactions[-1].depth = self._messages + 1
-        elif cmd == "BDAT" and r.klass != 2 and cur.final_reply is None:
-            pass
+            nxt = self._flush()  # the next transaction (or the same one, if it saw no client activity)
+            if not nxt.has_client_activity:
+                nxt.depth = self._messages + 1
 
     def _body(self, b: BodyDone) -> None:
         s = self.s
