@@ -2,7 +2,7 @@
 
 Hypothesis mutates real captures (the corpus' SMTP traces and the bundled incident): bytes flipped,
 runs overwritten, length fields rewritten, chunks cut, duplicated or inserted, the file truncated;
-mail logs get the same treatment. The mutants are written to temporary files and handed to the
+random bytes are spliced into the real mail log. The mutants are written to temporary files and handed to the
 public entry points (``analyze_captures``, ``run_diagnosis`` and the report's ``emit`` with HTML,
 JSON and extract outputs). Whatever the damage, no exception may escape, the JSON must still follow
 its schema and every cited frame must lie inside the mutated file's frame count as mailwire itself
