@@ -48,7 +48,8 @@ def render(
     from rich.table import Table
     from rich.text import Text
 
-    con = Console(file=out, width=width or 120, highlight=False, soft_wrap=False)
+    # the terminal's width (Rich reads COLUMNS, and uses 80 when the output is not a terminal)
+    con = Console(file=out, width=width, highlight=False, soft_wrap=False)
     for cap in result.captures:
         con.print(Text(f"{cap.path}: {cap.frames} frames, {len(cap.sessions)} SMTP session(s)", style="bold"))
         for issue in cap.issues[:5]:
@@ -57,7 +58,8 @@ def render(
         con.print("No SMTP session found (SMTP is recognised on any port by its 220 greeting).")
     table = Table(show_lines=False, expand=False, title="SMTP sessions, worst first")
     for col in ("outcome", "server", "from → to", "phase", "Wireshark filter"):
-        table.add_column(col, overflow="fold")
+        # the filter is copied into Wireshark as it is: never cut it
+        table.add_column(col, overflow="fold", no_wrap=col == "Wireshark filter")
     ranked = result.worst_first()
     for j in ranked[:max_rows]:
         v, s = j.verdict, j.session

@@ -15,7 +15,8 @@ from mailwire.smtp.pipeline import analyze_captures
 def test_analyze_terminal_and_json(shared_captures: Path, tmp_path: Path) -> None:
     cap = shared_captures / "ark__smtp-rcpt-553.pcap"
     out = tmp_path / "a.json"
-    res = CliRunner().invoke(app, ["analyze", str(cap), "--json", str(out), "--frames"])
+    wide = {"COLUMNS": "200"}  # content checks below; the 80-column layout is tests/robustness' job
+    res = CliRunner().invoke(app, ["analyze", str(cap), "--json", str(out), "--frames"], env=wide)
     assert res.exit_code == 0, res.output
     assert "tcp.stream eq 0" in res.output  # the Wireshark display filter of the session
     assert "rejected (policy)" in res.output
@@ -30,7 +31,7 @@ def test_analyze_terminal_and_json(shared_captures: Path, tmp_path: Path) -> Non
 def test_unreadable_capture_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "not.pcap"
     bad.write_bytes(b"this is not a capture")
-    res = CliRunner().invoke(app, ["analyze", str(bad)])
+    res = CliRunner().invoke(app, ["analyze", str(bad)], env={"COLUMNS": "200"})
     assert res.exit_code == 2
     assert "not a pcap" in res.output
 
@@ -43,5 +44,5 @@ def test_network_strings_are_not_markup(shared_captures: Path) -> None:
     assert s is not None
     s.transactions[0].mail_from = "[bold red]evil[/] <x@y>"
     buf = io.StringIO()
-    render(result, buf)
+    render(result, buf, width=200)
     assert "[bold red]evil[/]" in buf.getvalue()

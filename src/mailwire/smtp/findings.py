@@ -233,7 +233,7 @@ def find_size_signature(items: list[Judged]) -> list[Finding]:
         for ch in t.chains:
             if ch.direction != "c2s" or ch.acked or not ch.resends:
                 continue
-            wire = min(ch.size, mss) if mss > 0 else ch.size
+            wire = ch.wire_size if ch.wire_size > 0 else (min(ch.size, mss) if mss > 0 else ch.size)
             lost_sizes.append(wire)
             captured_sizes.append(ch.size)
             if mss and wire >= 0.9 * mss:
@@ -340,8 +340,27 @@ Finder = Callable[[list[Judged]], list[Finding]]
 FINDERS: tuple[Finder, ...] = (find_destination_mix, find_failure_class, find_size_signature)
 
 
+def once_per_session(items: list[Judged]) -> list[Judged]:
+    """Drop the copies of a session seen again in a later capture (same endpoints and ports)."""
+    seen: set[tuple[str, int, str, int]] = set()
+    out = []
+    for j in items:
+        s = j.session
+        if s is not None and s.client and s.client_port >= 0:
+            key = (s.client, s.client_port, s.server, s.server_port)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(j)
+    return out
+
+
 def findings(items: list[Judged]) -> list[Finding]:
-    """All findings for one analysis, failures first."""
+    """All findings for one analysis, failures first.
+
+    A session captured at several points (the server and the edge) is counted once: the first
+    capture given (by convention the sending server's) speaks for it."""
+    items = once_per_session(items)
     out: list[Finding] = []
     for f in FINDERS:
         out.extend(f(items))
@@ -350,4 +369,4 @@ def findings(items: list[Judged]) -> list[Finding]:
     return sorted(out, key=lambda f: order.get(f.severity, 3))
 
 
-__all__ = ["FINDERS", "Finding", "Judged", "findings"]
+__all__ = ["FINDERS", "Finding", "Judged", "findings", "once_per_session"]

@@ -401,9 +401,22 @@ def _facts(
                 ack_frame,
                 len(real),
                 real[-1].since_original_s if real else 0.0,
+                _wire_size(c, ch.length, [r.frame for r in real[:_KEEP_RESENDS]]),
             )
         )
     return t
+
+
+def _wire_size(c: dict[str, np.ndarray], size: int, frames: list[int]) -> int:
+    """The segment size as it went on the wire: a host-side capture shows a TSO super-segment whose
+    resends go out as single segments, so the smallest captured copy is the wire size."""
+    sizes = [size]
+    if frames and c["frame"].shape[0]:
+        idx = np.searchsorted(c["frame"], np.asarray(frames, dtype=c["frame"].dtype))
+        idx = idx[idx < c["frame"].shape[0]]
+        hit = idx[c["frame"][idx] == np.asarray(frames, dtype=c["frame"].dtype)[: idx.shape[0]]]
+        sizes += [int(x) for x in c["payload_len"][hit].tolist() if x > 0]
+    return min(sizes)
 
 
 # --- the pipeline -------------------------------------------------------------------------------

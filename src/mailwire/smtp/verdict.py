@@ -90,6 +90,7 @@ class ChainFact:
     ack_frame: int = -1
     total: int = -1  # number of resends when ``resends`` holds only the first ones (-1: all kept)
     span_s: float = -1.0  # time from the original to the last resend (-1: sum of the intervals)
+    wire_size: int = -1  # size of one copy on the wire (TSO super-segments leave as smaller ones)
 
     @property
     def count(self) -> int:
