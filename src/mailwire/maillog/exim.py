@@ -26,7 +26,7 @@ _LINE = re.compile(EXIM_ID + r" (?P<rest>.*)$", re.DOTALL)
 _INNER_TS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{3})?(?: [+-]\d{4})?(?: \[\d+\])? ")
 _SPLIT = re.compile(r"\[(?P<n>\d+)[/\\](?P<m>\d+)\] ?(?P<text>.*)$", re.DOTALL)
 _HOSTF = re.compile(r"\bH=(?P<host>\S+) \[(?P<ip>[^\]]+)\](?::(?P<port>\d+))?(?P<reuse>\*)?")
-_ADDR = re.compile(r"(?P<addr>\S+)(?: <(?P<orig>[^>]*)>)?")
+_ADDR = re.compile(r"(?P<addr>\S+)(?: <(?P<orig>\S*?)>(?=\s|$))?")  # orig may hold ">"
 _DEFER = re.compile(r" defer \((?P<errno>-?\d+|dd)\)(?::? ?(?P<text>.*))?$", re.DOTALL)
 _CONF = re.compile(r' C="(?P<c>(?:[^"\\]|\\.)*)"')
 _SIZE = re.compile(r"\bS=(?P<s>\d+)")

@@ -68,22 +68,26 @@ KEEP = OUTBOUND | frozenset(("qmgr", "cleanup"))
 QID = r"(?P<qid>[0-9A-F]{5,}|[0-9A-Za-z]{12,})"
 _QID_MSG = re.compile(QID + r": (?P<rest>.*)$", re.DOTALL)
 # the usual shape in one match (reference §2.2); anything else goes through the tolerant tokenizer
+# An address may legally hold ">" and "," (quoted local parts, hostile input), so an address ends
+# at the first ">, " that the next field key follows, not at the first ">" or ",".
 _STRICT = re.compile(
-    r"to=<(?P<to>[^>,]*)>, (?:orig_to=<(?P<orig>[^>]*)>, )?relay=(?P<relay>[^,]+), "
+    r"to=<(?P<to>.*?)>, (?:orig_to=<(?P<orig>.*?)>, )?relay=(?P<relay>[^,]+), "
     r"(?:conn_use=(?P<cu>\d+), )?"
     r"delay=(?P<delay>[\d.]+), delays=(?P<a>[\d.]+)/(?P<b>[\d.]+)/(?P<c>[\d.]+)/(?P<d>[\d.]+), "
     r"(?:dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), )?status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
     re.DOTALL,
 )
 _STRICT_Q = re.compile(QID + r": " + _STRICT.pattern, re.DOTALL)
+_KEYS = r"(?:orig_to|relay|conn_use|delay|delays|dsn|status)="
 _STATUS = re.compile(
-    r"to=<?(?P<to>[^>,]*)>?, (?P<fields>.*?)status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
+    r"to=(?:<(?P<to>.*?)>|(?P<bare>[^<,]*)), (?=" + _KEYS + r")"
+    r"(?P<fields>.*?)status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
     re.DOTALL,
 )
-_FIELD = re.compile(r"(\w+)=(<[^>]*>|[^,]*)(?:, |$)")
+_FIELD = re.compile(r"(\w+)=(<.*?>|[^,]*)(?:, (?=\w+=)|, $|$)")
 _RELAY = re.compile(r"(?P<host>[^\[]*)\[(?P<ip>[^\]]*)\](?::(?P<port>\d+))?$")
 _QMGR = re.compile(
-    QID + r": (?:from=<(?P<from>[^>]*)>, (?:size=(?P<size>\d+), nrcpt=\d+|status=(?P<st>[\w\-]+?),)"
+    QID + r": (?:from=<(?P<from>.*?)>, (?:size=(?P<size>\d+), nrcpt=\d+|status=(?P<st>[\w\-]+?),)"
     r"|(?P<rm>removed$))"
 )
 _CLEANUP = re.compile(QID + r": message-id=<?([^>\s]*)>?")
@@ -291,7 +295,7 @@ class PostfixParser:
             if m is None:
                 return 2
             status = m.group("status")
-            to = m.group("to")
+            to = m.group("to") if m.group("to") is not None else m.group("bare")
             fields = dict(_FIELD.findall(m.group("fields")))
             reason = m.group("reason")
             relay = fields.get("relay", "none")
