@@ -53,7 +53,7 @@ def logs_command(
     from rich.console import Console
 
     from mailwire.maillog import triage_logs
-    from mailwire.maillog.render import render
+    from mailwire.maillog.render import nothing_found, render
 
     def _when(s: str | None, name: str) -> datetime | None:
         if s is None:
@@ -69,12 +69,14 @@ def logs_command(
         raise typer.BadParameter(str(exc)) from None
     if json_out == "-":
         typer.echo(result.to_json(indent=1))
+        if not result.attempts:
+            typer.echo(nothing_found(result), err=True)
     else:
         if json_out:
             with open(json_out, "w", encoding="utf-8") as fh:
                 fh.write(result.to_json(indent=1))
         render(result, Console(width=min(Console().width, 100)))
-    if all(i.error for i in result.inputs):
+    if result.nothing_read:  # files read but without deliveries: exit 0, the output says so
         raise typer.Exit(2)
 
 

@@ -273,6 +273,11 @@ class LogTriage:
     bucket_seconds: int = 3600
     skipped_total: int = 0  # may exceed len(skipped): the list keeps the first lines only
 
+    @property
+    def nothing_read(self) -> bool:
+        """No input could be read at all (every one failed before its first line): ``logs`` exits 2."""
+        return all(i.error and not i.lines for i in self.inputs)
+
     def to_dict(self) -> dict[str, Any]:
         totals: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         for a in self.attempts:

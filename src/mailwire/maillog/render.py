@@ -85,6 +85,10 @@ def render(t: LogTriage, console: Console, top: int = 15) -> None:
             )
         )
 
+    if not t.attempts:  # nothing to judge: say so, never "healthy"
+        console.print(Text(nothing_found(t), style="yellow"))
+        return
+
     if t.verdicts:
         vt = Table(
             box=box.SIMPLE_HEAD,
@@ -167,6 +171,22 @@ def render(t: LogTriage, console: Console, top: int = 15) -> None:
                 Text(x.verdict, style=_COLOURS.get(x.verdict, "")),
             )
         console.print(it)
+
+
+def nothing_found(t: LogTriage) -> str:
+    """Why there is no verdict when no delivery record is left to judge."""
+    if t.nothing_read:
+        return "Nothing analysed: no input could be read."
+    read = sum(i.attempts for i in t.inputs)
+    if read:
+        return f"No delivery records match the filters ({read} read, none kept): nothing to judge."
+    lines = sum(i.lines for i in t.inputs)
+    garbage = sum(i.garbage for i in t.inputs)
+    unparsed = sum(i.unparsed_delivery for i in t.inputs)
+    return (
+        f"No delivery records found in {lines} lines read ({garbage} garbage, {unparsed} unparsed "
+        f"delivery lines, {lines - garbage - unparsed} other): nothing to judge."
+    )
 
 
 def _first_skips(t: LogTriage) -> str:
