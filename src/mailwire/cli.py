@@ -45,7 +45,9 @@ def logs_command(
     domain: Annotated[str | None, typer.Option(help="Only this recipient domain (and subdomains).")] = None,
     json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
     tz: Annotated[str | None, typer.Option(help="Zone of stamps without one (default: local).")] = None,
-    year: Annotated[int | None, typer.Option(help="Year of BSD syslog stamps (default: mtime).")] = None,
+    year: Annotated[
+        int | None, typer.Option(min=1970, max=9999, help="Year of BSD syslog stamps (default: mtime).")
+    ] = None,
 ) -> None:
     """Mail log triage: per destination, MX and IP — reputation, rate limiting or the network?"""
     from datetime import datetime

@@ -8,12 +8,15 @@ were read (even without a single delivery record), 2 for a bad parameter (Click'
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mailwire.cli import app
+from mailwire.maillog import triage_logs
 
 HEALTHY = "every destination healthy"
 DEFERRED = (
@@ -70,8 +73,6 @@ def test_filters_leave_nothing(write_log: Callable[..., Path]) -> None:
 
 
 def test_json_stdout_stays_json_message_on_stderr(write_log: Callable[..., Path]) -> None:
-    import json
-
     rc, out, err = _logs("--json", "-", write_log("empty.log", ""))
     assert rc == 0
     assert json.loads(out)["totals"]["attempts"] == 0
@@ -82,3 +83,23 @@ def test_records_still_get_verdicts(write_log: Callable[..., Path]) -> None:
     rc, out, _ = _logs(write_log("m.log", [DEFERRED]), "--year", "2026", "--tz", "UTC")
     assert rc == 0
     assert "No delivery records" not in out and "1 network" in out
+
+
+@pytest.mark.parametrize("year", ["0", "99999", "-5", "1969", "10000"])
+def test_year_out_of_range_is_a_parameter_error(write_log: Callable[..., Path], year: str) -> None:
+    rc, out, err = _logs(write_log("m.log", [DEFERRED]), "--year", year)
+    assert rc == 2  # Click's usage error, before any file is read
+    assert "--year" in err and "read error" not in out + err
+    assert "mailwire logs" not in out  # no summary was printed
+
+
+@pytest.mark.parametrize("year", ["1970", "9999"])
+def test_year_bounds_accepted(write_log: Callable[..., Path], year: str) -> None:
+    rc, out, _ = _logs(write_log("m.log", [DEFERRED]), "--year", year, "--tz", "UTC", "--json", "-")
+    assert rc == 0
+    assert json.loads(out)["attempts"][0]["time"].startswith(f"{year}-11-24T10:00:01")
+
+
+def test_year_out_of_range_from_python(write_log: Callable[..., Path]) -> None:
+    with pytest.raises(ValueError, match="year 0 is out of range"):
+        triage_logs(write_log("m.log", [DEFERRED]), year=0)

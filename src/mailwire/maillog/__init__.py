@@ -37,6 +37,10 @@ from mailwire.maillog.records import (
 from mailwire.maillog.triage import as_utc, select, triage
 
 
+# --year bounds: mail logs are from the Unix era; datetime stops at 9999
+YEAR_MIN, YEAR_MAX = 1970, 9999
+
+
 def triage_logs(
     paths: Sequence[str | Path] | str | Path,
     since: datetime | None = None,
@@ -52,6 +56,8 @@ def triage_logs(
     (and its subdomains). Timestamps without a zone are read in ``tz`` (default: this machine's
     zone); BSD syslog stamps without a year get ``year`` or the file's modification year.
     """
+    if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
+        raise ValueError(f"year {year} is out of range ({YEAR_MIN}..{YEAR_MAX})")
     if isinstance(paths, (str, Path)):
         paths = [paths]
     reader = LogReader(parse_tz(tz), year)
