@@ -36,7 +36,6 @@ from mailwire.maillog.records import (
 )
 from mailwire.maillog.triage import as_utc, select, triage
 
-
 # --year bounds: mail logs are from the Unix era; datetime stops at 9999
 YEAR_MIN, YEAR_MAX = 1970, 9999
 
