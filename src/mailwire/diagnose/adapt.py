@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mailwire.diagnose.engine import DiagnoseRun
 
 CONFIDENCE = {"high": 0.9, "medium": 0.6, "low": 0.3}
+LOSS_VERDICTS = frozenset(("size_dependent_loss", "random_loss", "directional_loss"))
 
 
 def point_names(paths: list[str]) -> dict[str, str]:
@@ -129,6 +130,10 @@ def hop_facts(result: Any, names: dict[str, str] | None = None) -> list[HopFact]
     for h in result.hops:
         v = h.get("verdict") or {}
         kind = str(v.get("kind", ""))
+        # A loss verdict names the direction the lost packets travelled; name the hop's points in
+        # that direction (captures given in reverse path order would otherwise read backwards).
+        reverse = kind in LOSS_VERDICTS and v.get("direction") == "b_to_a"
+        up_key, down_key = ("downstream", "upstream") if reverse else ("upstream", "downstream")
         lost = h.get("lost", {})
         sent = sum(int(d.get("sent", 0)) for d in lost.values())
         nlost = sum(int(d.get("lost", 0)) for d in lost.values())
@@ -154,8 +159,8 @@ def hop_facts(result: Any, names: dict[str, str] | None = None) -> list[HopFact]
             ev.append(FrameRef(str(e.get("file", "")), frames[0], f"{what}: {count} frame(s) ({shown})"))
         out.append(
             HopFact(
-                upstream=point_name(str(h.get("upstream", "")), names),
-                downstream=point_name(str(h.get("downstream", "")), names),
+                upstream=point_name(str(h.get(up_key, "")), names),
+                downstream=point_name(str(h.get(down_key, "")), names),
                 verdict=kind,
                 summary=str(v.get("sentence", "")),
                 loss_rate=(nlost / sent) if sent else 0.0,
@@ -245,6 +250,7 @@ def run_captures(paths: list[str], run: DiagnoseRun, say: Callable[[str], None] 
                 f"{point_name(h['upstream'], names)} → {point_name(h['downstream'], names)}: {n}"
                 for n in h.get("notes", [])
             )
+        d.warnings.extend(str(n) for n in (getattr(cmp, "path_order", None) or {}).get("notes", []))
         d.stages["compare"] = f"ran: {len(facts.hops)} hop(s)"
     else:
         d.stages["compare"] = "skipped: one capture (give a second capture point to localise a loss)"

@@ -97,6 +97,23 @@ def _sessions(f: Facts, *outcomes: str) -> list[SessionFact]:
     return [s for s in f.sessions if s.outcome in outcomes]
 
 
+# Session verdicts that show a failure of the network or of the remote's TCP stack.
+CAPTURED_FAILURES = frozenset(
+    ("path_loss_timeout", "receiver_window_timeout", "reset", "refused", "connect_timeout", "unreachable")
+)
+
+
+def _captured_failures(f: Facts) -> list[SessionFact]:
+    """Sessions whose capture shows how they failed; without them the log's word stands."""
+    return [s for s in f.sessions if s.outcome in CAPTURED_FAILURES]
+
+
+def _waited_downstream(f: Facts) -> list[SessionFact]:
+    """Sessions the log says failed without an SMTP error, captured at a point where the remote MX
+    was left waiting for data (it timed out idle): what the sender sent was lost before that point."""
+    return [s for a, s in f.matches if a.outcome == "network" and s.outcome == "remote_idle_timeout"]
+
+
 def _second_capture_advice(point: str) -> str:
     if point:
         return (
@@ -209,21 +226,30 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
             else "",
         )
         return _ensure(c, f, stuck or _sessions(f, "path_loss_timeout"), net_attempts)
-    if f.logs is not None and not f.sessions:
+    if f.logs is not None and not _captured_failures(f):
         sized = [d for d in f.logs.destinations if d.size_dependent]
         # Timeouts, not resets: a lost connection is the reset rule's evidence.
         body = [a for a in net_attempts if a.stage in BODY_STAGES and a.kind != "lost_connection"]
         delivered = [a for a in _tried(f) if a.outcome == "delivered"]
         if body and (sized or (delivered and len(body) >= max(1, len(net_attempts) // 2))):
+            waited = _waited_downstream(f)
+            where = ["this mail server", waited[0].point if waited else "the remote MX"]
+            seen = (
+                f"; at {where[1]} the remote MX waited in vain for the message body in "
+                f"{len({(s.client, s.client_port) for s in waited})} of these sessions and timed out: "
+                f"the data was lost before {where[1]}"
+                if waited
+                else ""
+            )
             c = Conclusion(
                 cause="path_loss_size_dependent",
                 summary=(
                     f"Network problem on the path, likely size-dependent (MTU or middle-box drop): "
                     f"{log_ctx}; "
-                    f"smaller messages to the same destinations were delivered."
+                    f"smaller messages to the same destinations were delivered{seen}."
                 ),
-                confidence=0.55,
-                between=["this mail server", "the remote MX"],
+                confidence=0.7 if waited else 0.55,
+                between=where,
                 next_step=(
                     "Capture on the mail server while sending a large message to an affected destination "
                     "and run `mailwire diagnose --log … capture.pcap`."
@@ -234,7 +260,7 @@ def path_loss_size_dependent(f: Facts) -> Conclusion | None:
                     "a capture on the mail server: only full-size segments unacknowledged = size-dependent"
                 ),
             )
-            return _ensure(c, f, [], body or net_attempts)
+            return _ensure(c, f, _waited_downstream(f), body or net_attempts)
     return None
 
 
@@ -294,7 +320,7 @@ def path_loss_random(f: Facts) -> Conclusion | None:
             ),
         )
         return _ensure(c, f, stuck or lossy, net_attempts)
-    if f.logs is not None and not f.sessions:
+    if f.logs is not None and not _captured_failures(f):
         net = [a for a in net_attempts if a.kind not in REMOTE_DOWN_KINDS]
         if net and any(v.verdict == "network_path" for v in f.logs.verdicts):
             c = Conclusion(
@@ -362,7 +388,7 @@ def middlebox_reset(f: Facts) -> Conclusion | None:
         )
         return _ensure(c, f, suspected or from_server, [])
     lost = [a for a in _tried(f) if a.outcome == "network" and a.kind == "lost_connection"]
-    if f.logs is not None and not f.sessions and lost:
+    if f.logs is not None and not _captured_failures(f) and lost:
         c = Conclusion(
             cause="middlebox_reset",
             summary=(

@@ -135,12 +135,26 @@ def render_terminal(d: Diagnosis, console: Console) -> None:
             console.print(Text(f"  in {', '.join(_plain(n) for n in names)}:", style="dim"))
             console.print(Text(f"    {flt}"), soft_wrap=True)
     if d.correlations:
-        n = len(d.correlations)
-        how: dict[str, int] = {}
+        # One line per log attempt, however many capture points saw its session; counted by the
+        # strongest identifier that joined it at any point.
+        rank = {"message_id": 0, "remote_queue_id": 1, "recipient": 2, "ip_time": 3}
+        best: dict[tuple[str, int], str] = {}
+        points: set[str] = set()
         for m in d.correlations:
-            how[m["method"]] = how.get(m["method"], 0) + 1
-        by = ", ".join(f"{v} by {k.replace('_', ' ')}" for k, v in sorted(how.items()))
-        console.print(f"Log attempts matched to captured sessions: {n} ({by}).")
+            key = (str(m["attempt"]["file"]), int(m["attempt"]["line"]))
+            points.add(str(m["session"]["capture"]))
+            if key not in best or rank.get(m["method"], 9) < rank.get(best[key], 9):
+                best[key] = m["method"]
+        how: dict[str, int] = {}
+        for meth in best.values():
+            how[meth] = how.get(meth, 0) + 1
+        by = ", ".join(
+            f"{v} by {k.replace('_', ' ')}" for k, v in sorted(how.items(), key=lambda kv: rank.get(kv[0], 9))
+        )
+        console.print(
+            f"Log attempts matched to captured sessions: {len(best)} ({by}), "
+            f"in {len(points)} capture{'s' if len(points) != 1 else ''}."
+        )
     if d.warnings:
         console.print("[bold yellow]Data quality[/bold yellow]")
         for w in d.warnings[:20]:
