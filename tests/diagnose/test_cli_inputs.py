@@ -55,3 +55,19 @@ def test_unwritable_outputs_are_reported(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "--html" in r.stderr and "Traceback" not in r.stderr
     assert "healthy" in r.stdout  # the terminal report is still printed
+
+
+def test_stdin_as_a_capture_point(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "incident"
+    if not (example / "sender.pcap").is_file():
+        import pytest
+
+        pytest.skip("examples/incident missing")
+    r = subprocess.run(
+        [sys.executable, "-m", "mailwire.cli", "diagnose", "--json", "-", "-", str(example / "edge.pcap")],
+        input=(example / "sender.pcap").read_bytes(), capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["hops"]) == 1
+    assert doc["conclusions"][0]["location"]["between"] == ["stdin", "edge"]

@@ -14,6 +14,10 @@ JSON and HTML.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +120,16 @@ def _add_filters(c: Conclusion, sessions: list[SessionFact]) -> None:
             e.filter = connection_filter(s.client, s.client_port, s.server, s.server_port)
 
 
+def _spool_stdin() -> str:
+    """Copy stdin to a private temporary file (removed at exit) named ``stdin``."""
+    tmp = tempfile.mkdtemp(prefix="mailwire-stdin-")
+    atexit.register(shutil.rmtree, tmp, True)
+    path = Path(tmp) / "stdin"
+    with path.open("wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    return str(path)
+
+
 def run_diagnosis(
     logs: Sequence[str] = (), captures: Sequence[str] = (), *, status: Callable[[str], None] | None = None
 ) -> DiagnoseRun:
@@ -124,6 +138,10 @@ def run_diagnosis(
     ``status`` is told what is being done (for a progress line on large inputs)."""
     say = status or (lambda _msg: None)
     facts = Facts()
+    if "-" in captures:
+        # A capture on stdin is read by the analysis, the comparison and the reports: keep it.
+        stdin_copy = _spool_stdin()
+        captures = [stdin_copy if c == "-" else str(c) for c in captures]
     d = Diagnosis(logs=[str(p) for p in logs], captures=[str(p) for p in captures], conclusions=[])
     if logs:
         say(f"reading {len(logs)} log(s)")

@@ -79,17 +79,24 @@ def _log_counts(f: Facts) -> str:
         return ""
     rejected = sum(a.outcome == "rejected" for a in tried)
     net = [a for a in tried if a.outcome == "network"]
+    # A network failure the remote still spoke about (its own "421 4.4.2 timeout exceeded") is
+    # not one "without an SMTP error": counted apart, as the log triage does.
+    silent = [a for a in net if a.reply_code is None]
+    spoke = [a for a in net if a.reply_code is not None]
     domains = {a.domain for a in net if a.domain}
-    body = sum(a.stage in BODY_STAGES for a in net)
+    body = sum(a.stage in BODY_STAGES for a in silent)
     txt = f"not reputation: {rejected} rejection{'s' if rejected != 1 else ''}"
     if net:
         txt += (
-            f", {len(net)} of {len(tried)} deliveries to {len(domains)} "
+            f", {len(silent)} of {len(tried)} deliveries to {len(domains)} "
             f"domain{'s' if len(domains) != 1 else ''}"
             f" failed without an SMTP error"
         )
         if body:
             txt += f" ({body} while sending the message body)"
+        if spoke:
+            codes = ", ".join(sorted({str(a.reply_code) for a in spoke}))
+            txt += f" and {len(spoke)} when the remote gave up waiting for our data ({codes})"
     return txt
 
 
