@@ -52,8 +52,7 @@ def logs_command(
     """Mail log triage: per destination, MX and IP — reputation, rate limiting or the network?"""
     from datetime import datetime
 
-    from rich.console import Console
-
+    from mailwire.cliutil import console, quiet_broken_pipe
     from mailwire.maillog import triage_logs
     from mailwire.maillog.render import nothing_found, render
 
@@ -69,15 +68,16 @@ def logs_command(
         result = triage_logs(logs, _when(since, "--since"), _when(until, "--until"), domain, tz=tz, year=year)
     except (ValueError, KeyError) as exc:  # e.g. an unknown --tz
         raise typer.BadParameter(str(exc)) from None
-    if json_out == "-":
-        typer.echo(result.to_json(indent=1))
-        if not result.attempts:
-            typer.echo(nothing_found(result), err=True)
-    else:
-        if json_out:
-            with open(json_out, "w", encoding="utf-8") as fh:
-                fh.write(result.to_json(indent=1))
-        render(result, Console(width=min(Console().width, 100)))
+    if json_out and json_out != "-":
+        with open(json_out, "w", encoding="utf-8") as fh:
+            fh.write(result.to_json(indent=1))
+    with quiet_broken_pipe():  # e.g. | head: stop quietly
+        if json_out == "-":
+            typer.echo(result.to_json(indent=1))
+            if not result.attempts:
+                typer.echo(nothing_found(result), err=True)
+        else:
+            render(result, console(100))
     if result.nothing_read:  # files read but without deliveries: exit 0, the output says so
         raise typer.Exit(2)
 

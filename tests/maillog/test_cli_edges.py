@@ -9,6 +9,9 @@ were read (even without a single delivery record), 2 for a bad parameter (Click'
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,3 +106,52 @@ def test_year_bounds_accepted(write_log: Callable[..., Path], year: str) -> None
 def test_year_out_of_range_from_python(write_log: Callable[..., Path]) -> None:
     with pytest.raises(ValueError, match="year 0 is out of range"):
         triage_logs(write_log("m.log", [DEFERRED]), year=0)
+
+
+def _many_deliveries(write_log: Callable[..., Path], n: int = 400) -> Path:
+    # n failing destinations: the summary runs to many lines, the JSON to ~0.5 MB
+    return write_log(
+        "big.log",
+        [
+            DEFERRED.replace("4F1A2B3C41", f"4F1A{i:06X}").replace("example.org", f"d{i}.example")
+            for i in range(n)
+        ],
+    )
+
+
+@pytest.mark.parametrize("extra", [[], ["--json", "-"]], ids=["summary", "json"])
+def test_reader_gone_before_output_exits_quietly(write_log: Callable[..., Path], extra: list[str]) -> None:
+    """Like ``mailwire logs big.log | head -0``: stdout is a pipe whose reader has already gone."""
+    log = _many_deliveries(write_log)
+    r, w = os.pipe()
+    os.close(r)  # every write to w now fails with EPIPE
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "mailwire.cli", "logs", str(log), "--year", "2026", "--tz", "UTC", *extra],
+            stdout=w,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+            env=dict(os.environ, COLUMNS="80"),
+        )
+    finally:
+        os.close(w)
+    assert (p.returncode, p.stderr) == (0, b"")
+
+
+def test_head_one_exits_quietly(write_log: Callable[..., Path]) -> None:
+    """``mailwire logs big.log | head -1``: the first line arrives, then the reader leaves."""
+    log = _many_deliveries(write_log)
+    with subprocess.Popen(
+        [sys.executable, "-m", "mailwire.cli", "logs", str(log), "--year", "2026", "--tz", "UTC"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, COLUMNS="80"),
+    ) as p:
+        assert p.stdout is not None and p.stderr is not None
+        first = p.stdout.readline()
+        p.stdout.close()
+        err = p.stderr.read()
+        rc = p.wait(timeout=120)
+    assert first.startswith(b"mailwire logs")
+    assert (rc, err) == (0, b"")
