@@ -303,8 +303,8 @@ def path_loss_random(f: Facts) -> Conclusion | None:
         return None
     stuck = [s for s in _sessions(f, "path_loss_timeout") if not s.large_lost]
     lossy = [s for s in f.sessions if s.retransmissions > 0 and s.outcome == "delivered"]
-    # A retransmission or two is normal life on the Internet; a few per session is loss.
-    lossy_enough = sum(s.retransmissions for s in lossy) >= max(3, len(f.sessions))
+    # One retransmission is normal life on the Internet; several, or in several sessions, is loss.
+    lossy_enough = sum(s.retransmissions for s in lossy) >= 3 or len(lossy) >= 2
     if stuck or (lossy and lossy_enough and not f.failing_sessions()):
         point = (stuck or lossy)[0].point
         total = sum(s.retransmissions for s in stuck or lossy)
