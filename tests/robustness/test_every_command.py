@@ -634,13 +634,6 @@ def test_cut_zstd_capture_message(example: Path, tmp_path: Path) -> None:
     assert "empty (0 bytes)" not in run.err, run.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnose with stdin as one of two capture points (cat sender.pcap | mailwire diagnose - "
-    "edge.pcap) analyses stdin, then compare re-reads the consumed stream: stage 'compare: failed: "
-    "CaptureError: <stdin>: file is empty (0 bytes), not a capture', no hop, the loss is not localised "
-    "(diagnose/adapt.py run_captures passes '-' to compare_captures after analyze_captures read it)",
-)
 def test_diagnose_stdin_as_a_capture_point(example: Path) -> None:
     run = mailwire(
         "diagnose", "--json", "-", "-", example / "edge.pcap", stdin=(example / "sender.pcap").read_bytes()
@@ -650,14 +643,6 @@ def test_diagnose_stdin_as_a_capture_point(example: Path) -> None:
     assert len(doc["hops"]) == 1, doc["stages"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adding evidence makes the diagnosis worse: 'diagnose --log maillog' alone says "
-    "path_loss_size_dependent (55%), but 'diagnose --log maillog edge.pcap' (the capture point after the "
-    "loss, where the MX times out waiting for the body: remote_idle_timeout) says 'undetermined 20%: no rule "
-    "recognises the pattern'. diagnose/rules.py:212 takes the log-only branch only when no session was "
-    "captured, and no rule reads remote_idle_timeout sessions as loss upstream of the capture point",
-)
 def test_diagnose_downstream_capture_does_not_lose_the_log_verdict(example: Path) -> None:
     logs_only = mailwire("diagnose", "--json", "-", "--log", example / "maillog").json()["conclusions"][0]
     with_edge = mailwire(
@@ -669,14 +654,6 @@ def test_diagnose_downstream_capture_does_not_lose_the_log_verdict(example: Path
     assert top["confidence"] >= logs_only["confidence"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="captures given in reverse path order (diagnose edge.pcap sender.pcap): the conclusion says "
-    "'3 SMTP session(s) stalled mid-DATA retransmitting full-size segments that never reached sender' "
-    "(the sender sent them; they never reached edge) and no warning repeats compare's own note 'the "
-    "captures may be in the reverse path order'; diagnose/rules.py path_loss_size_dependent names the "
-    "hop's downstream point without looking at the loss direction (compare says sender -> edge)",
-)
 def test_diagnose_reverse_order_is_not_misread(example: Path) -> None:
     doc = mailwire("diagnose", "--json", "-", example / "edge.pcap", example / "sender.pcap").json()
     top = doc["conclusions"][0]
@@ -684,12 +661,6 @@ def test_diagnose_reverse_order_is_not_misread(example: Path) -> None:
     assert any("order" in w for w in doc["warnings"]), doc["warnings"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnose --log maillog sender.pcap edge.pcap prints 'Log attempts matched to captured sessions: "
-    "10 (7 by message id, 3 by recipient)' although the log holds 5 attempts: each attempt is counted once "
-    "per capture point (report/terminal.py:143 prints len(correlations))",
-)
 def test_matched_attempts_not_more_than_attempts(example: Path) -> None:
     run = mailwire("diagnose", "--log", example / "maillog", example / "sender.pcap", example / "edge.pcap")
     m = re.search(r"Log attempts matched to captured sessions: (\d+)", " ".join(run.out.split()))
@@ -714,24 +685,11 @@ def test_terminal_fits_80_columns(example: Path) -> None:
         assert _max_width(run) <= 80, f"mailwire {args[0]}: {_max_width(run)} columns at COLUMNS=80"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analyze always renders 120 columns whatever the terminal (COLUMNS=80: 53 of 63 lines wider "
-    "than 80 on the example, rich tables and sentences wrap into each other): analyze.py render() uses "
-    "Console(width=width or 120) and run_analyze never passes the terminal width",
-)
 def test_analyze_fits_80_columns(example: Path) -> None:
     run = mailwire("analyze", example / "sender.pcap", example / "edge.pcap")
     assert _max_width(run) <= 80, f"{_max_width(run)} columns at COLUMNS=80"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analyze findings count a session once per capture point: with sender.pcap + edge.pcap of the "
-    "same 3 sessions to 203.0.113.26 (truth.json) the finding says 'intermittent failures (4 of 6 "
-    "sessions)'; smtp/findings.py destination_mix counts Judged items across captures without joining "
-    "the same connection seen at two points",
-)
 def test_analyze_findings_count_sessions_once(example: Path) -> None:
     truth = json.loads((example / "truth.json").read_text())
     per_mx: dict[str, int] = {}
@@ -745,13 +703,6 @@ def test_analyze_findings_count_sessions_once(example: Path) -> None:
             assert total == per_mx[f["destination"]], f"{f['destination']}: {f['title']}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analyze size_signature reports '1460-byte segments never acknowledged' for sender.pcap frames "
-    "49/79/82, but no 1460-byte segment exists: the MSS option says 1460, the timestamp option leaves "
-    "1448 per segment (tshark tcp.len of the retransmissions 93, 96, 99, 111); smtp/findings.py:223-229 "
-    "takes min(size, MSS option) as the on-wire size",
-)
 def test_analyze_lost_segment_sizes_are_on_the_wire(example: Path) -> None:
     cap = example / "sender.pcap"
     run = mailwire("analyze", "--json", "-", cap)
@@ -767,13 +718,6 @@ def test_analyze_lost_segment_sizes_are_on_the_wire(example: Path) -> None:
     assert set(sig[0]["data"]["lost_segment_sizes"]) <= on_wire
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnose's root cause says '3 of 5 deliveries ... failed without an SMTP error' on the example, "
-    "but one of the three (medium2@other.test, maillog line 22) got '421 4.4.2 ... Error: timeout exceeded' "
-    "from the MX; the log triage in the same report says 2 of 5. diagnose/rules.py _log_counts counts "
-    "every outcome=='network' attempt as 'without an SMTP error'",
-)
 def test_diagnose_summary_counts_smtp_errors_like_the_log(example: Path) -> None:
     log = (example / "maillog").read_text().splitlines()
     silent = sum(1 for x in log if "status=deferred" in x and " said: " not in x)
