@@ -225,11 +225,201 @@ def _tcp_options(
             p += ln
 
 
+@njit(cache=True, inline="always")
+def _be64_at(buf: U8Array, p: int) -> np.uint64:
+    x = np.uint64(0)
+    for k in range(8):
+        x = (x << np.uint64(8)) | np.uint64(buf[p + k])
+    return x
+
+
+@njit(cache=True)
+def _fast_eth_tcp(
+    buf: U8Array,
+    off: I64Array,
+    cap: I64Array,
+    wire: I64Array,
+    lt: npt.NDArray[np.int32],
+    warn: npt.NDArray[np.uint32],
+    fast: npt.NDArray[np.bool_],
+    ipv: npt.NDArray[np.int8],
+    tos: npt.NDArray[np.int16],
+    ip_id: I64Array,
+    df: npt.NDArray[np.bool_],
+    ttl: npt.NDArray[np.int16],
+    ip_len: I64Array,
+    src_hi: npt.NDArray[np.uint64],
+    src_lo: npt.NDArray[np.uint64],
+    dst_hi: npt.NDArray[np.uint64],
+    dst_lo: npt.NDArray[np.uint64],
+    tcp: npt.NDArray[np.int32],
+    seq: npt.NDArray[np.uint32],
+    ack: npt.NDArray[np.uint32],
+    flags: npt.NDArray[np.uint16],
+    win: npt.NDArray[np.int32],
+    thl_out: npt.NDArray[np.int16],
+    plen_out: npt.NDArray[np.int32],
+    capl_out: npt.NDArray[np.int32],
+    skip_bits: int,
+    trunc_bit: int,
+) -> int:
+    """The common case in one pass: Ethernet (no tag), IPv4 (not fragmented, total length set) or
+    IPv6 (no extension header, payload length set), a complete TCP header, every length consistent.
+
+    Frames that qualify are decoded here (``fast[i] = True``) exactly as the vectorised layers would
+    decode them; every other frame (and any doubt) is left to those layers. ``tcp`` receives
+    l3_off, l4_off, sport, dport, payload_off as rows of 5. Returns the number of frames decoded.
+    """
+    count = 0
+    mapped = np.uint64(0xFFFF_0000_0000)
+    for i in range(off.shape[0]):
+        if lt[i] != 1 or (warn[i] & skip_bits) != 0:
+            continue
+        c = cap[i]
+        if c < 54:  # Ethernet + 20-byte IPv4 + 20-byte TCP at the least
+            continue
+        p = off[i]
+        et = (np.int64(buf[p + 12]) << 8) | buf[p + 13]
+        q = p + 14
+        avail = (wire[i] if wire[i] > c else c) - 14
+        if et == 0x0800:
+            if buf[q] >> 4 != 4:
+                continue
+            ihl = np.int64(buf[q] & 0xF) * 4
+            tot = (np.int64(buf[q + 2]) << 8) | buf[q + 3]
+            ff = (np.int64(buf[q + 6]) << 8) | buf[q + 7]
+            if ihl < 20 or tot == 0 or tot < ihl or tot > avail or (ff & 0x3FFF) != 0 or buf[q + 9] != 6:
+                continue
+            if c < 14 + ihl:
+                continue
+            l4 = np.int64(14) + ihl
+            ip_end = 14 + tot
+            v = 4
+        elif et == 0x86DD:
+            if c < 14 + 40 + 20 or buf[q] >> 4 != 6 or buf[q + 6] != 6:
+                continue
+            plen6 = (np.int64(buf[q + 4]) << 8) | buf[q + 5]
+            tot = 40 + plen6
+            if plen6 == 0 or tot > avail:
+                continue
+            l4 = np.int64(54)
+            ip_end = 14 + tot
+            v = 6
+        else:
+            continue
+        tav = (c if c < ip_end else ip_end) - l4
+        if tav < 20:
+            continue
+        t = p + l4
+        b12 = (np.int64(buf[t + 12]) << 8) | buf[t + 13]
+        thl = (b12 >> 12) * 4
+        if thl < 20 or l4 + thl > ip_end:
+            continue
+        # qualified: fill every column the vectorised layers would
+        fast[i] = True
+        count += 1
+        ipv[i] = v
+        ttl_v = buf[q + 8] if v == 4 else buf[q + 7]
+        ttl[i] = ttl_v
+        if v == 4:
+            tos[i] = buf[q + 1]
+            ip_id[i] = (np.int64(buf[q + 4]) << 8) | buf[q + 5]
+            df[i] = (ff & 0x4000) != 0
+            src_hi[i] = 0
+            dst_hi[i] = 0
+            sa = np.uint64(0)
+            da = np.uint64(0)
+            for k in range(4):
+                sa = (sa << np.uint64(8)) | np.uint64(buf[q + 12 + k])
+                da = (da << np.uint64(8)) | np.uint64(buf[q + 16 + k])
+            src_lo[i] = sa | mapped
+            dst_lo[i] = da | mapped
+        else:
+            tos[i] = ((np.int64(buf[q]) << 8 | buf[q + 1]) >> 4) & 0xFF
+            src_hi[i] = _be64_at(buf, q + 8)
+            src_lo[i] = _be64_at(buf, q + 16)
+            dst_hi[i] = _be64_at(buf, q + 24)
+            dst_lo[i] = _be64_at(buf, q + 32)
+        ip_len[i] = tot
+        tcp[i, 0] = 14
+        tcp[i, 1] = l4
+        tcp[i, 2] = (np.int32(buf[t]) << 8) | buf[t + 1]
+        tcp[i, 3] = (np.int32(buf[t + 2]) << 8) | buf[t + 3]
+        sq = np.uint32(0)
+        ak = np.uint32(0)
+        for k in range(4):
+            sq = (sq << np.uint32(8)) | np.uint32(buf[t + 4 + k])
+            ak = (ak << np.uint32(8)) | np.uint32(buf[t + 8 + k])
+        seq[i] = sq
+        ack[i] = ak
+        flags[i] = b12 & 0x0FFF
+        win[i] = (np.int32(buf[t + 14]) << 8) | buf[t + 15]
+        thl_out[i] = thl
+        poff = l4 + thl
+        plen = ip_end - poff
+        tcp[i, 4] = poff
+        plen_out[i] = plen
+        capl = c - poff
+        if capl < 0:
+            capl = 0
+        if capl > plen:
+            capl = plen
+        capl_out[i] = capl
+        if capl < plen:
+            warn[i] |= trunc_bit
+    return count
+
+
 # --- layers ---------------------------------------------------------------------------------------
 
 
-def _link(buf: U8Array, c: dict[str, np.ndarray]) -> tuple[I64Array, I64Array]:
-    """Per frame: IP header offset (or -1) and the IP version the link layer announces (4/6/0=any)."""
+def _fast_path(buf: U8Array, c: dict[str, np.ndarray]) -> npt.NDArray[np.bool_]:
+    """Decode the common frames (Ethernet / IPv4 or IPv6 / TCP, nothing unusual) in one compiled pass.
+
+    Returns which frames it decoded; the vectorised layers below handle the others. Measured on
+    the 1 M-packet benchmark capture: about a third of the NumPy path's time for those frames.
+    """
+    n = c["frame"].shape[0]
+    fast = np.zeros(n, np.bool_)
+    if n == 0:
+        return fast
+    tcp = np.empty((n, 5), np.int32)
+    got = _fast_eth_tcp(
+        buf, c["pkt_off"], c["caplen"], c["wirelen"], c["link_type"], c["warnings"], fast,
+        c["ip_version"], c["tos"], c["ip_id"], c["df"], c["ttl"], c["ip_len"],
+        c["src_hi"], c["src_lo"], c["dst_hi"], c["dst_lo"], tcp, c["seq"], c["ack"], c["tcp_flags"],
+        c["win"], c["tcp_hdr_len"], c["payload_len"], c["cap_payload_len"],
+        int(Warn.NOT_A_PACKET), int(Warn.PAYLOAD_TRUNCATED),
+    )  # fmt: skip
+    if got == 0:
+        return fast
+    r = np.flatnonzero(fast)
+    t = tcp[r]
+    c["l3_off"][r] = t[:, 0]
+    c["proto"][r] = 6
+    c["l4_off"][r] = t[:, 1]
+    c["sport"][r] = t[:, 2]
+    c["dport"][r] = t[:, 3]
+    c["payload_off"][r] = t[:, 4]
+    thl = c["tcp_hdr_len"][r]
+    has_opt = thl > 20
+    if has_opt.any():
+        ro = r[has_opt]
+        base = c["pkt_off"][ro]
+        start = base + t[has_opt, 1] + 20
+        stop = base + np.minimum(t[has_opt, 4].astype(np.int64), c["caplen"][ro])
+        _tcp_options(
+            buf, ro, start, stop, c["opt_mss"], c["opt_wscale"], c["opt_sack_perm"], c["opt_ts_val"],
+            c["opt_ts_ecr"], c["sack_n"], c["sack_le"], c["sack_re"], c["warnings"],
+            int(Warn.BAD_TCP_OPTIONS),
+        )  # fmt: skip
+    return fast
+
+
+def _link(buf: U8Array, c: dict[str, np.ndarray], done: npt.NDArray[np.bool_]) -> tuple[I64Array, I64Array]:
+    """Per frame: IP header offset (or -1) and the IP version the link layer announces (4/6/0=any).
+
+    Frames already decoded (``done``) are left alone: they get no IP header offset here."""
     n = c["frame"].shape[0]
     off = c["pkt_off"]
     cap = c["caplen"]
@@ -237,7 +427,7 @@ def _link(buf: U8Array, c: dict[str, np.ndarray]) -> tuple[I64Array, I64Array]:
     warn = c["warnings"]
     l3 = np.full(n, -1, np.int64)
     want = np.zeros(n, np.int64)  # 4 / 6 from the link layer, 0 = read the version nibble
-    not_packet = (warn & np.uint32(Warn.NOT_A_PACKET)) != 0
+    not_packet = ((warn & np.uint32(Warn.NOT_A_PACKET)) != 0) | done
 
     def ethertype(rows: I64Array, et: I64Array, hdr: I64Array | int) -> None:
         is4 = et == 0x0800
@@ -339,7 +529,8 @@ def decode(buf: U8Array, c: dict[str, np.ndarray]) -> None:
     trunc = cap < wire
     warn[trunc] |= np.uint32(Warn.SNAPLEN_TRUNCATED)
 
-    l3, want = _link(buf, c)
+    fast = _fast_path(buf, c)
+    l3, want = _link(buf, c, fast)
     rows = np.nonzero(l3 >= 0)[0]
     short = cap[rows] < l3[rows] + 1
     _flag(warn, rows[short], Warn.IP_TRUNCATED)
