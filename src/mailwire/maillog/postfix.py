@@ -69,9 +69,12 @@ QID = r"(?P<qid>[0-9A-F]{5,}|[0-9A-Za-z]{12,})"
 _QID_MSG = re.compile(QID + r": (?P<rest>.*)$", re.DOTALL)
 # the usual shape in one match (reference §2.2); anything else goes through the tolerant tokenizer
 # An address may legally hold ">" and "," (quoted local parts, hostile input), so an address ends
-# at the first ">, " that the next field key follows, not at the first ">" or ",".
+# at the first ">, " that the next field key follows, not at the first ">" or ",". Written as
+# runs of [^>] with a look-ahead only at each ">": as fast as [^>,]* on ordinary addresses.
+_TO = r"(?P<to>[^>]*(?:>(?!, (?:orig_to=<|relay=))[^>]*)*)"
+_ORIG = r"(?P<orig>[^>]*(?:>(?!, relay=)[^>]*)*)"
 _STRICT = re.compile(
-    r"to=<(?P<to>.*?)>, (?:orig_to=<(?P<orig>.*?)>, )?relay=(?P<relay>[^,]+), "
+    r"to=<" + _TO + r">, (?:orig_to=<" + _ORIG + r">, )?relay=(?P<relay>[^,]+), "
     r"(?:conn_use=(?P<cu>\d+), )?"
     r"delay=(?P<delay>[\d.]+), delays=(?P<a>[\d.]+)/(?P<b>[\d.]+)/(?P<c>[\d.]+)/(?P<d>[\d.]+), "
     r"(?:dsn=(?P<dsn>\d\.\d{1,3}\.\d{1,3}), )?status=(?P<status>[A-Za-z\-]+)(?: \((?P<reason>.*)\))?$",
