@@ -113,12 +113,16 @@ def select_tcp(table: PacketTable, keys: KeyRegistry) -> TcpFrames:
     quoted &= (c["l4_off"] >= 0) & (quoted_tcp >= 16)
     rows = np.flatnonzero(tcp | quoted).astype(np.int64)
     q = quoted[rows]
-    sh = np.where(q, c["dst_hi"][rows], c["src_hi"][rows])
-    sl = np.where(q, c["dst_lo"][rows], c["src_lo"][rows])
-    dh = np.where(q, c["inner_dst_hi"][rows], c["dst_hi"][rows])
-    dl = np.where(q, c["inner_dst_lo"][rows], c["dst_lo"][rows])
-    sp = np.where(q, c["inner_sport"][rows], c["sport"][rows]).astype(np.uint64)
-    dp = np.where(q, c["inner_dport"][rows], c["dport"][rows]).astype(np.uint64)
+    if q.any():
+        sh = np.where(q, c["dst_hi"][rows], c["src_hi"][rows])
+        sl = np.where(q, c["dst_lo"][rows], c["src_lo"][rows])
+        dh = np.where(q, c["inner_dst_hi"][rows], c["dst_hi"][rows])
+        dl = np.where(q, c["inner_dst_lo"][rows], c["dst_lo"][rows])
+        sp = np.where(q, c["inner_sport"][rows], c["sport"][rows]).astype(np.uint64)
+        dp = np.where(q, c["inner_dport"][rows], c["dport"][rows]).astype(np.uint64)
+    else:  # the usual chunk: no ICMP quoting TCP, so no per-row choice (measured: saves the copies)
+        sh, sl, dh, dl = c["src_hi"][rows], c["src_lo"][rows], c["dst_hi"][rows], c["dst_lo"][rows]
+        sp, dp = c["sport"][rows].astype(np.uint64), c["dport"][rows].astype(np.uint64)
     src_low = (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (sp <= dp))))
     words = np.empty((rows.shape[0], 5), dtype=np.uint64)
     words[:, 0] = np.where(src_low, sh, dh)
@@ -140,10 +144,15 @@ def select_tcp(table: PacketTable, keys: KeyRegistry) -> TcpFrames:
     ip_id = c["ip_id"][rows].astype(np.int64)
     tsval = c["opt_ts_val"][rows].astype(np.int64)
     sack_n = c["sack_n"][rows].astype(np.int64)
-    le = c["sack_le"][rows].astype(np.int64)
-    re = c["sack_re"][rows].astype(np.int64)
-    blocks = (np.arange(4)[None, :] < sack_n[:, None]) & (sack_n[:, None] > 0)
-    sack_sum = np.where(blocks, (re - le) & 0xFFFFFFFF, 0).sum(axis=1)
+    # bytes SACKed per frame: only the few frames with SACK blocks are looked at
+    sack_sum = np.zeros(rows.shape[0], dtype=np.int64)
+    has_sack = np.flatnonzero(sack_n > 0)
+    if has_sack.size:
+        sr = rows[has_sack]
+        le = c["sack_le"][sr].astype(np.int64)
+        re = c["sack_re"][sr].astype(np.int64)
+        blocks = np.arange(4)[None, :] < sack_n[has_sack, None]
+        sack_sum[has_sack] = np.where(blocks, (re - le) & 0xFFFFFFFF, 0).sum(axis=1)
 
     fpw = np.empty((rows.shape[0], 7), dtype=np.uint64)
     for j, col in enumerate((ip_id, seq, ack, seglen, tflags, win, tsval)):
