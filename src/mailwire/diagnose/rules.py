@@ -303,9 +303,11 @@ def path_loss_random(f: Facts) -> Conclusion | None:
         return None
     stuck = [s for s in _sessions(f, "path_loss_timeout") if not s.large_lost]
     lossy = [s for s in f.sessions if s.retransmissions > 0 and s.outcome == "delivered"]
-    # One retransmission is normal life on the Internet; several, or in several sessions, is loss.
+    # Retransmissions in sessions that still delivered: loss the mail survived. One or two are
+    # weak evidence (the ACKs a capture cannot see lost may be most of it), several, or in several
+    # sessions, stronger.
     lossy_enough = sum(s.retransmissions for s in lossy) >= 3 or len(lossy) >= 2
-    if stuck or (lossy and lossy_enough and not f.failing_sessions()):
+    if stuck or (lossy and not f.failing_sessions()):
         point = (stuck or lossy)[0].point
         total = sum(s.retransmissions for s in stuck or lossy)
         c = Conclusion(
@@ -317,7 +319,7 @@ def path_loss_random(f: Facts) -> Conclusion | None:
                 + (f"; {log_ctx}" if log_ctx else "")
                 + "."
             ),
-            confidence=0.6 if stuck else 0.45,
+            confidence=0.6 if stuck else 0.45 if lossy_enough else 0.3,
             between=[point, "the remote MX"],
             next_step=_second_capture_advice(point),
             rule="path_loss_random",
