@@ -10,7 +10,7 @@ aware UTC datetime, ``queue_id``, ``message_id`` — the keys to join captured s
 
 Modules: ``sources`` (files, compression, stdin, journald export) → ``headers`` (line headers,
 year inference) → ``reader`` (the one pass, dispatch by program) → ``postfix``/``exim``/
-``sendmail`` (delivery records) → ``classify`` + ``signatures`` (outcome, stage, sub-category)
+``sendmail`` (delivery records) → ``classify`` (outcome, stage; sub-category from ``mailwire.signatures``)
 → ``triage`` (destinations, verdicts) → ``render`` (terminal summary).
 """
 

@@ -2,7 +2,7 @@
 
 Owns the reference's §6.1 order and its §8 phrase list for the texts the MTAs generate
 themselves (network, DNS, TLS, local, suppressed, expired), and the reply parsing shared by the
-three MTAs. Reply sub-categories come from ``signatures``. Must not know the line formats.
+three MTAs. Reply sub-categories come from :mod:`mailwire.signatures`. Must not know the line formats.
 
 Rule: reject vs defer follows the code the *remote* sent, not the MTA's action — Postfix logs a
 5xx greeting as ``status=deferred`` (``smtp_skip_5xx_greeting``), and ``soft_bounce`` turns 5xx
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailwire.maillog.signatures import categorize
+from mailwire.signatures import categorize
 
 
 @dataclass(slots=True)

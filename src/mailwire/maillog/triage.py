@@ -34,7 +34,7 @@ from datetime import datetime
 import numpy as np
 
 from mailwire.maillog.records import OUTCOMES, TRIED, Attempt, Destination, Evidence, Verdict
-from mailwire.maillog.signatures import provider_of
+from mailwire.signatures import provider_of
 
 _PRIORITY = (
     "blocklist",

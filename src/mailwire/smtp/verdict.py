@@ -11,7 +11,7 @@ tests can build it in memory.
 The rules are small named functions in :data:`RULES`, tried in order; the first that returns a
 :class:`Verdict` wins. The order encodes precedence: connection setup failures first (refused,
 unreachable, connect timeout), then what the server said in SMTP (rejected / deferred, with the
-category from :mod:`mailwire.smtp.signatures`), then network deaths during the dialogue
+category from :mod:`mailwire.signatures`), then network deaths during the dialogue
 (path loss with retransmission backoff, a receiver window that never reopened, resets), the
 server giving up on an idle client, a message accepted (delivered), and last the capture ending
 first (incomplete).
@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailwire.signatures import classify
 from mailwire.smtp.session import ReplyRecord, SmtpSession, Transaction
-from mailwire.smtp.signatures import classify
 
 OUTCOMES = (
     "delivered",

@@ -1,17 +1,43 @@
-"""Provider reply signatures: 4xx/5xx reply text → sub-category (reference §7).
+"""The provider reply-signature table: 4xx/5xx reply text → category (reference §7).
 
-A declarative table, one row per signature, in the order the reference evaluates them:
-provider rows first (only the rows of the provider the MX host belongs to, plus rows whose
-provider cannot be told from the host, e.g. Proofpoint fronting others), then third-party
-blocklists (§7.2), greylisting (§7.3), generic keywords (§7.4), and finally the enhanced status
-code (§5.3). Patterns are our own wording of the phrases the reference lists; they are matched
-case-insensitively on the reply text with multi-line continuation prefixes removed.
+The one table both stages use: the mail-log classifier (:mod:`mailwire.maillog.classify`,
+through :func:`categorize`) and the SMTP verdicts on captures (:mod:`mailwire.smtp.verdict`,
+through :func:`classify`), so a reply reads the same in a log and in a capture and
+``mailwire diagnose`` can join the two.
+
+Order of evaluation, as in the reference: provider rows (§7.1) — only the rows of the provider
+the MX host belongs to, every provider's rows when the host is unknown (a capture, an
+unrecognised relay), and always the rows of services that front others (Proofpoint, Cisco,
+Trend Micro, AT&T); then third-party blocklists (§7.2), greylisting (§7.3), generic keywords
+(§7.4) and last the enhanced status code (§5.3). Patterns are our own wording of the phrases
+the reference lists, matched case-insensitively on the reply text with the multi-line
+continuation prefixes removed and the enhanced code in front. Generic rules are gated by
+cheap literal tests so most replies never run a regex.
+
+Categories: ``reputation``, ``blocklist``, ``rate_limit``, ``greylist``, ``policy``, ``auth``,
+``tls_policy``, ``mailbox``, ``content``, ``server_busy``, ``other``. The capture report's
+vocabulary has no ``tls_policy``: :func:`classify` reports it as ``policy`` (rule ``G9_tls``).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import NamedTuple
+
+CATEGORIES = (
+    "reputation",
+    "blocklist",
+    "rate_limit",
+    "greylist",
+    "policy",
+    "auth",
+    "tls_policy",
+    "mailbox",
+    "content",
+    "server_busy",
+    "other",
+)
 
 
 class Signature(NamedTuple):
@@ -71,46 +97,8 @@ PROVIDER_ROWS: tuple[Signature, ...] = (
     _s("Y10", "yahoo", r"max message per connection reached", "rate_limit"),
     _s("Y11", "yahoo", r"resources unavailable temporarily\. please try later", "server_busy"),
     _s("Y12", "yahoo", r"dd this user doesn't have a .* account|this mailbox is disabled", "mailbox"),
-    _s("G1", "google", r"4\.7\.28.*unusual rate of (unsolicited )?mail", "rate_limit", 4),
-    _s("G2", "google", r"unusual rate of unsolicited mail", "reputation", 5),
-    _s("G3", "google", r"very low reputation of the sending (ip address|domain)", "reputation"),
-    _s("G4", "google", r"likely unsolicited mail", "content"),
-    _s("G5", "google", r"due to the nature of the content or the links within", "content"),
-    _s(
-        "G6",
-        "google",
-        r"receiving mail at a rate|is receiving mail too quickly|peak smtp relay limit",
-        "rate_limit",
-    ),
-    _s(
-        "G7",
-        "google",
-        r"senders to authenticate with (either )?spf( or dkim)?|fails to pass spf checks|hard fail policy"
-        r"|dmarc policy"
-        r"|fails to pass authentication checks|authenticate (their email )?with dkim"
-        r"|aligned with either the authenticated spf or dkim",
-        "auth",
-    ),
-    _s(
-        "G8", "google", r"does not have a ptr record|ptr record's forward dns|ipv6 sending guidelines", "auth"
-    ),
-    _s("G9", "google", r"tls required for rcpt domain|senders to use tls/ssl for smtp", "tls_policy"),
-    _s("G10", "google", r"try again later, closing connection", "rate_limit"),
-    _s("G11", "google", r"ip not in whitelist for rcpt domain", "policy"),
-    _s("G12", "google", r"timeout - closing connection|connection expired, try reconnecting", "server_busy"),
-    _s(
-        "G13",
-        "google",
-        r"server busy|temporary system problem|mail server temporarily rejected message",
-        "server_busy",
-    ),
-    _s("G14", "google", r"sending messages with the same message-id", "policy"),
-    _s(
-        "G15",
-        "google",
-        r"is over quota|out of storage space|account that you tried to reach does not exist",
-        "mailbox",
-    ),
+    # Microsoft before Google: with the MX host unknown (a capture) every provider's rows run, and
+    # G13's bare "server busy" would otherwise take M2's "4.7.500 Server busy. … from [" (§9)
     _s("M1", "microsoft", r"part of their network is on our block list \((a?s3140|a?s3150)\)", "reputation"),
     _s("M2", "microsoft", r"4\.7\.500 server busy\. please try again later from \[", "rate_limit"),
     _s(
@@ -152,6 +140,46 @@ PROVIDER_ROWS: tuple[Signature, ...] = (
     ),
     _s("M12", "microsoft", r"\bSC-00[1-4]\b", "reputation"),
     _s("M13", "microsoft", r"4\.7\.66 tls 1\.0 and 1\.1 are not supported", "tls_policy"),
+    _s("G1", "google", r"4\.7\.28.*unusual rate of (unsolicited )?mail", "rate_limit", 4),
+    _s("G2", "google", r"unusual rate of unsolicited mail", "reputation", 5),
+    _s("G3", "google", r"very low reputation of the sending (ip address|domain)", "reputation"),
+    _s("G4", "google", r"likely unsolicited mail", "content"),
+    _s("G5", "google", r"due to the nature of the content or the links within", "content"),
+    _s(
+        "G6",
+        "google",
+        r"receiving mail at a rate|is receiving mail too quickly|peak smtp relay limit",
+        "rate_limit",
+    ),
+    _s(
+        "G7",
+        "google",
+        r"senders to authenticate with (either )?spf( or dkim)?|fails to pass spf checks|hard fail policy"
+        r"|dmarc policy"
+        r"|fails to pass authentication checks|authenticate (their email )?with dkim"
+        r"|aligned with either the authenticated spf or dkim",
+        "auth",
+    ),
+    _s(
+        "G8", "google", r"does not have a ptr record|ptr record's forward dns|ipv6 sending guidelines", "auth"
+    ),
+    _s("G9", "google", r"tls required for rcpt domain|senders to use tls/ssl for smtp", "tls_policy"),
+    _s("G10", "google", r"try again later, closing connection", "rate_limit"),
+    _s("G11", "google", r"ip not in whitelist for rcpt domain", "policy"),
+    _s("G12", "google", r"timeout - closing connection|connection expired, try reconnecting", "other"),
+    _s(
+        "G13",
+        "google",
+        r"server busy|temporary system problem|mail server temporarily rejected message",
+        "server_busy",
+    ),
+    _s("G14", "google", r"sending messages with the same message-id", "policy"),
+    _s(
+        "G15",
+        "google",
+        r"is over quota|out of storage space|account that you tried to reach does not exist",
+        "mailbox",
+    ),
     _s("A1b", "apple", r"rejected due to listing in spamhaus", "blocklist"),
     _s("A1", "apple", r"\[CS01\]|due to local policy", "policy"),
     _s("A1c", "apple", r"not accepting connections", "server_busy"),
@@ -216,11 +244,15 @@ BLOCKLIST = _r(
         "block list",
         "blocklist",
     ),
-    r"(?P<name>spamhaus|barracuda|spamcop|uceprotect|sorbs)"
+    r"(?P<name>spamhaus|barracuda|spamcop|uceprotect|\bsorbs\b)"
     r"|blocked using (?P<zone>[\w.\-]+)|listed (?:by|in|at|on) (?P<zone2>[\w.\-]+)"
     r"|is in a black ?list|\brbl\b|blacklisted|\bdnsbl\b|block ?list",
 )
-GREYLIST = _r("greylist", ("greylist", "graylist", "postgrey"), r"gr[ae]ylist|postgrey")
+GREYLIST = _r(
+    "greylist",
+    ("greylist", "graylist", "grey list", "gray list", "postgrey"),
+    r"gr[ae]y ?list|postgrey",
+)
 
 # §7.4 generic keywords, in evaluation order
 GENERIC: tuple[Rule, ...] = (
@@ -281,12 +313,22 @@ GENERIC: tuple[Rule, ...] = (
     _r(
         "content",
         ("spam", "virus", "content", "message", "malformed", "rfc"),
-        r"\bspam\b|virus|content|message (too big|size exceeds)|malformed|rfc ?5322",
+        r"spam|virus|content|message (too big|size exceeds)|malformed|rfc ?5322",
     ),
     _r(
         "policy",
-        ("policy", "not authorized", "relay", "access denied", "blocked", "refused"),
-        r"policy|not authorized|relay(ing)? (denied|not permitted)|access denied|blocked|refused",
+        (
+            "policy",
+            "not authori",
+            "relay",
+            "access denied",
+            "blocked",
+            "refused",
+            "not logged in",
+            "sender address rejected",
+        ),
+        r"policy|not authori[sz]ed|relay(ing)? (denied|not permitted)|access denied|blocked|refused"
+        r"|not logged in|sender address rejected",
     ),
 )
 # 'try again later' alone is ambiguous (reference §7.4): a 4xx then counts as rate limiting only
@@ -310,7 +352,8 @@ def provider_of(host: str | None) -> str | None:
     return None
 
 
-_CONT = re.compile(r"\b\d{3}[- ](?:\d\.\d{1,3}\.\d{1,3} )?")
+# a continuation prefix stands alone: "550-5.7.1 " yes, the "001 " of "SC-001 " no (M12)
+_CONT = re.compile(r"(?<![\w.\-])\d{3}[- ](?:\d\.\d{1,3}\.\d{1,3} )?")
 
 
 def strip_continuations(text: str) -> str:
@@ -337,15 +380,20 @@ def enhanced_category(esc: str | None) -> str | None:
         return "server_busy"
     if subj == "5" and det == "3":
         return "rate_limit"
-    if subj == "3" and det == "4":
+    if (subj == "3" and det == "4") or subj == "6":
         return "content"
     return None
 
 
-def categorize(
-    code: int | None, esc: str | None, text: str, host: str | None
-) -> tuple[str, str | None, str | None]:
-    """(category, provider, blocklist name) for one reply."""
+class Match(NamedTuple):
+    category: str
+    rule: str  # row id (Y1, G3, …), "dnsbl", "greylist", "generic_<category>", "enhanced_<esc>", "none"
+    provider: str | None
+    blocklist: str | None  # the list's name for category "blocklist"
+
+
+def match(code: int | None, esc: str | None, text: str, host: str | None = None) -> Match:
+    """The first row of the table that fits one reply (``code`` may be None when unknown)."""
     provider = provider_of(host)
     # provider texts often name the enhanced code ("4.7.500 Server busy"): match with it in front
     flat = (esc + " " if esc else "") + strip_continuations(text)
@@ -355,7 +403,7 @@ def categorize(
         if row.provider is None:
             if not any(g in low for g in _FRONT_GATES[row.id]):
                 continue
-        elif row.provider != provider:
+        elif provider is not None and row.provider != provider:
             continue
         if row.code_class is not None and klass is not None and row.code_class != klass:
             continue
@@ -364,16 +412,71 @@ def categorize(
             if row.category == "blocklist":
                 m = _hit(BLOCKLIST, low)
                 bl = _bl_name(m, low) if m else row.id
-            return row.category, provider or _front_provider(row.id), bl
+            return Match(row.category, row.id, provider or _row_provider(row), bl)
     m = _hit(BLOCKLIST, low)
     if m is not None:
-        return "blocklist", provider, _bl_name(m, low)
-    if _hit(GREYLIST, low):
-        return "greylist", provider, None
+        return Match("blocklist", "dnsbl", provider, _bl_name(m, low))
+    # a 5xx is final: it may mention greylisting but will not pass on retry
+    if klass != 5 and _hit(GREYLIST, low):
+        return Match("greylist", "greylist", provider, None)
     for rule in GENERIC:
         if _hit(rule, low):
-            return rule.category, provider, None
-    return enhanced_category(esc) or "other", provider, None
+            return Match(rule.category, "generic_" + rule.category, provider, None)
+    cat = enhanced_category(esc)
+    if cat is not None:
+        return Match(cat, f"enhanced_{esc}", provider, None)
+    return Match("other", "none", provider, None)
+
+
+def categorize(
+    code: int | None, esc: str | None, text: str, host: str | None
+) -> tuple[str, str | None, str | None]:
+    """(category, provider, blocklist name) for one reply (the mail-log classifier's view)."""
+    m = match(code, esc, text, host)
+    return m.category, m.provider, m.blocklist
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """One reply's category in the capture report's vocabulary (no ``tls_policy``)."""
+
+    category: str
+    rule: str
+    provider: str
+
+
+_TRY_LATER = re.compile(r"try again later", re.IGNORECASE)
+
+
+def classify(code: int, text: str, enhanced: str | None = None, host: str | None = None) -> Classification:
+    """The category of a 4xx/5xx reply seen in a capture (for 2xx/3xx the answer is ``other``).
+
+    ``text`` is the joined reply text as the dissector gives it (each line may begin with the
+    enhanced code); it is matched the way a log line's reply is, through :func:`match`.
+    """
+    if code // 100 not in (4, 5):
+        return Classification("other", "none", "")
+    m = match(code, enhanced, _strip_line_codes(text, enhanced), host)
+    if m.category == "tls_policy":
+        return Classification("policy", m.rule + "_tls", m.provider or "")
+    if m.rule == "none" and code in (421, 450, 451, 452) and _TRY_LATER.search(text):
+        # ambiguous (§7.4): greylisting, rate limiting or a busy server
+        return Classification("other", "try_again_later_ambiguous", m.provider or "")
+    return Classification(m.category, m.rule, m.provider or "")
+
+
+def _strip_line_codes(text: str, enhanced: str | None) -> str:
+    """Drop the enhanced code the dissector leaves at the start of each joined line.
+
+    A log's reply loses the same codes (its parser takes the first, :func:`strip_continuations`
+    the rest); :func:`match` puts one back in front.
+    """
+    if not enhanced:
+        return text
+    t = text.lstrip()
+    if t.startswith(enhanced):
+        t = t[len(enhanced) :].lstrip()
+    return t.replace(" " + enhanced + " ", " ")
 
 
 # literal gates of the rows that apply whatever the provider
@@ -385,8 +488,11 @@ _FRONT_GATES = {
 }
 
 
-def _front_provider(row_id: str) -> str | None:
-    return {"PP1": "proofpoint", "CS1": "cisco", "TM1": "trendmicro", "AT1": "att"}.get(row_id)
+def _row_provider(row: Signature) -> str | None:
+    """The provider a matched row names: its own, or the service that fronts others."""
+    if row.provider is not None:
+        return row.provider
+    return {"PP1": "proofpoint", "CS1": "cisco", "TM1": "trendmicro", "AT1": "att"}.get(row.id)
 
 
 # a DNSBL zone of a well-known list, e.g. "b.barracudacentral.org", "zen.spamhaus.org"
