@@ -28,7 +28,10 @@ from mailwire.report.wireshark import connection_filter
 
 BODY_STAGES = frozenset(("data", "body", "dot"))
 REMOTE_DOWN_OUTCOMES = frozenset(("refused", "connect_timeout", "unreachable"))
-REMOTE_DOWN_KINDS = frozenset(("connect_timeout", "refused", "unreachable", "connect_refused", "no_route"))
+# maillog's connect-stage network kinds (schemas/logs.schema.json): the remote could not be reached.
+REMOTE_DOWN_KINDS = frozenset(
+    ("connect_timeout", "connect_refused", "host_unreachable", "net_unreachable", "no_server")
+)
 MAX_EVIDENCE = 12
 
 
