@@ -18,7 +18,9 @@ def corpus_captures() -> list[Path]:
     if not SHARED_CAPTURES.is_dir():
         return []
     return sorted(
-        p for p in SHARED_CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng") and ".expected." not in p.name
+        p
+        for p in SHARED_CAPTURES.iterdir()
+        if p.suffix in (".pcap", ".pcapng") and ".expected." not in p.name
     )
 
 

@@ -1,8 +1,8 @@
 """Regenerate lab captures by hand (root only).
 
-    python -m tests.lab list
-    python -m tests.lab run [SCENARIO ...] --out DIR     # default: every scenario
-    python -m tests.lab example [--out examples/incident] # the bundled size_drop example
+python -m tests.lab list
+python -m tests.lab run [SCENARIO ...] --out DIR     # default: every scenario
+python -m tests.lab example [--out examples/incident] # the bundled size_drop example
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ EXAMPLE_FILES = ("sender.pcap", "edge.pcap", "maillog", "truth.json")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the scenarios")
     run = sub.add_parser("run", help="run scenarios; one directory per scenario under --out")

@@ -61,13 +61,14 @@ class LabUnavailable(RuntimeError):
 def check_prerequisites() -> None:
     """Raise LabUnavailable naming exactly what is missing."""
     if os.geteuid() != 0:
-        raise LabUnavailable("the lab needs root (network namespaces, iptables, Postfix); running as uid "
-                             f"{os.geteuid()}")
-    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None
-               and not os.path.exists(f"/usr/sbin/{t}")]
+        raise LabUnavailable(
+            f"the lab needs root (network namespaces, iptables, Postfix); running as uid {os.geteuid()}"
+        )
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
     if missing:
-        raise LabUnavailable("missing system tools: " + ", ".join(missing)
-                             + " (scripts/install-system-deps.sh installs them)")
+        raise LabUnavailable(
+            "missing system tools: " + ", ".join(missing) + " (scripts/install-system-deps.sh installs them)"
+        )
 
 
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
@@ -96,8 +97,9 @@ class Lab:
     def argv(self, role: str, cmd: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns(role), *cmd]
 
-    def run(self, role: str, cmd: Sequence[str], *, check: bool = True,
-            timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, role: str, cmd: Sequence[str], *, check: bool = True, timeout: float = 20.0
+    ) -> subprocess.CompletedProcess[str]:
         return run(self.argv(role, cmd), check=check, timeout=timeout)
 
     def popen(self, role: str, cmd: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
@@ -149,8 +151,23 @@ class Lab:
         return self
 
     def _link(self, a: str, b: str) -> None:
-        run(["ip", "link", "add", self.iface(a, b), "netns", self.ns(a), "type", "veth",
-             "peer", "name", self.iface(b, a), "netns", self.ns(b)])
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                self.iface(a, b),
+                "netns",
+                self.ns(a),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.iface(b, a),
+                "netns",
+                self.ns(b),
+            ]
+        )
         for role, side in ((a, b), (b, a)):
             dev = self.iface(role, side)
             # One flow, one CPU: steer every receive on this veth to CPU 0 (RPS), so two CPUs never

@@ -34,8 +34,9 @@ class LabCache:
     ``reuse``: a scenario directory that already has its files is taken as it is.
     """
 
-    def __init__(self, root: Path, *, reuse: bool,
-                 runner: Callable[[str, Path], Path] = run_scenario) -> None:
+    def __init__(
+        self, root: Path, *, reuse: bool, runner: Callable[[str, Path], Path] = run_scenario
+    ) -> None:
         self.root, self.reuse, self.runner = root, reuse, runner
         self.done: dict[str, Path] = {}
         self.failed: dict[str, str] = {}

@@ -136,12 +136,21 @@ class Postfix:
         d.chmod(0o755)
         os.chown(d / "data", *_postfix_ids())
         (d / "etc" / "master.cf").write_text(MASTER_CF, encoding="utf-8")
-        (d / "etc" / "main.cf").write_text(MAIN_CF.format(
-            cfg=d / "etc", queue=d / "queue", data=d / "data", maillog=self.maillog,
-            sender_addr=SENDER_ADDR, relayhost=self.relayhost, connect_timeout=self.connect_timeout,
-            transports="".join(f", {dom}=smtp:[{addr}]" for dom, addr in self.routes.items()),
-            xfer_timeout=self.xfer_timeout, done_timeout=self.done_timeout,
-        ), encoding="utf-8")
+        (d / "etc" / "main.cf").write_text(
+            MAIN_CF.format(
+                cfg=d / "etc",
+                queue=d / "queue",
+                data=d / "data",
+                maillog=self.maillog,
+                sender_addr=SENDER_ADDR,
+                relayhost=self.relayhost,
+                connect_timeout=self.connect_timeout,
+                transports="".join(f", {dom}=smtp:[{addr}]" for dom, addr in self.routes.items()),
+                xfer_timeout=self.xfer_timeout,
+                done_timeout=self.done_timeout,
+            ),
+            encoding="utf-8",
+        )
         self.maillog.touch()
 
     def start(self, timeout: float = 20.0) -> None:
@@ -155,15 +164,19 @@ class Postfix:
                 break
             time.sleep(0.05)
         if self.master_pid is None:
-            raise RuntimeError(f"Postfix did not write {pidfile} within {timeout}s; log:\n"
-                               + self.maillog.read_text(errors="replace")[-2000:])
+            raise RuntimeError(
+                f"Postfix did not write {pidfile} within {timeout}s; log:\n"
+                + self.maillog.read_text(errors="replace")[-2000:]
+            )
 
     def inject(self, rcpt: str, size: int, *, sender: str = "app@sender.test") -> str:
         """Queue one message of about ``size`` bytes; return its Message-ID."""
         self._seq += 1
         mid = f"lab-{os.getpid()}-{time.monotonic_ns()}-{self._seq}@sender.test"
-        header = (f"From: <{sender}>\nTo: <{rcpt}>\nSubject: lab message {self._seq} ({size} bytes)\n"
-                  f"Message-ID: <{mid}>\n\n")
+        header = (
+            f"From: <{sender}>\nTo: <{rcpt}>\nSubject: lab message {self._seq} ({size} bytes)\n"
+            f"Message-ID: <{mid}>\n\n"
+        )
         line = "The quick brown fox jumps over the lazy dog, message body line for the lab.\n"
         body_len = max(0, size - len(header))
         body = (line * (body_len // len(line) + 1))[:body_len]
@@ -172,7 +185,11 @@ class Postfix:
         cmd = ["sendmail", "-C", str(self.directory / "etc"), "-f", sender, "--", rcpt]
         proc = subprocess.run(
             self.lab.argv("sender", cmd),
-            input=(header + body).encode(), capture_output=True, timeout=15, check=False)
+            input=(header + body).encode(),
+            capture_output=True,
+            timeout=15,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"sendmail failed: {proc.stderr.decode(errors='replace')}")
         return mid
@@ -204,7 +221,8 @@ class Postfix:
             m = STATUS_RE.search(line)
             if m:
                 out.setdefault(m.group("qid"), []).append(
-                    Delivery(m.group("status"), m.group("dsn"), m.group("relay"), m.group("reason"), n))
+                    Delivery(m.group("status"), m.group("dsn"), m.group("relay"), m.group("reason"), n)
+                )
         return out
 
     def wait_final(self, mids: list[str], timeout: float) -> dict[str, str]:

@@ -49,7 +49,7 @@ MAX_LINE = 4096  # a command line longer than this is answered 500 and the line 
 def default_replies(hostname: str) -> dict[str, str]:
     return {
         "EHLO": f"250-{hostname}\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n"
-                "250 ENHANCEDSTATUSCODES",
+        "250 ENHANCEDSTATUSCODES",
         "HELO": f"250 {hostname}",
         "MAIL": "250 2.1.0 Ok",
         "RCPT": "250 2.1.5 Ok",
@@ -80,8 +80,9 @@ class Log:
 class Session:
     """One SMTP connection: read command lines, answer from the config."""
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, cfg: dict[str, Any],
-                 log: Log) -> None:
+    def __init__(
+        self, sock: socket.socket, peer: tuple[str, int], conn_id: int, cfg: dict[str, Any], log: Log
+    ) -> None:
         self.sock, self.peer, self.id, self.cfg, self.log = sock, peer, conn_id, cfg, log
         self.hostname = str(cfg["hostnames"].get(sock.getsockname()[0], cfg["hostname"]))
         self.replies = default_replies(self.hostname) | cfg["replies"]
@@ -194,7 +195,7 @@ class Session:
             end = buf.find(b"\r\n.\r\n")
             if end >= 0:
                 size += end + 2
-                self.buf = buf[end + 5:]
+                self.buf = buf[end + 5 :]
                 self.log(self.id, "body", bytes=size)
                 return True
             size += max(0, len(buf) - 4)  # a terminator may straddle two reads: keep 4 bytes

@@ -32,12 +32,19 @@ MX_NAMES = {MX_ADDR: "mx1.dest.test", MX2_ADDR: "mx.other.test"}
 OUTPUTS = ("sender.pcap", "edge.pcap", "recv.pcap", "maillog", "receiver.jsonl", "truth.json")
 
 
-def _start_helper(lab: Lab, role: str, module: str, args: list[str],
-                  timeout: float = 10.0) -> subprocess.Popen[bytes]:
+def _start_helper(
+    lab: Lab, role: str, module: str, args: list[str], timeout: float = 10.0
+) -> subprocess.Popen[bytes]:
     """Start ``python -m MODULE ARGS`` in a namespace; return once it printed READY (bounded)."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = lab.popen(role, [sys.executable, "-m", module, *args],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(REPO_ROOT))
+    proc = lab.popen(
+        role,
+        [sys.executable, "-m", module, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(REPO_ROOT),
+    )
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline() if ready else b""
@@ -80,9 +87,11 @@ def run_scenario(name: str, out: Path) -> Path:
     receiver: subprocess.Popen[bytes] | None = None
     delayer: subprocess.Popen[bytes] | None = None
     pf: Postfix | None = None
-    caps = [Capture("sender", "sender", IFACES["sender"]["lb"], out / "sender.pcap"),
-            Capture("edge", "edge", IFACES["edge"]["lb"], out / "edge.pcap"),
-            Capture("recv", "recv", IFACES["recv"]["edge"], out / "recv.pcap")]
+    caps = [
+        Capture("sender", "sender", IFACES["sender"]["lb"], out / "sender.pcap"),
+        Capture("edge", "edge", IFACES["edge"]["lb"], out / "edge.pcap"),
+        Capture("recv", "recv", IFACES["recv"]["edge"], out / "recv.pcap"),
+    ]
     mids: list[str] = []
     finished = False
     try:
@@ -100,13 +109,19 @@ def run_scenario(name: str, out: Path) -> Path:
                 lab.iptables("edge", f"-A FORWARD -i {a} -o {b} -j NFQUEUE --queue-num 0 --queue-bypass")
         timing["build"] = time.monotonic() - t0
         if sc.receiver_running:
-            cfg = {"host": "0.0.0.0", "port": 25, "hostnames": MX_NAMES,
-                   "log": str(out / "receiver.jsonl"), "max_seconds": 120}
+            cfg = {
+                "host": "0.0.0.0",
+                "port": 25,
+                "hostnames": MX_NAMES,
+                "log": str(out / "receiver.jsonl"),
+                "max_seconds": 120,
+            }
             cfg.update(sc.receiver)
             receiver = _start_receiver(lab, cfg, work)
         t1 = time.monotonic()
-        pf = Postfix(lab, work / "postfix", relayhost=f"[{sc.relay_addr}]", routes=dict(scenarios.ROUTES),
-                     **sc.postfix)
+        pf = Postfix(
+            lab, work / "postfix", relayhost=f"[{sc.relay_addr}]", routes=dict(scenarios.ROUTES), **sc.postfix
+        )
         pf.start()
         timing["postfix_start"] = time.monotonic() - t1
         for cap in caps:
@@ -142,14 +157,20 @@ def run_scenario(name: str, out: Path) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     timing["total"] = time.monotonic() - t0
-    record = truth.build(sc, messages=messages, timing={k: round(v, 3) for k, v in timing.items()},
-                         captures=[c.name for c in caps], tag=lab.tag)
+    record = truth.build(
+        sc,
+        messages=messages,
+        timing={k: round(v, 3) for k, v in timing.items()},
+        captures=[c.name for c in caps],
+        tag=lab.tag,
+    )
     truth.write(out / "truth.json", record)
     return out
 
 
-def _message_records(sc: scenarios.Scenario, pf: Postfix | None, mids: list[str],
-                     out: Path) -> list[dict[str, Any]]:
+def _message_records(
+    sc: scenarios.Scenario, pf: Postfix | None, mids: list[str], out: Path
+) -> list[dict[str, Any]]:
     qids = pf.queue_ids() if pf else {}
     sizes = pf.sizes() if pf else {}
     fates = pf.deliveries() if pf else {}
@@ -159,22 +180,32 @@ def _message_records(sc: scenarios.Scenario, pf: Postfix | None, mids: list[str]
         mid = mids[i] if i < len(mids) else None
         qid = qids.get(mid) if mid else None
         fate = fates.get(qid, []) if qid else []
-        records.append({
-            "index": i + 1,
-            "rcpt": m.rcpt,
-            "mx": sc.relay_addr if m.domain == scenarios.DOMAIN else m.mx,
-            "size_requested": m.size,
-            "size": sizes.get(qid) if qid else None,
-            "message_id": mid,
-            "queue_id": qid,
-            "expected_outcome": m.expected,
-            "expected_replies": m.replies,
-            "key_reply": m.key_reply,
-            "receiver_replies": seen.get(m.rcpt.lower(), []),
-            "log": [{"status": d.status, "dsn": d.dsn, "relay": d.relay, "reason": d.reason,
-                     "maillog_line": d.line} for d in fate],
-            "observed_outcome": _outcome(fate[0].status) if fate else None,
-        })
+        records.append(
+            {
+                "index": i + 1,
+                "rcpt": m.rcpt,
+                "mx": sc.relay_addr if m.domain == scenarios.DOMAIN else m.mx,
+                "size_requested": m.size,
+                "size": sizes.get(qid) if qid else None,
+                "message_id": mid,
+                "queue_id": qid,
+                "expected_outcome": m.expected,
+                "expected_replies": m.replies,
+                "key_reply": m.key_reply,
+                "receiver_replies": seen.get(m.rcpt.lower(), []),
+                "log": [
+                    {
+                        "status": d.status,
+                        "dsn": d.dsn,
+                        "relay": d.relay,
+                        "reason": d.reason,
+                        "maillog_line": d.line,
+                    }
+                    for d in fate
+                ],
+                "observed_outcome": _outcome(fate[0].status) if fate else None,
+            }
+        )
     return records
 
 

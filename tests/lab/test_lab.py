@@ -58,8 +58,9 @@ def truth(d: Path) -> dict[str, Any]:
 def stream_rcpts(pcap: Path) -> dict[str, str]:
     """tcp.stream → recipient address, from the RCPT commands tshark sees."""
     out: dict[str, str] = {}
-    for stream, cmd, param in tshark(pcap, "smtp.req.command", "tcp.stream", "smtp.req.command",
-                                     "smtp.req.parameter"):
+    for stream, cmd, param in tshark(
+        pcap, "smtp.req.command", "tcp.stream", "smtp.req.command", "smtp.req.parameter"
+    ):
         for c, p in zip(cmd.split(","), param.split(","), strict=False):
             if c.upper() == "RCPT":
                 out[stream] = p.partition(":")[2].strip("<> ").lower()
@@ -69,8 +70,12 @@ def stream_rcpts(pcap: Path) -> dict[str, str]:
 def stream_replies(pcap: Path) -> dict[str, list[int]]:
     """tcp.stream → reply codes tshark decodes in the sender's capture (first copies only)."""
     out: dict[str, list[int]] = {}
-    rows = tshark(pcap, f"smtp.response.code && {FROM_MX} && !tcp.analysis.retransmission",
-                  "tcp.stream", "smtp.response.code")
+    rows = tshark(
+        pcap,
+        f"smtp.response.code && {FROM_MX} && !tcp.analysis.retransmission",
+        "tcp.stream",
+        "smtp.response.code",
+    )
     for stream, codes in rows:
         out.setdefault(stream, []).extend(int(c) for c in codes.split(","))
     return out
@@ -194,8 +199,13 @@ def test_size_drop(lab_run: LabRun) -> None:
     # No ICMP: the drop is silent.
     assert count(d / "sender.pcap", "icmp") == 0
     # Retransmission timer backs off: gaps between copies of one segment grow.
-    rows = tshark(d / "sender.pcap", f"{TO_MX} && tcp.analysis.retransmission",
-                  "tcp.stream", "tcp.seq", "frame.time_relative")
+    rows = tshark(
+        d / "sender.pcap",
+        f"{TO_MX} && tcp.analysis.retransmission",
+        "tcp.stream",
+        "tcp.seq",
+        "frame.time_relative",
+    )
     times: dict[tuple[str, str], list[float]] = {}
     for stream, seq, ts in rows:
         times.setdefault((stream, seq), []).append(float(ts))
@@ -248,11 +258,15 @@ def test_reject_5xx(lab_run: LabRun) -> None:
 
 def test_defer_4xx(lab_run: LabRun) -> None:
     d = lab_run("defer_4xx")
-    codes = {int(c) for r in tshark(d / "sender.pcap", "smtp.response.code", "smtp.response.code")
-             for c in r[0].split(",")}
+    codes = {
+        int(c)
+        for r in tshark(d / "sender.pcap", "smtp.response.code", "smtp.response.code")
+        for c in r[0].split(",")
+    }
     assert {450, 451} <= codes
-    rows = tshark(d / "sender.pcap", "smtp.response.code >= 400 && smtp.response.code < 500",
-                  "smtp.rsp.parameter")
+    rows = tshark(
+        d / "sender.pcap", "smtp.response.code >= 400 && smtp.response.code < 500", "smtp.rsp.parameter"
+    )
     texts = " ".join(r[0] for r in rows)
     assert "Greylisted" in texts and "rate limit" in texts
 

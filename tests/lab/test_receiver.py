@@ -36,8 +36,9 @@ def receiver(tmp_path: Path) -> Iterator[Any]:
         conf = {"host": "127.0.0.1", "port": port, "log": str(log), "max_seconds": 60} | cfg
         path = tmp_path / f"recv-{port}.json"
         path.write_text(json.dumps(conf))
-        proc = subprocess.Popen([sys.executable, "-m", "tests.lab.receiver", str(path)],
-                                cwd=REPO_ROOT, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.lab.receiver", str(path)], cwd=REPO_ROOT, stdout=subprocess.PIPE
+        )
         procs.append(proc)
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 10)

@@ -20,12 +20,24 @@ from tests.lab.scenarios import ROUTES, Scenario
 SCHEMA_VERSION = 1
 
 CAPTURE_POINTS = {
-    "sender": {"file": "sender.pcap", "namespace": "sender", "iface": IFACES["sender"]["lb"],
-               "where": "the sending server's own interface (host-side capture)"},
-    "edge": {"file": "edge.pcap", "namespace": "edge", "iface": IFACES["edge"]["lb"],
-             "where": "the edge router's inside (load-balancer-facing) interface"},
-    "recv": {"file": "recv.pcap", "namespace": "recv", "iface": IFACES["recv"]["edge"],
-             "where": "the remote MX's interface"},
+    "sender": {
+        "file": "sender.pcap",
+        "namespace": "sender",
+        "iface": IFACES["sender"]["lb"],
+        "where": "the sending server's own interface (host-side capture)",
+    },
+    "edge": {
+        "file": "edge.pcap",
+        "namespace": "edge",
+        "iface": IFACES["edge"]["lb"],
+        "where": "the edge router's inside (load-balancer-facing) interface",
+    },
+    "recv": {
+        "file": "recv.pcap",
+        "namespace": "recv",
+        "iface": IFACES["recv"]["edge"],
+        "where": "the remote MX's interface",
+    },
 }
 
 
@@ -49,8 +61,14 @@ def receiver_replies(log_path: Path) -> dict[str, list[int]]:
     return {rcpt: by_conn.get(conn, []) for conn, rcpt in rcpt_of.items()}
 
 
-def build(scenario: Scenario, *, messages: list[dict[str, Any]], timing: dict[str, float],
-          captures: list[str], tag: str) -> dict[str, Any]:
+def build(
+    scenario: Scenario,
+    *,
+    messages: list[dict[str, Any]],
+    timing: dict[str, float],
+    captures: list[str],
+    tag: str,
+) -> dict[str, Any]:
     s = asdict(scenario)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -67,15 +85,23 @@ def build(scenario: Scenario, *, messages: list[dict[str, Any]], timing: dict[st
             "receiver_running": scenario.receiver_running,
             "notes": scenario.notes,
         },
-        "addresses": {"sender": SENDER_ADDR, "mx": scenario.relay_addr, "mx_listening": [MX_ADDR, MX2_ADDR],
-                      "routes": {"dest.test": scenario.relay_addr, **ROUTES},
-                      "sender_subnet": "192.0.2.0/24", "lb_edge_subnet": "198.51.100.0/24",
-                      "edge_recv_subnet": "203.0.113.0/24"},
+        "addresses": {
+            "sender": SENDER_ADDR,
+            "mx": scenario.relay_addr,
+            "mx_listening": [MX_ADDR, MX2_ADDR],
+            "routes": {"dest.test": scenario.relay_addr, **ROUTES},
+            "sender_subnet": "192.0.2.0/24",
+            "lb_edge_subnet": "198.51.100.0/24",
+            "edge_recv_subnet": "203.0.113.0/24",
+        },
         "path": ["sender", "lb", "edge", "recv"],
         "capture_points": {name: CAPTURE_POINTS[name] for name in captures},
         "tso_at_sender": scenario.tso,
-        "delay_beyond_edge_ms": {"one_way": scenario.delay_ms, "between": ["edge", "recv"],
-                                 "how": "NFQUEUE hold in the edge namespace (tests/lab/delay.py)"},
+        "delay_beyond_edge_ms": {
+            "one_way": scenario.delay_ms,
+            "between": ["edge", "recv"],
+            "how": "NFQUEUE hold in the edge namespace (tests/lab/delay.py)",
+        },
         "postfix_timeouts": scenario.postfix,
         "messages": messages,
         "timing_seconds": timing,
