@@ -34,9 +34,12 @@ This module knows nothing about TCP connections, verdicts or files.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 from mailwire.smtp.replies import Reply, ReplyAssembler
 
@@ -46,6 +49,7 @@ MAX_LINE = 2048  # bytes of a command/reply line kept; RFC 5321 allows 512 (1000
 MAX_PENDING = 4096  # unanswered commands tracked; beyond this, commands are counted, not queued
 MAX_SPECULATIVE = 64 * 1024  # body bytes held until the 354 confirms DATA (replayed if refused)
 MAX_HEADER = 16 * 1024  # message header bytes kept to read Message-ID / Subject
+_VECTOR_SCAN = 4096  # body bytes from which the dot-line search is one NumPy pass
 MAX_TLS_SIZES = 256  # TLS record sizes kept per direction (all are counted)
 
 KNOWN_VERBS = frozenset(
@@ -635,34 +639,64 @@ class SmtpMachine:
             self.cmode = "command"
             return pos
         tail = body.tail
-        hay = tail + data[pos:]
+        # The haystack is ``tail + data[pos:]`` (the tail: the last <= 3 bytes already seen, for
+        # patterns across segment boundaries), read in place: a body run can be megabytes, and
+        # copying it to search it would cost more than the search.
+        nt = len(tail)
+        size = nt + len(data) - pos
+        head = tail + data[pos : pos + 4]  # hay[: nt + 4]: matches that start in the tail
+
+        def at(j: int) -> bytes:  # hay[j : j + 1]
+            return head[j : j + 1] if j < len(head) else data[pos + j - nt : pos + j - nt + 1]
+
+        hits: list[int] | None = None
+        if len(data) - pos >= _VECTOR_SCAN:
+            # Long runs: one vectorised pass for the line starts with a dot (few in real bodies,
+            # none in base64), instead of a substring search stepping a few bytes at a time.
+            seg = np.frombuffer(data, dtype=np.uint8)[pos:]
+            dots = np.flatnonzero(seg[1:] == 0x2E)
+            hits = (dots[seg[dots] == 0x0A] + pos).tolist()
+
+        def find(start: int) -> int:  # hay.find(b"\n.", start)
+            if start < nt:
+                r = head.find(b"\n.", start)
+                if 0 <= r < nt:
+                    return r
+                start = nt
+            if hits is not None:
+                h = bisect_left(hits, pos + start - nt)
+                return hits[h] - pos + nt if h < len(hits) else -1
+            r = data.find(b"\n.", pos + start - nt)
+            return r - pos + nt if r >= 0 else -1
+
         # One pass over the lines that start with a dot: the terminator ".", or a stuffed "..".
         k, term = -1, 0
-        i = hay.find(b"\n.")
+        i = find(0)
         while i >= 0:
-            c2 = hay[i + 2 : i + 3]
+            c2 = at(i + 2)
             if c2 == b"\n":
                 k, term = i, 3
                 break
             if c2 == b"\r":
-                c3 = hay[i + 3 : i + 4]
+                c3 = at(i + 3)
                 if c3 == b"\n":
                     k, term = i, 4
                     break
                 if not c3:
                     break  # undecided until the next bytes: it stays in the tail
-            elif c2 == b"." and i >= len(tail) - 2:  # a stuffed dot not counted with the previous bytes
+            elif c2 == b"." and i >= nt - 2:  # a stuffed dot not counted with the previous bytes
                 body.stuffed += 1
             elif not c2:
                 break
-            i = hay.find(b"\n.", i + 2)
+            i = find(i + 2)
         if k < 0:
             chunk = data[pos:]
             self._body_take(chunk)
             self._spec_hold(chunk, frame, ts_ns)
-            body.tail = hay[-3:]
+            lo = max(0, size - 3)  # tail = hay[-3:]
+            body.tail = head[lo:] if size <= len(head) else head[lo:nt] + data[pos + max(lo, nt) - nt :]
             return len(data)
-        end = pos + k + term - len(tail)  # index in data just after the terminator
+        end = pos + k + term - nt  # index in data just after the terminator
         chunk = data[pos:end]
         self._body_take(chunk)
         self._spec_hold(chunk, frame, ts_ns)
