@@ -120,28 +120,41 @@ class _Raw:
         # direction (0 client->server, 1 server->client) from the TCP stage, matched by frame number
         tf = frames.get("frame", np.zeros(0, dtype=np.int64))
         td = frames.get("direction", np.zeros(0, dtype=np.int8))
-        idx = np.clip(np.searchsorted(tf, c["frame"]), 0, max(tf.shape[0] - 1, 0))
-        ok = (
-            (tf.shape[0] > 0) & (tf[idx] == c["frame"])
-            if tf.shape[0]
-            else np.zeros(c["frame"].shape[0], dtype=bool)
-        )
-        c["dir"] = np.where(ok, td[idx] if tf.shape[0] else 0, 0).astype(np.int8)
+        # temporaries are worked in place and dropped early: this runs at the TCP stage's peak
+        if tf.shape[0]:
+            idx = np.searchsorted(tf, c["frame"])
+            np.clip(idx, 0, tf.shape[0] - 1, out=idx)
+            d = td[idx].astype(np.int8)
+            d[tf[idx] != c["frame"]] = 0
+            del idx
+        else:
+            d = np.zeros(c["frame"].shape[0], dtype=np.int8)
+        c["dir"] = d
         self.cols = c
         if c["frame"].shape[0]:
-            key = c["stream"].astype(np.int64) * 2 + c["dir"]
+            key = c["stream"].astype(np.int64)
+            key *= 2
+            key += d
+            mx = np.zeros(int(key.max()) + 1, dtype=np.int64)
+            np.maximum.at(mx, key, c["payload_len"])
+            for k in np.nonzero(mx)[0].tolist():
+                self.max_seg[(k // 2, k % 2)] = int(mx[k])
             # (key, ttl) pairs as one integer: a 1-D unique, far lighter than unique(axis=1)
-            pair = key * 512 + (c["ttl"].astype(np.int64) + 1)
-            uniq, counts = np.unique(pair, return_counts=True)
+            pair = key
+            pair *= 512
+            pair += c["ttl"]
+            pair += 1
+            del key
+            pair.sort()
+            starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+            uniq = pair[starts]
+            counts = np.diff(np.r_[starts, pair.shape[0]])
+            del pair, starts
             for p, n in zip(uniq.tolist(), counts.tolist(), strict=True):
                 k, t = p // 512, p % 512 - 1
                 kk = (k // 2, k % 2)
                 if kk not in self.ttl_mode or n > self.ttl_mode[kk][1]:
                     self.ttl_mode[kk] = (t, n)
-            mx = np.zeros(int(key.max()) + 1, dtype=np.int64)
-            np.maximum.at(mx, key, c["payload_len"].astype(np.int64))
-            for k in np.nonzero(mx)[0].tolist():
-                self.max_seg[(k // 2, k % 2)] = int(mx[k])
         # client stream offset 0 in raw sequence numbers, from the first reassembled client chunk
         for first, bases in ((self.first_c2s, self.c2s_base), (self.first_s2c, self.s2c_base)):
             for conn, (frame, off) in first.items():
