@@ -731,19 +731,22 @@ def analyze_captures(
     # over and over (a third of the run time on a 1 M-packet capture), so it pauses meanwhile.
     was_enabled = gc.isenabled()
     gc.disable()
+    # The verdicts and findings too: they allocate a few objects per session on top of a large
+    # heap, and each full collection triggered there would walk all of it again.
     try:
         caps = [analyze_capture(p, progress=progress) for p in paths]
+        judged: list[Judged] = []
+        for cap in caps:
+            for s in cap.sessions:
+                t = cap.facts[s.conn_id]
+                v = decide(s, t, cap.path)
+                s.verdict = v.to_dict()
+                judged.append(Judged(cap.path, s.server, s, t, v))
+        found = findings(judged)
     finally:
         if was_enabled:
             gc.enable()
-    judged: list[Judged] = []
-    for cap in caps:
-        for s in cap.sessions:
-            t = cap.facts[s.conn_id]
-            v = decide(s, t, cap.path)
-            s.verdict = v.to_dict()
-            judged.append(Judged(cap.path, s.server, s, t, v))
-    return AnalyzeResult(caps, judged, findings(judged))
+    return AnalyzeResult(caps, judged, found)
 
 
 __all__ = ["SCHEMA_VERSION", "AnalyzeResult", "CaptureAnalysis", "analyze_capture", "analyze_captures"]
