@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.lab.netns import ABSENT_ADDR, MX2_ADDR, MX_ADDR
+from tests.lab.netns import ABSENT_ADDR, IFACES, LB_EDGE_SIDE, MX2_ADDR, MX_ADDR, SENDER_ADDR
 
 DOMAIN = "dest.test"  # MX 203.0.113.25 (Postfix's relayhost)
 OTHER_DOMAIN = "other.test"  # MX 203.0.113.26, through a transport map
@@ -84,6 +84,7 @@ class Scenario:
     sequential: bool = False  # inject one message at a time, each after the previous one's fate
     postfix: dict[str, int] = field(default_factory=dict)  # Postfix timeouts (seconds)
     timeout: float = 40.0  # bound on waiting for every message's fate
+    nat: dict[str, Any] | None = None  # address translation on the path, if any (truth "fault.nat")
     settle: float = 1.0  # keep capturing this long after the last status line
     notes: str = ""
 
@@ -149,6 +150,50 @@ _add(
             _stuck("large4", 20000),
             _stuck("large5", 45000, OTHER_DOMAIN),
         ],
+    )
+)
+
+# The lb's source NAT (PAT) toward the edge: the port range lies below Linux's ephemeral range
+# (32768-60999), so every connection's port changes as well as its address.
+SNAT_PORTS = (20000, 20999)
+
+_add(
+    Scenario(
+        name="size_drop_snat",
+        description=(
+            "The incident behind a source-NATing load balancer: the lb silently drops every "
+            "sender-to-MX packet larger than 1000 bytes (no ICMP) and rewrites the source address "
+            f"and port of the sender's connections to {LB_EDGE_SIDE}:{SNAT_PORTS[0]}-{SNAT_PORTS[1]} "
+            "(iptables SNAT), so the edge and the MX never see the sender's address. The drop sits "
+            "in FORWARD (filter), before POSTROUTING (nat): it sees the untranslated packets. "
+            "One small message delivered, two larger ones stall mid-DATA and are deferred."
+        ),
+        fault="size_drop",
+        box="lb",
+        between=("sender", "edge"),
+        tso=True,
+        sysctls=SMALL_SNDBUF,
+        rules=[
+            ("lb", f"{FWD_TO_MX} -m length --length 1001:65535 -j DROP"),
+            (
+                "lb",
+                f"-t nat -A POSTROUTING -o {IFACES['lb']['edge']} -p tcp --dport 25 -j SNAT "
+                f"--to-source {LB_EDGE_SIDE}:{SNAT_PORTS[0]}-{SNAT_PORTS[1]}",
+            ),
+        ],
+        nat={
+            "box": "lb",
+            "kind": "snat",
+            "iface": IFACES["lb"]["edge"],
+            "original_source": SENDER_ADDR,
+            "translated_source": LB_EDGE_SIDE,
+            "translated_ports": list(SNAT_PORTS),
+            "ports_translated": True,
+            "between": ["sender", "edge"],  # captures upstream see the original, downstream the new
+        },
+        receiver={"idle_timeout": 3.0},
+        postfix={"xfer_timeout": 6, "done_timeout": 6},
+        messages=[_ok("small1", 500), _stuck("medium2", 4000, OTHER_DOMAIN), _stuck("large3", 20000)],
     )
 )
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.lab import scenarios
-from tests.lab.netns import ABSENT_ADDR, EDGE_LB_SIDE, SENDER_ADDR
+from tests.lab.netns import ABSENT_ADDR, EDGE_LB_SIDE, LB_EDGE_SIDE, SENDER_ADDR
 
 pytestmark = pytest.mark.lab
 
@@ -216,6 +216,40 @@ def test_size_drop(lab_run: LabRun) -> None:
     # The log: the ones that fit the send buffer got the 421, the others Postfix's own timeout.
     reasons = " ".join(m["log"][0]["reason"] for m in t["messages"] if m["expected_outcome"] == "deferred")
     assert "timed out while sending message body" in reasons
+
+
+def test_size_drop_snat(lab_run: LabRun) -> None:
+    d = lab_run("size_drop_snat")
+    t = truth(d)
+    nat = t["fault"]["nat"]
+    assert nat["kind"] == "snat" and nat["box"] == "lb" and t["fault"]["between"] == ["sender", "edge"]
+    lo, hi = scenarios.SNAT_PORTS
+    # Downstream of the lb the sender's address is gone: every packet to or from an MX carries the
+    # lb's address, on a port from the SNAT range; upstream, the sender's own address and ports.
+    nat_to_mx = f"ip.src=={LB_EDGE_SIDE} && ip.dst=={MX_NET}"
+    assert count(d / "edge.pcap", f"ip.addr=={SENDER_ADDR}") == 0
+    assert count(d / "edge.pcap", f"ip.addr=={MX_NET} && !(ip.addr=={LB_EDGE_SIDE})") == 0
+    edge_ports = {int(r[0]) for r in tshark(d / "edge.pcap", nat_to_mx, "tcp.srcport")}
+    sender_ports = {int(r[0]) for r in tshark(d / "sender.pcap", TO_MX, "tcp.srcport")}
+    assert edge_ports and all(lo <= p <= hi for p in edge_ports), edge_ports
+    assert sender_ports and not sender_ports & edge_ports  # the ports changed too
+    # One connection per message at both points: the same number of SYNs passed the lb.
+    syn = "tcp.flags.syn == 1 && tcp.flags.ack == 0"
+    assert len(sender_ports) == len(edge_ports) == len(t["messages"])
+    assert count(d / "sender.pcap", f"{TO_MX} && {syn}") == count(d / "edge.pcap", f"{nat_to_mx} && {syn}")
+    deferred = {m["rcpt"] for m in t["messages"] if m["expected_outcome"] == "deferred"}
+    assert _rcpt_of(d, _stuck_streams(d)) == deferred
+    # The drop (filter FORWARD) runs before the translation (nat POSTROUTING): the large packets
+    # leave the sender and never reach the edge under either address; every small one does.
+    big = count(d / "sender.pcap", f"{TO_MX} && ip.len > 1000")
+    assert big > 0
+    assert count(d / "edge.pcap", "ip.len > 1000") == 0
+    assert count(d / "edge.pcap", f"{nat_to_mx} && tcp.len > 0") > 0
+    assert count(d / "edge.pcap", nat_to_mx) == count(d / "sender.pcap", f"{TO_MX} && ip.len <= 1000")
+    assert count(d / "edge.pcap", f"{nat_to_mx} && tcp.analysis.lost_segment") >= 1
+    # The replies are translated back: the 421s reach the sender; the drop is silent.
+    assert count(d / "sender.pcap", f"{FROM_MX} && smtp.response.code == 421") == len(deferred)
+    assert count(d / "sender.pcap", "icmp") == 0
 
 
 def test_pmtud_blackhole(lab_run: LabRun) -> None:

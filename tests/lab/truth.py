@@ -83,6 +83,7 @@ def build(
             "sysctls": [{"namespace": r, "key": k, "value": v} for r, k, v in scenario.sysctls],
             "receiver": s["receiver"],
             "receiver_running": scenario.receiver_running,
+            "nat": scenario.nat,
             "notes": scenario.notes,
         },
         "addresses": {
