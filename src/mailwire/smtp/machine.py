@@ -266,6 +266,11 @@ def printable(raw: bytes, limit: int = 512) -> str:
 
 def _header_values(hdr: bytes) -> tuple[str | None, str | None, str | None]:
     """Message-ID, Subject and the From address of a header block (folded lines joined)."""
+    # Only the header block is read: cut the raw bytes just past its first empty line (an LF
+    # followed by LF or CRLF; the bytes kept often run on into the body) before decoding.
+    ends = [i for i in (hdr.find(b"\n\n"), hdr.find(b"\n\r\n")) if i >= 0]
+    if ends:
+        hdr = hdr[: min(ends) + 3]
     text = hdr.decode("utf-8", "replace").replace("\r\n", "\n")
     end = text.find("\n\n")
     if end >= 0:
