@@ -26,6 +26,7 @@ EXPECTED: dict[str, set[str] | None] = {
     "healthy": None,
     "random_loss": None,  # retransmissions, but every message delivered: nothing in the log
     "size_drop": {"network_path"},
+    "size_drop_snat": {"network_path"},
     "pmtud_blackhole": {"network_path"},
     "intermittent": {"network_path"},
     "zero_window": {"network_path"},

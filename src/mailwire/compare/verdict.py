@@ -230,7 +230,10 @@ def sentence(
         icmp = (
             "ICMP 'fragmentation needed' was seen, so PMTUD got a signal"
             if x.get("icmp_frag_needed_seen")
-            else "no ICMP 'fragmentation needed' was seen (a PMTUD black hole)"
+            else (
+                "no ICMP 'fragmentation needed' was seen: either a size-filtering box drops them "
+                "silently or a smaller MTU's ICMP is lost (a PMTUD black hole)"
+            )
         )
         passed = x.get("largest_delivered_bytes")
         some = ""
