@@ -28,7 +28,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """mailwire: mail log triage, capture analysis, capture comparison, one diagnosis."""
 
@@ -125,7 +127,9 @@ def info_command(
 def analyze_command(
     captures: Annotated[list[str], typer.Argument(help="pcap/pcapng captures, compressed or not.")],
     json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
-    frames: Annotated[bool, typer.Option("--frames", help="List the evidence frames of every session.")] = False,
+    frames: Annotated[
+        bool, typer.Option("--frames", help="List the evidence frames of every session.")
+    ] = False,
 ) -> None:
     """Per SMTP session: transcript, phase reached, verdict with evidence; findings across the capture."""
     import sys
@@ -176,9 +180,13 @@ def diagnose_command(
 # compare (owned by compare) ---------------------------------------------------------------------
 @app.command("compare")
 def compare_command(
-    captures: Annotated[list[str], typer.Argument(help="Two or more captures in path order, sender's first.")],
+    captures: Annotated[
+        list[str], typer.Argument(help="Two or more captures in path order, sender's first.")
+    ],
     json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
-    order: Annotated[str, typer.Option("--order", help="given (path order as listed) or infer (by TTL)")] = "given",
+    order: Annotated[
+        str, typer.Option("--order", help="given (path order as listed) or infer (by TTL)")
+    ] = "given",
 ) -> None:
     """Where packets vanish between capture points: loss per hop, by size and direction; clock offset."""
     from rich.console import Console
