@@ -598,13 +598,6 @@ def test_diagnose_readable_capture_without_smtp_exits_0(shared_captures: Path) -
         assert run.rc == 0, f"diagnose {name}: exit {run.rc}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a gzip capture cut short (a .pcap.gz still being written, an interrupted copy) yields 0 frames: "
-    "'gzip stream is corrupt: Compressed file ended before the end-of-stream marker'; tshark reads the "
-    "78 frames before the cut (zcat recovers 15 KB). capture/source.py Source.read/readinto (lines 77-106) "
-    "turn EOFError into SourceError and drop the bytes already decompressed",
-)
 def test_cut_gzip_capture_keeps_frames_before_the_cut(example: Path, tmp_path: Path, oracle: Oracle) -> None:
     import gzip
 
@@ -618,12 +611,6 @@ def test_cut_gzip_capture_keeps_frames_before_the_cut(example: Path, tmp_path: P
     assert str(p) in run.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a zstd capture cut short (3000 bytes on disk) is reported as 'file is empty (0 bytes), not a "
-    "capture': the message should say the zstd stream ends early (capture/read.py / capture/source.py "
-    "report the decompressed size as the file size)",
-)
 def test_cut_zstd_capture_message(example: Path, tmp_path: Path) -> None:
     import zstandard
 

@@ -87,18 +87,29 @@ def iter_tables(
     info.compression = src.compression
     with src:
         buf = np.empty(chunk_bytes, np.uint8)
-        try:
-            got = src.readinto(memoryview(buf))  # type: ignore[arg-type]
-        except SourceError as exc:
-            raise CaptureError(str(exc)) from exc
+        got = src.readinto(memoryview(buf))  # type: ignore[arg-type]
         buf = buf[:got]
         first = bytes(buf[:64])
         if not got:
+            if src.problem is not None:
+                raise CaptureError(
+                    f"{name}: {src.problem.removesuffix('; frames before it kept')}; "
+                    f"nothing could be decompressed before it ({src.compressed_bytes} bytes on disk)"
+                )
+            if src.compression != "none":
+                raise CaptureError(
+                    f"{name}: {src.compression} stream holds no data "
+                    f"({src.compressed_bytes} bytes on disk), not a capture"
+                )
             raise CaptureError(f"{name}: file is empty (0 bytes), not a capture")
         try:
             reader = _reader(name, first)
-        except (pcap.PcapFormatError, pcapng.PcapngFormatError) as exc:
-            raise CaptureError(str(exc)) from exc
+        except (pcap.PcapFormatError, pcapng.PcapngFormatError, CaptureError) as exc:
+            why = str(exc)
+            if src.problem is not None:  # say why so little came out of the compressed stream
+                why += f" (the {src.problem.removesuffix('; frames before it kept')}"
+                why += f"; {src.compressed_bytes} bytes on disk)"
+            raise CaptureError(why) from exc
         info.format = reader.format
         info.interfaces = reader.interfaces
         hdr = reader.header_len
@@ -108,6 +119,10 @@ def iter_tables(
         eof = got < chunk_bytes
         frame = 1
         pending: list[DecodeIssue] = []
+        reported = False  # the source's problem (cut or corrupt stream) is reported once
+        if src.problem is not None:
+            pending.append(DecodeIssue(name, src.problem, offset=got))
+            reported = True
         yielded = False
         while True:
             state = "again"
@@ -138,12 +153,10 @@ def iter_tables(
             carry = buf[pos:end]
             nbuf = np.empty(carry.size + chunk_bytes, np.uint8)
             nbuf[: carry.size] = carry
-            try:
-                got = src.readinto(memoryview(nbuf)[carry.size :])  # type: ignore[arg-type]
-            except SourceError as exc:
-                pending.append(DecodeIssue(name, str(exc).removeprefix(f"{name}: "), offset=base + end))
-                got = 0
-                eof = True
+            got = src.readinto(memoryview(nbuf)[carry.size :])  # type: ignore[arg-type]
+            if src.problem is not None and not reported:
+                pending.append(DecodeIssue(name, src.problem, offset=base + end + got))
+                reported = True
             eof = eof or got < chunk_bytes
             base += pos
             buf = nbuf[: carry.size + got]
