@@ -127,12 +127,13 @@ def test_damaged_file_warns_keeps_packets_and_exits_zero(tmp_path: Path) -> None
     assert "Traceback" not in res.stderr
 
 
-def test_unreadable_file_exits_non_zero_with_message(tmp_path: Path) -> None:
+def test_unreadable_file_exits_2_with_message(tmp_path: Path) -> None:
+    """Project policy: 2 = no input could be read (as analyze/diagnose/compare/logs do)."""
     bad = tmp_path / "notes.txt"
     bad.write_text("not a capture at all")
     for cmd in (["packets", str(bad)], ["info", str(bad)], ["packets", str(tmp_path / "missing.pcap")]):
         res = run(*cmd)
-        assert res.returncode != 0 and cmd[1] in res.stderr and "Traceback" not in res.stderr
+        assert res.returncode == 2 and cmd[1] in res.stderr and "Traceback" not in res.stderr
 
 
 def test_info_text_and_json(shared_captures: Path) -> None:

@@ -13,8 +13,7 @@ the same Typer app in-process (``typer.testing.CliRunner``): the same argument p
 with any escaping exception surfacing as ``result.exception``.
 
 Observed exit codes (documented here, asserted below): 0 when at least one input could be read;
-``info`` and ``packets`` exit 1 when nothing could be read, ``analyze``, ``diagnose``, ``compare``
-and ``logs`` exit 2 (the mismatch is recorded as an xfail).
+every command exits 2 when nothing could be read.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from tests.robustness.conftest import (
 
 CORPUS = corpus_captures()
 CORPUS_IDS = [p.name for p in CORPUS]
-EXIT_UNREADABLE = {"info": 1, "packets": 1, "analyze": 2, "diagnose": 2, "compare": 2, "logs": 2}
+EXIT_UNREADABLE = {"info": 2, "packets": 2, "analyze": 2, "diagnose": 2, "compare": 2, "logs": 2}
 
 
 def invoke(*args: str | Path) -> Run:
@@ -538,11 +537,6 @@ def test_hostile_strings_never_reach_the_terminal_or_html_raw(tmp_path: Path, or
 # --- user-facing wording and consistency (bugs recorded as strict xfails) --------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exit code for 'nothing could be read' differs between commands: info/packets exit 1, "
-    "analyze/diagnose/compare/logs exit 2 (capture/info.py run_info, capture/output.py)",
-)
 def test_exit_code_for_unreadable_input_is_one_policy(hostile: Hostile) -> None:
     missing = hostile.captures["missing.pcap"]
     codes = {cmd: invoke(cmd, missing).rc for cmd in ("info", "packets", "analyze", "diagnose")}

@@ -191,7 +191,7 @@ def render_text(s: dict[str, Any]) -> str:
 
 
 def run_info(paths: list[str], as_json: bool, out: Any, err: Any) -> int:
-    """The ``info`` command; exit code 1 only when no file could be read."""
+    """The ``info`` command; exit code 2 when no file could be read (the project's policy), else 0."""
     import json
 
     results = []
@@ -211,7 +211,7 @@ def run_info(paths: list[str], as_json: bool, out: Any, err: Any) -> int:
                 out.write("\n")
     if as_json:
         out.write(json.dumps(results if len(paths) > 1 else results[0], indent=2) + "\n")
-    return 0 if ok else 1
+    return 0 if ok else 2
 
 
 __all__ = ["render_text", "run_info", "summarize"]

@@ -201,7 +201,7 @@ def run_packets(
             out.writelines(lines(table, rows))
     except CaptureError as exc:
         err.write(f"mailwire packets: {exc}\n")
-        return 1
+        return 2  # nothing could be read: the exit code every command uses for that
     return 0
 
 

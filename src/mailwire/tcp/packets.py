@@ -137,7 +137,7 @@ def run_packets_tcp(
                 out.writelines(table_lines(table, rows))
     except CaptureError as exc:
         err.write(f"mailwire packets: {exc}\n")
-        return 1
+        return 2  # nothing could be read: the exit code every command uses for that
     return 0
 
 
