@@ -18,7 +18,7 @@ files). Absent values are ``null``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -174,8 +174,13 @@ def run_packets(
     err: TextIO | None = None,
     *,
     chunk_bytes: int = 64 << 20,
+    lines: Callable[[PacketTable, np.ndarray], Iterable[str]] | None = None,
 ) -> int:
-    """The ``packets`` command: returns the process exit code."""
+    """The ``packets`` command: returns the process exit code.
+
+    ``lines`` renders the selected rows of each chunk; by default the capture stage's own JSON
+    Lines or table. Later stages (``tcp.packets``) pass their own to add fields per frame.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     if fmt not in ("jsonl", "table"):
@@ -188,7 +193,8 @@ def run_packets(
         except FilterError as exc:
             err.write(f"mailwire packets: bad --filter: {exc}\n")
             return 2
-    lines = jsonl_lines if fmt == "jsonl" else table_lines
+    if lines is None:
+        lines = jsonl_lines if fmt == "jsonl" else table_lines
     if fmt == "table":
         out.write(TABLE_HEADER)
     try:

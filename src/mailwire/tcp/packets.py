@@ -14,7 +14,6 @@ chunk, JSON text per field, ready to be joined into the command's JSON lines:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -104,41 +103,17 @@ def run_packets_tcp(
     """``mailwire packets`` with the TCP fields: the capture stage's records (``capture.output``)
     plus :data:`FIELDS` per frame in JSON Lines (the table format is left as the capture stage
     prints it). Every chunk goes through the TCP analysis, filtered rows or not."""
-    from mailwire.capture.filter import Filter, FilterError, compile_filter
-    from mailwire.capture.output import TABLE_HEADER, jsonl_lines, table_lines
-    from mailwire.capture.read import CaptureError, iter_tables
+    from mailwire.capture.output import jsonl_lines, run_packets, table_lines
 
-    out = out or sys.stdout
-    err = err or sys.stderr
-    if fmt not in ("jsonl", "table"):
-        err.write(f"mailwire packets: unknown --format {fmt!r} (use jsonl or table)\n")
-        return 2
-    flt: Filter | None = None
-    if filter_text:
-        try:
-            flt = compile_filter(filter_text)
-        except FilterError as exc:
-            err.write(f"mailwire packets: bad --filter: {exc}\n")
-            return 2
-    if fmt == "table":
-        out.write(TABLE_HEADER)
     pc = PacketColumns()
-    try:
-        for table in iter_tables(capture, chunk_bytes=chunk_bytes):
-            for issue in table.issues:
-                err.write(f"mailwire: warning: {issue}\n")
-            if len(table) == 0:
-                continue
-            rows = np.nonzero(flt.mask(table))[0] if flt is not None else np.arange(len(table))
-            cols = pc.columns(table, rows)
-            if fmt == "jsonl":
-                out.writelines(jsonl_with_tcp(jsonl_lines(table, rows), cols))
-            else:
-                out.writelines(table_lines(table, rows))
-    except CaptureError as exc:
-        err.write(f"mailwire packets: {exc}\n")
-        return 2  # nothing could be read: the exit code every command uses for that
-    return 0
+
+    def lines(table: PacketTable, rows: np.ndarray) -> Iterator[str]:
+        cols = pc.columns(table, rows)  # state must see every chunk, whatever is printed
+        if fmt == "jsonl":
+            return jsonl_with_tcp(jsonl_lines(table, rows), cols)
+        return table_lines(table, rows)
+
+    return run_packets(capture, filter_text, fmt, out, err, chunk_bytes=chunk_bytes, lines=lines)
 
 
 __all__ = ["FIELDS", "PacketColumns", "jsonl_with_tcp", "run_packets_tcp"]
