@@ -618,11 +618,11 @@ def healthy(f: Facts) -> Conclusion:
         parts.append(f"{delivered} of {len(tried)} logged attempts delivered")
     if f.sessions:
         parts.append(f"{ok_sessions} of {len(f.sessions)} SMTP sessions delivered")
-        unfinished = sum(s.outcome == "incomplete" for s in f.sessions)
+        unfinished = [s for s in f.sessions if s.outcome == "incomplete"]
         if unfinished:
-            parts.append(
-                f"{unfinished} incomplete (the capture ended, or began, mid-session; no failure seen)"
-            )
+            # analyze's own sentence says why (capture window, encrypted after STARTTLS, one side only)
+            why = unfinished[0].summary.rstrip(".") or "the capture ended, or began, mid-session"
+            parts.append(f"{len(unfinished)} incomplete, no failure seen ({why[:1].lower()}{why[1:]})")
     clean = [h for h in f.hops if h.verdict == "no_loss"]
     failed = f.failing_sessions()
     failed_att = [a for a in tried if a.outcome != "delivered"]
@@ -658,7 +658,8 @@ def healthy(f: Facts) -> Conclusion:
     return Conclusion(
         cause="healthy",
         summary="No delivery problem found: " + ("; ".join(parts) or "nothing failed") + ".",
-        confidence=0.8 if (tried or f.sessions) else 0.2,
+        # nothing seen going through (only unfinished sessions): too little to call it healthy with conviction
+        confidence=0.8 if (delivered or ok_sessions or clean) else 0.3,
         next_step=(
             "If users still report failures, capture while it happens (the failures may be intermittent) "
             "and run `mailwire diagnose` again with the log of that period."
