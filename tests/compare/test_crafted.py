@@ -66,7 +66,7 @@ def test_size_dependent_drop_is_localised(tmp_path: Path) -> None:
     sizes = {c["class"]: c for c in hop["lost"]["a_to_b"]["by_size_class"]}
     assert sizes["1400-1499"]["lost"] == sizes["1400-1499"]["sent"] == len(dropped)
     assert sizes["<100"]["lost"] == 0 and sizes["<100"]["sent"] > 0
-    ev = next(e for e in hop["evidence"] if e["what"].startswith("lost a_to_b"))
+    ev = next(e for e in hop["evidence"] if e.get("kind") == "lost" and e["direction"] == "a_to_b")
     assert ev["file"].endswith("sender.pcap")
     assert ev["frames"] == frames_where(pk, lambda p: p.meta.get("drop"))
     assert "every packet of 1488 bytes or more was lost" in v["sentence"]
@@ -330,7 +330,7 @@ def test_directional_loss(tmp_path: Path) -> None:
     assert hop["verdict"]["direction"] == "b_to_a"
     assert hop["lost"]["b_to_a"]["lost"] == sum(1 for p in pk if vanish(p))
     assert hop["lost"]["a_to_b"]["lost"] == 0
-    ev = next(e for e in hop["evidence"] if e["what"].startswith("lost b_to_a"))
+    ev = next(e for e in hop["evidence"] if e.get("kind") == "lost" and e["direction"] == "b_to_a")
     assert ev["file"].endswith("edge.pcap")
     assert ev["frames"] == frames_where(pk, vanish, hop_delay)
 
@@ -422,7 +422,7 @@ def test_ip_id_tells_which_transmission_was_lost(tmp_path: Path) -> None:
     doc = run(tmp_path, observe(pk2), observe(pk2, keep=not_dropped, delay_ns=slow))
     hop = doc["hops"][0]
     assert hop["lost"]["a_to_b"]["lost"] == 1
-    ev = next(e for e in hop["evidence"] if e["what"].startswith("lost a_to_b"))
+    ev = next(e for e in hop["evidence"] if e.get("kind") == "lost" and e["direction"] == "a_to_b")
     assert ev["frames"] == frames_where(pk2, lambda p: p is rtx)
 
 

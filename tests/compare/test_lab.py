@@ -91,7 +91,7 @@ def test_gap_frames_are_tsharks_previous_segment_not_captured(
     d = lab_run("size_drop")
     doc, truth = _compare(d)
     hop = _hop(doc, *truth["fault"]["between"])
-    ev = next(e for e in hop["evidence"] if "after each gap" in e["what"])
+    ev = next(e for e in hop["evidence"] if e.get("kind") == "after_gap")
     assert Path(ev["file"]).name == "edge.pcap"
     out = subprocess.run(
         [tshark, "-r", str(d / "edge.pcap"), "-Y",
@@ -126,7 +126,7 @@ def test_rst_injected_towards_sender(lab_run: Callable[[str], Path]) -> None:
     # the lb forges the reset towards the sender: seen at sender.pcap, never at edge.pcap
     assert hop["verdict"]["direction"] == "b_to_a"
     assert hop["injected"]["b_to_a"]["rst"] >= 1
-    ev = next(e for e in hop["evidence"] if e["what"].startswith("injected"))
+    ev = next(e for e in hop["evidence"] if e.get("kind") == "injected")
     assert Path(ev["file"]).name == "sender.pcap"
 
 

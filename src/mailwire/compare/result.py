@@ -81,6 +81,17 @@ def _name(path: str) -> str:
     return Path(path).name if path != "-" else "stdin"
 
 
+# Per-direction evidence: index key (also the evidence ``kind``), the sentence, and which capture's
+# frames are cited ("up": where the packets were sent from, "down": where they were seen).
+_EVIDENCE: tuple[tuple[str, str, str], ...] = (
+    ("lost", "lost: sent at {up}, never seen at {down}", "up"),
+    ("injected", "injected: seen at {down}, never sent at {up}", "down"),
+    ("capture_loss", "capture loss: missing at {down} although acknowledged there", "up"),
+    ("missed", "missed by the capture at {up}: only at {down}, amid packets seen at {up}", "down"),
+    ("dup", "duplicates: more copies at {down} than sent at {up}", "down"),
+)
+
+
 def compare_hop(a: Digest, b: Digest) -> dict[str, Any]:
     """One hop: ``a`` upstream, ``b`` downstream."""
     use_payload = a.truncated_payloads == 0 and b.truncated_payloads == 0
@@ -101,62 +112,34 @@ def compare_hop(a: Digest, b: Digest) -> dict[str, Any]:
     for d, s in dirs.items():
         us, ds = s["_sides"]
         idx = s["_idx"]
-        if idx["lost"].size:
+        up, down = Path(files[us]).name, Path(files[ds]).name
+        for key, template, held_by in _EVIDENCE:
+            if not idx[key].size:
+                continue
             evidence.append(
                 {
-                    "what": f"lost {d}: sent upstream, never seen downstream",
-                    "file": files[us],
-                    "frames": frames_of(inst, a, b, idx["lost"]),
-                    "count": int(idx["lost"].size),
+                    "what": template.format(up=up, down=down),
+                    "kind": key,
+                    "direction": d,
+                    "file": files[us] if held_by == "up" else files[ds],
+                    "frames": frames_of(inst, a, b, idx[key]),
+                    "count": int(idx[key].size),
                 }
             )
-            nxt = next_downstream(inst, idx["lost"])
-            nxt = np.unique(nxt[nxt >= 0])
-            if nxt.size:
-                evidence.append(
-                    {
-                        "what": f"lost {d}: the first packet that did arrive after each gap (downstream)",
-                        "file": files[ds],
-                        "frames": sorted(frames_of(inst, a, b, nxt)),
-                        "count": int(nxt.size),
-                    }
-                )
-        if idx["injected"].size:
-            evidence.append(
-                {
-                    "what": f"injected {d}: seen downstream, never upstream",
-                    "file": files[ds],
-                    "frames": frames_of(inst, a, b, idx["injected"]),
-                    "count": int(idx["injected"].size),
-                }
-            )
-        if idx["capture_loss"].size:
-            evidence.append(
-                {
-                    "what": f"capture loss {d}: missing downstream although acknowledged there",
-                    "file": files[us],
-                    "frames": frames_of(inst, a, b, idx["capture_loss"]),
-                    "count": int(idx["capture_loss"].size),
-                }
-            )
-        if idx["missed"].size:
-            evidence.append(
-                {
-                    "what": f"missed by the upstream capture {d}: only downstream, amid ones seen upstream",
-                    "file": files[ds],
-                    "frames": frames_of(inst, a, b, idx["missed"]),
-                    "count": int(idx["missed"].size),
-                }
-            )
-        if idx["dup"].size:
-            evidence.append(
-                {
-                    "what": f"duplicates {d}: more copies downstream than sent upstream",
-                    "file": files[ds],
-                    "frames": frames_of(inst, a, b, idx["dup"]),
-                    "count": int(idx["dup"].size),
-                }
-            )
+            if key == "lost":
+                nxt = next_downstream(inst, idx["lost"])
+                nxt = np.unique(nxt[nxt >= 0])
+                if nxt.size:
+                    evidence.append(
+                        {
+                            "what": f"first packet that did arrive at {down} after each gap",
+                            "kind": "after_gap",
+                            "direction": d,
+                            "file": files[ds],
+                            "frames": sorted(frames_of(inst, a, b, nxt)),
+                            "count": int(nxt.size),
+                        }
+                    )
     for item in icmp[:10]:
         evidence.append(
             {"what": f"ICMP too big (MTU {item['mtu']}) from {item['from']}", "file": item["file"],

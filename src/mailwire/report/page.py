@@ -125,7 +125,7 @@ def _lost_frames(run: DiagnoseRun, capture: str) -> set[int]:
         return out
     for h in cmp.hops:
         for e in h.get("evidence", []):
-            if str(e.get("what", "")).startswith("lost") and str(e.get("file", "")) == capture:
+            if e.get("kind") == "lost" and str(e.get("file", "")) == capture:
                 out.update(int(f) for f in e.get("frames", []))
     return out
 

@@ -57,8 +57,14 @@ def _evidence_table(c: Conclusion) -> Table | None:
     t = Table(title="Evidence", title_justify="left", show_lines=False, expand=True)
     t.add_column("what it shows", ratio=3, overflow="fold")
     t.add_column("where", ratio=1, overflow="fold")
+    # file names, not paths, so a name is never folded mid-word in a narrow column (paths stay in
+    # the JSON/HTML); the full path is kept only where two sources share a name
+    sources = {e.source for e in c.evidence if e.source}
+    short = {src: Path(src).name for src in sources}
+    if len(set(short.values())) < len(sources):
+        short = {src: src for src in sources}
     for e in c.evidence[:MAX_EVIDENCE_ROWS]:
-        where = e.source
+        where = short.get(e.source, e.source)
         if e.ref is not None:
             unit = "frame" if e.kind in ("frame", "session") else "line" if e.kind == "log" else "#"
             where = f"{where} {unit} {e.ref}".strip()
