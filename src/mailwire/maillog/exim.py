@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from mailwire.maillog.classify import Cause, command_stage, errno_cause, reply_cause
-from mailwire.maillog.records import Attempt
+from mailwire.maillog.records import Attempt, message_state
 
 EXIM_ID = r"(?P<id>[0-9A-Za-z]{6}-(?:[0-9A-Za-z]{6}-[0-9A-Za-z]{2}|[0-9A-Za-z]{11,12}-[0-9A-Za-z]{4}))"
 _LINE = re.compile(EXIM_ID + r" (?P<rest>.*)$", re.DOTALL)
@@ -151,13 +151,7 @@ class EximParser:
         self.splits: dict[tuple[str | None, str | None], list[str]] = {}
 
     def _state(self, mid: str) -> list[str | int | None]:
-        st = self.ids.get(mid)
-        if st is None:
-            if len(self.ids) >= MAX_IDS:
-                del self.ids[next(iter(self.ids))]
-            st = [None, None, None]
-            self.ids[mid] = st
-        return st
+        return message_state(self.ids, mid, 3, MAX_IDS)
 
     def feed(
         self,

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from mailwire.maillog.classify import Cause, postfix_reason
-from mailwire.maillog.records import Attempt
+from mailwire.maillog.records import Attempt, message_state
 
 # daemons whose status lines are outbound delivery attempts
 OUTBOUND = frozenset(("smtp", "lmtp", "error", "retry"))
@@ -146,13 +146,7 @@ class PostfixParser:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _qstate(self, qid: str) -> list[str | int | None]:
-        st = self.qids.get(qid)
-        if st is None:
-            if len(self.qids) >= MAX_QIDS:
-                del self.qids[next(iter(self.qids))]
-            st = [None, None, None, None, None]
-            self.qids[qid] = st
-        return st
+        return message_state(self.qids, qid, 5, MAX_QIDS)
 
     def _attempt(
         self,

@@ -54,6 +54,21 @@ VERDICTS = (
 )
 
 
+MessageState = list[str | int | None]
+
+
+def message_state(table: dict[str, MessageState], key: str, width: int, cap: int) -> MessageState:
+    """The per-message slot for ``key`` (created with ``width`` empty fields). Bounded: past ``cap``
+    messages the oldest is forgotten, so a log of any length keeps memory flat."""
+    st = table.get(key)
+    if st is None:
+        if len(table) >= cap:
+            del table[next(iter(table))]
+        st = [None] * width
+        table[key] = st
+    return st
+
+
 @dataclass(slots=True)
 class Attempt:
     """One try to hand one recipient to one remote server (or one synthetic skip/expiry)."""

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from mailwire.maillog.classify import Cause, command_stage, errno_cause, reply_cause
-from mailwire.maillog.records import Attempt
+from mailwire.maillog.records import Attempt, message_state
+
+MAX_QIDS = 200_000  # bound on remembered queue ids (oldest forgotten first)
 
 _QID = re.compile(r"(?P<qid>[0-9A-Za-z]{8,20}): (?P<rest>.*)$", re.DOTALL)
 _TO = re.compile(r"to=(?P<to>.+?), (?=(?:ctladdr|delay|xdelay|mailer|pri|relay|dsn|reply|stat)=)")
@@ -136,13 +138,7 @@ class SendmailParser:
         self.qids: dict[str, list[str | int | None]] = {}  # qid → [sender, size, msgid, stage]
 
     def _state(self, qid: str) -> list[str | int | None]:
-        st = self.qids.get(qid)
-        if st is None:
-            if len(self.qids) >= 200_000:
-                del self.qids[next(iter(self.qids))]
-            st = [None, None, None, None]
-            self.qids[qid] = st
-        return st
+        return message_state(self.qids, qid, 4, MAX_QIDS)
 
     def feed(
         self,
