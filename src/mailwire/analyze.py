@@ -44,12 +44,13 @@ def render(
     result: AnalyzeResult, out: TextIO, *, frames: bool = False, width: int | None = None, max_rows: int = 40
 ) -> None:
     """The terminal summary: captures, sessions worst first, findings."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from mailwire.cliutil import PipeConsole
+
     # the terminal's width (Rich reads COLUMNS, and uses 80 when the output is not a terminal)
-    con = Console(file=out, width=width, highlight=False, soft_wrap=False)
+    con = PipeConsole(file=out, width=width, highlight=False, soft_wrap=False)
     for cap in result.captures:
         con.print(Text(f"{cap.path}: {cap.frames} frames, {len(cap.sessions)} SMTP session(s)", style="bold"))
         for issue in cap.issues[:5]:

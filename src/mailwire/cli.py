@@ -135,8 +135,10 @@ def analyze_command(
     import sys
 
     from mailwire.analyze import run_analyze
+    from mailwire.cliutil import quiet_broken_pipe
 
-    code = run_analyze(captures, json_out, frames, sys.stdout, sys.stderr)
+    with quiet_broken_pipe():  # e.g. | head: stop quietly
+        code = run_analyze(captures, json_out, frames, sys.stdout, sys.stderr)
     if code:
         raise typer.Exit(code)
 
@@ -159,6 +161,7 @@ def diagnose_command(
 
     from rich.console import Console
 
+    from mailwire.cliutil import quiet_broken_pipe
     from mailwire.diagnose.engine import run_diagnosis
     from mailwire.report.outputs import emit
 
@@ -170,7 +173,8 @@ def diagnose_command(
             run = run_diagnosis(log or [], captures or [], status=st.update)
     else:
         run = run_diagnosis(log or [], captures or [])
-    code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
+    with quiet_broken_pipe():  # e.g. | head: stop quietly
+        code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
     if run.readable_inputs == 0:
         code = code or 2  # no input could be read at all
     if code:
@@ -189,9 +193,10 @@ def compare_command(
     ] = "given",
 ) -> None:
     """Where packets vanish between capture points: loss per hop, by size and direction; clock offset."""
-    from rich.console import Console
+    import sys
 
     from mailwire.capture.read import CaptureError
+    from mailwire.cliutil import console, quiet_broken_pipe
     from mailwire.compare import compare_captures
     from mailwire.compare.render import render
 
@@ -204,13 +209,14 @@ def compare_command(
     except (CaptureError, OSError) as exc:
         typer.echo(f"mailwire compare: {exc}", err=True)
         raise typer.Exit(2) from None
-    if json_out == "-":
-        typer.echo(result.dumps())
-        return
-    if json_out:
-        with open(json_out, "w", encoding="utf-8") as fh:
-            fh.write(result.dumps())
-    render(result, Console(width=min(Console().width, 120)))
+    with quiet_broken_pipe():  # e.g. | head: stop quietly
+        if json_out == "-":
+            sys.stdout.write(result.dumps() + "\n")
+            return
+        if json_out:
+            with open(json_out, "w", encoding="utf-8") as fh:
+                fh.write(result.dumps())
+        render(result, console(120))
 
 
 def main() -> None:

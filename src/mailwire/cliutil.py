@@ -3,8 +3,8 @@
 ``quiet_broken_pipe``: a reader that goes away early (``mailwire logs x | head -1``) ends the
 command quietly with status 0, the way ``packets`` does, instead of the exit 1 that Rich
 (``Console.on_broken_pipe``) and Click/Typer (EPIPE in ``main``) give, or Python's "Exception
-ignored … BrokenPipeError" at interpreter exit. ``console`` makes a Rich console that leaves the
-broken pipe to ``quiet_broken_pipe``.
+ignored … BrokenPipeError" at interpreter exit. ``PipeConsole`` (and ``console``, which sizes one for
+stdout) is a Rich console that leaves the broken pipe to ``quiet_broken_pipe``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def quiet_broken_pipe(exit_code: int = 0) -> Iterator[None]:
         raise typer.Exit(exit_code) from None
 
 
-class _PipeConsole(Console):
+class PipeConsole(Console):
+    """A Rich console whose broken pipe is an exception for ``quiet_broken_pipe``, not an exit 1."""
+
     def on_broken_pipe(self) -> None:
         self.quiet = True  # nothing more to write: the reader is gone
         raise BrokenPipeError  # let quiet_broken_pipe decide the exit
@@ -57,4 +59,4 @@ class _PipeConsole(Console):
 
 def console(max_width: int = 100) -> Console:
     """A Rich console for stdout, at most ``max_width`` columns, for use in ``quiet_broken_pipe``."""
-    return _PipeConsole(width=min(Console().width, max_width))
+    return PipeConsole(width=min(Console().width, max_width))

@@ -16,6 +16,7 @@ import jsonschema
 from rich.console import Console
 
 from mailwire.capture.read import CaptureError
+from mailwire.cliutil import PipeConsole
 from mailwire.report.extract import extract_connections
 from mailwire.report.html import write_html
 from mailwire.report.page import build_page, spec_at
@@ -104,7 +105,7 @@ def emit(
             stderr.write(f"mailwire: --json {json_out}: {exc}\n")
             status = 1
     width = min(Console(file=stdout).width, 100)
-    render_terminal(run.diagnosis, Console(file=stdout, width=width))
+    render_terminal(run.diagnosis, PipeConsole(file=stdout, width=width))
     return status
 
 
