@@ -11,6 +11,7 @@ and per-warning counts), so memory stays bounded by one chunk. The result is a p
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,23 @@ def summarize(path: str | Path) -> dict[str, Any]:
     }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _when(epoch: Any) -> str:
+    """An epoch timestamp as UTC date and time, the epoch value kept (it is what filters take)."""
+    if epoch in (None, ""):
+        return "-"
+    text = str(epoch)
+    try:
+        whole, _, frac = text.partition(".")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(whole)))
+    except (ValueError, OverflowError, OSError):  # out of the platform's range: the number alone
+        return text
+    return f"{stamp}{'.' + frac if frac else ''} UTC ({text})"
+
+
 def render_text(s: dict[str, Any]) -> str:
     """capinfos-style text."""
     lines = [f"File name:           {s['file']}"]
@@ -158,12 +176,14 @@ def render_text(s: dict[str, Any]) -> str:
     lines.append(f"Largest frame:       {s['largest_frame']} bytes")
     for lt in s["link_types"]:
         sup = "" if lt["supported"] else "  (not decoded)"
-        lines.append(f"Link type:           {lt['name']} ({lt['link_type']}): {lt['frames']} frames{sup}")
+        lines.append(
+            f"Link type:           {lt['name']} ({lt['link_type']}): {_count(lt['frames'], 'frame')}{sup}"
+        )
     for i in s["interfaces"]:
         name = i["name"] or i["description"] or "-"
         lines.append(
             f"Interface {i['id']}:         {name}, {i['link_name']}, snaplen {i['snaplen']}, "
-            f"{i['ts_digits']}-digit timestamps, {i['frames']} frames"
+            f"{i['ts_digits']}-digit timestamps, {_count(i['frames'], 'frame')}"
             + (f", ts offset {i['ts_offset_s']} s" if i["ts_offset_s"] else "")
         )
         for com in i["comments"]:
@@ -174,14 +194,19 @@ def render_text(s: dict[str, Any]) -> str:
             lines.append(f"Section {k}:           {extra}")
             for com in sec.get("comments", []):
                 lines.append(f"  comment:           {com}")
-    lines.append(f"First packet time:   {s['first_ts'] or '-'}")
-    lines.append(f"Last packet time:    {s['last_ts'] or '-'}")
-    lines.append(f"Earliest / latest:   {s['earliest_ts'] or '-'} / {s['latest_ts'] or '-'}")
-    lines.append(f"Capture duration:    {s['span_s'] or '-'} seconds")
+    lines.append(f"First packet time:   {_when(s['first_ts'])}")
+    lines.append(f"Last packet time:    {_when(s['last_ts'])}")
+    if (s["earliest_ts"], s["latest_ts"]) != (s["first_ts"], s["last_ts"]):  # frames out of time order
+        lines.append(f"Earliest packet:     {_when(s['earliest_ts'])}")
+        lines.append(f"Latest packet:       {_when(s['latest_ts'])}")
+    span = s["span_s"]
+    lines.append(f"Capture duration:    {'-' if span in (None, '') else f'{span} seconds'}")
     lines.append(f"Truncated frames:    {s['truncated_frames']} (captured length < wire length)")
     lines.append(f"TSO super-segments:  {s['tso_super_segments']}")
     if s["unsupported_link_frames"]:
-        lines.append(f"Unsupported link:    {s['unsupported_link_frames']} frames counted, not decoded")
+        lines.append(
+            f"Unsupported link:    {_count(s['unsupported_link_frames'], 'frame')} counted, not decoded"
+        )
     if s["warnings"]:
         lines.append("Decode warnings:     " + ", ".join(f"{k} {v}" for k, v in s["warnings"].items()))
     lines.append(f"Decode issues:       {s['decode_issues']}")
