@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from mailwire.capture.table import Warn
+from mailwire.compiled import helper, kernel
 
 U8Array = npt.NDArray[np.uint8]
 I64Array = npt.NDArray[np.int64]
@@ -129,7 +129,7 @@ def _flag(warn: npt.NDArray[np.uint32], rows: I64Array, bit: Warn) -> None:
 # --- compiled per-frame walks --------------------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel("void(u1[::1], i8[::1], i8[::1], i8[::1])")
 def _nflog_payload(buf: U8Array, start: I64Array, caplen: I64Array, out: I64Array) -> None:
     """Offset (from frame start) of the NFULA_PAYLOAD TLV's value, or -1; TLVs are host-order."""
     for k in range(start.shape[0]):
@@ -150,7 +150,10 @@ def _nflog_payload(buf: U8Array, start: I64Array, caplen: I64Array, out: I64Arra
             p += (ln + 3) & ~3
 
 
-@njit(cache=True)
+@kernel(
+    "void(u1[::1], i8[::1], i8[::1], i8[::1], i4[::1], i2[::1], b1[::1], i8[::1], i8[::1], i1[::1], "
+    "u4[:, ::1], u4[:, ::1], u4[::1], i8)"
+)
 def _tcp_options(
     buf: U8Array,
     rows: I64Array,
@@ -225,7 +228,7 @@ def _tcp_options(
             p += ln
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _be64_at(buf: U8Array, p: int) -> np.uint64:
     x = np.uint64(0)
     for k in range(8):
@@ -233,7 +236,11 @@ def _be64_at(buf: U8Array, p: int) -> np.uint64:
     return x
 
 
-@njit(cache=True)
+@kernel(
+    "i8(u1[::1], i8[::1], i8[::1], i8[::1], i4[::1], u4[::1], b1[::1], i1[::1], i2[::1], i8[::1], "
+    "b1[::1], i2[::1], i8[::1], u8[::1], u8[::1], u8[::1], u8[::1], i4[:, ::1], u4[::1], u4[::1], "
+    "u2[::1], i4[::1], i2[::1], i4[::1], i4[::1], i8, i8)"
+)
 def _fast_eth_tcp(
     buf: U8Array,
     off: I64Array,

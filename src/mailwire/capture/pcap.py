@@ -21,9 +21,9 @@ import struct
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from mailwire.capture.table import DecodeIssue, Interface, Warn
+from mailwire.compiled import helper, kernel
 
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
@@ -50,7 +50,7 @@ def sniff(head: bytes) -> bool:
     return le in (MAGIC_US, MAGIC_NS) or be in (MAGIC_US, MAGIC_NS)
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _rd32(buf: U8Array, p: int, big: bool) -> int:
     if big:
         return (
@@ -59,7 +59,7 @@ def _rd32(buf: U8Array, p: int, big: bool) -> int:
     return (np.int64(buf[p + 3]) << 24) | (np.int64(buf[p + 2]) << 16) | (np.int64(buf[p + 1]) << 8) | buf[p]
 
 
-@njit(cache=True)
+@kernel("Tuple((i8, i8, i8))(u1[::1], i8, i8, b1, i8, i8[::1], i8[::1], i8[::1], i8[::1], i8[::1])")
 def _walk(
     buf: U8Array,
     pos: int,
@@ -98,7 +98,7 @@ def _walk(
     return n, pos, 2
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _plausible(buf: U8Array, p: int, end: int, big: bool, limit: int, frac_max: int, prev_sec: int) -> bool:
     if p + 16 > end:
         return False
@@ -114,7 +114,7 @@ def _plausible(buf: U8Array, p: int, end: int, big: bool, limit: int, frac_max: 
     return not (prev_sec >= 0 and abs(sec - prev_sec) > RESYNC_WINDOW_S)
 
 
-@njit(cache=True)
+@kernel("i8(u1[::1], i8, i8, b1, b1, i8, i8, i8)")
 def _resync(
     buf: U8Array, pos: int, end: int, eof: bool, big: bool, limit: int, frac_max: int, prev_sec: int
 ) -> int:

@@ -28,9 +28,9 @@ import struct
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from mailwire.capture.table import DecodeIssue, Interface, Warn
+from mailwire.compiled import helper, kernel
 
 SHB = 0x0A0D0D0A
 IDB = 1
@@ -61,7 +61,7 @@ def sniff(head: bytes) -> bool:
     return len(head) >= 4 and head[:4] == b"\x0a\x0d\x0d\x0a"
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _rd32(buf: U8Array, p: int, big: bool) -> int:
     if big:
         return (
@@ -70,14 +70,17 @@ def _rd32(buf: U8Array, p: int, big: bool) -> int:
     return (np.int64(buf[p + 3]) << 24) | (np.int64(buf[p + 2]) << 16) | (np.int64(buf[p + 1]) << 8) | buf[p]
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _rd16(buf: U8Array, p: int, big: bool) -> int:
     if big:
         return (np.int64(buf[p]) << 8) | buf[p + 1]
     return (np.int64(buf[p + 1]) << 8) | buf[p]
 
 
-@njit(cache=True)
+@kernel(
+    "Tuple((i8, i8, i8))(u1[::1], i8, i8, b1, i8, i8, i8[::1], i8[::1], i8[::1], u8[::1], i4[::1], "
+    "u1[::1], i8[::1], i8[::1], i8[::1])"
+)
 def _walk(
     buf: U8Array,
     pos: int,
@@ -189,7 +192,7 @@ def _walk(
     return n, pos, 2
 
 
-@njit(cache=True)
+@kernel("i8(u1[::1], i8, i8, b1, b1)")
 def _resync(buf: U8Array, pos: int, end: int, eof: bool, big: bool) -> int:
     """First 4-aligned offset >= pos (relative to ``pos``) holding a complete, well-formed block.
 

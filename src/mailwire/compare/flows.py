@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from mailwire.capture.table import PacketTable, Warn
+from mailwire.compiled import kernel
 
 HASH_BYTES = 64  # payload bytes fingerprinted per packet (matching works on this prefix + length)
 
@@ -46,7 +46,7 @@ I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel("u8[::1](u1[::1], i8[::1], i8[::1], i8)")
 def _hash_ranges(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, limit: int) -> np.ndarray:
     """FNV-1a-style 64-bit hash of ``buf[starts[i] : starts[i] + min(lens[i], limit)]`` per row."""
     n = starts.shape[0]

@@ -67,7 +67,8 @@ import enum
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
+
+from mailwire.compiled import helper, kernel
 
 
 class Flag(enum.IntFlag):
@@ -214,23 +215,23 @@ M32 = 0xFFFFFFFF
 H31 = 0x80000000
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _lt(a: int, b: int) -> bool:  # LT_SEQ: (int32)(a - b) < 0
     return ((a - b) & M32) >= H31
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _gt(a: int, b: int) -> bool:  # GT_SEQ: (int32)(b - a) < 0
     return ((b - a) & M32) >= H31
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _le(a: int, b: int) -> bool:  # LE_SEQ: (int32)(a - b) <= 0
     d = (a - b) & M32
     return d == 0 or d >= H31
 
 
-@njit(cache=True)
+@helper()
 def _new_conv(key: int, key_conv: np.ndarray, cs: np.ndarray, ds: np.ndarray, g: np.ndarray) -> int:
     c = g[G_NCONV]
     g[G_NCONV] = c + 1
@@ -247,7 +248,7 @@ def _new_conv(key: int, key_conv: np.ndarray, cs: np.ndarray, ds: np.ndarray, g:
     return c
 
 
-@njit(cache=True)
+@helper()
 def _free_list(d: int, ds: np.ndarray, pool: np.ndarray, g: np.ndarray) -> None:
     """Return every record of direction ``d``'s unacked list to the pool."""
     p = ds[d, D_SEG_HEAD]
@@ -260,7 +261,12 @@ def _free_list(d: int, ds: np.ndarray, pool: np.ndarray, g: np.ndarray) -> None:
     ds[d, D_SEG_COUNT] = 0
 
 
-@njit(cache=True)
+@kernel(
+    "i8(b1, i8, i8[::1], i8[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], "
+    "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[:, ::1], i8[:, ::1], i8[:, ::1], i8[:, "
+    ":, ::1], i8[:, :, ::1], i8[::1], i4[::1], u4[::1], i4[::1], i4[::1], i4[::1], i8[::1], i8[::1], "
+    "i8[::1], i8[::1], i4[::1], i4[::1])"
+)
 def run_kernel(
     mw: bool,
     start: int,

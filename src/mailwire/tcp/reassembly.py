@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from numba import njit
+
+from mailwire.compiled import helper, kernel
 
 Direction = Literal["c2s", "s2c"]
 
@@ -81,7 +82,7 @@ K_DATA, K_GAP, K_SNAPLEN = 1, 2, 3
 _BATCH = 8 << 20  # bytes gathered at once when turning runs into events
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _near_nb(ref: int, off32: int) -> int:
     delta = (off32 - (ref & M32)) & M32
     if delta >= 0x80000000:
@@ -89,7 +90,10 @@ def _near_nb(ref: int, off32: int) -> int:
     return ref + delta
 
 
-@njit(cache=True)
+@kernel(
+    "i8(i8, i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], "
+    "i8[::1], b1[::1], i8[:, ::1], i8[::1], i8[:, ::1], i8[:, ::1], i8[::1])"
+)
 def _plan(
     j0: int, conv: np.ndarray, kdir: np.ndarray, flags: np.ndarray, seq: np.ndarray, ack: np.ndarray,
     seglen: np.ndarray, frame: np.ndarray, ts: np.ndarray, start: np.ndarray, cap: np.ndarray,
@@ -183,7 +187,7 @@ def _plan(
     return n
 
 
-@njit(cache=True)
+@kernel("void(u1[::1], i8[:, ::1], i8[::1], u1[::1])")
 def _gather(buf: np.ndarray, pieces: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
     """Copy each piece [start, start + length) of ``buf`` to its run's next place in ``out``
     (``pos``: where each run's bytes go next). Reads ``buf`` in file order."""

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from mailwire.capture.addr import format_addr
 from mailwire.capture.table import PacketTable
+from mailwire.compiled import helper, kernel
 from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_OUT_OF_ORDER,
@@ -110,7 +110,7 @@ _HIST_CHARS = [
 ]  # fmt: skip
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _hist(k: int, kd: int, letter: int, hist: np.ndarray, cs: np.ndarray) -> None:
     n = cs[k, K_HLEN]
     if n < hist.shape[1]:
@@ -118,7 +118,7 @@ def _hist(k: int, kd: int, letter: int, hist: np.ndarray, cs: np.ndarray) -> Non
         cs[k, K_HLEN] = n + 1
 
 
-@njit(cache=True, inline="always")
+@helper(inline=True)
 def _log_letter(k: int, kd: int, d: int, letter: int, cnt: int, nxt: int, acc: np.ndarray,
                 hist: np.ndarray, cs: np.ndarray) -> None:  # fmt: skip
     acc[d, cnt] += 1
@@ -127,7 +127,7 @@ def _log_letter(k: int, kd: int, d: int, letter: int, cnt: int, nxt: int, acc: n
         acc[d, nxt] *= 10
 
 
-@njit(cache=True)
+@helper()
 def _unwrap(prev_hi: int, raw: int, base: int) -> int:
     """Sequence number ``raw`` as an offset from ``base``, unwrapped near ``prev_hi``."""
     off = (raw - base) & 0xFFFFFFFF
@@ -139,7 +139,11 @@ def _unwrap(prev_hi: int, raw: int, base: int) -> int:
     return cand
 
 
-@njit(cache=True)
+@kernel(
+    "i8(i8[::1], i8[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], "
+    "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[:, ::1], i8[:, ::1], i8[:, "
+    "::1], i8[:, ::1], i8)"
+)
 def _accumulate(
     conv: np.ndarray, kdir: np.ndarray, analysable: np.ndarray, tflags: np.ndarray, seq: np.ndarray,
     ack: np.ndarray, seglen: np.ndarray, win: np.ndarray, ts: np.ndarray, frame: np.ndarray,
