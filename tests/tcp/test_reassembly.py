@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailwire.capture.read import iter_tables
 from mailwire.tcp import StreamChunk, StreamEvent, StreamGap, analyze
+from mailwire.tcp.reassembly import PayloadView
 from tests.conftest import corpus_captures
 from tests.craft import Flow, ms, write
 
@@ -104,3 +109,43 @@ def test_kept_streams_are_bounded(shared_captures: Path) -> None:
     assert any(
         isinstance(e, StreamGap) and e.reason == "buffer_limit" for v in capped.streams.values() for e in v
     )
+
+
+# --- PayloadView: long events read from the capture buffer in place --------------------------------
+
+_pieces = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 40)), min_size=1, max_size=12)
+
+
+def _view(data: bytes, pieces: list[tuple[int, int]]) -> tuple[PayloadView, bytes]:
+    """A view over pieces of ``data`` (start, length; clipped to it) and the bytes it stands for."""
+    buf = np.frombuffer(data, dtype=np.uint8).copy()
+    starts, lens = [], []
+    for a, n in pieces:
+        a = min(a, len(data))
+        n = min(n, len(data) - a)
+        starts.append(a)
+        lens.append(n)
+    view = PayloadView(buf, np.array(starts, np.int64), np.array(lens, np.int64))
+    return view, b"".join(data[a : a + n] for a, n in zip(starts, lens, strict=True))
+
+
+@given(st.binary(min_size=1, max_size=400).map(lambda b: b.replace(b"x", b"\n.")), _pieces)
+@settings(max_examples=300, deadline=None)
+def test_view_finds_every_pair_and_slices_like_bytes(data: bytes, pieces: list[tuple[int, int]]) -> None:
+    view, joined = _view(data, pieces)
+    assert len(view) == len(joined) and bytes(view) == joined
+    want = [i for i in range(len(joined) - 1) if joined[i : i + 2] == b"\n."]
+    assert view.find_all(b"\n.") == want
+    n = len(joined)
+    for a, b in ((0, n), (1, n - 1), (n // 3, n // 2), (n - 3, n), (0, 4), (n, n + 5)):
+        assert view[a:b] == joined[a:b], (a, b)
+
+
+def test_view_scan_is_word_aligned_and_exact() -> None:
+    """Long pieces at every alignment: the eight-bytes-at-a-time scan misses nothing."""
+    rng = np.random.default_rng(7)
+    text = rng.choice(np.frombuffer(b"ab.\n \r", np.uint8), size=20000).tobytes()
+    for shift in range(9):
+        view, joined = _view(text, [(shift, 5000), (7000 + shift, 3001), (13, 0), (15000, 4999)])
+        want = [i for i in range(len(joined) - 1) if joined[i : i + 2] == b"\n."]
+        assert len(want) > 100 and view.find_all(b"\n.") == want

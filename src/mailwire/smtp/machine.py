@@ -42,6 +42,7 @@ from typing import Literal
 import numpy as np
 
 from mailwire.smtp.replies import Reply, ReplyAssembler
+from mailwire.tcp.reassembly import PayloadView
 
 Direction = Literal["c2s", "s2c"]
 
@@ -362,12 +363,16 @@ class SmtpMachine:
 
     # --- public API -------------------------------------------------------------------------
 
-    def feed(self, direction: Direction, data: bytes, frame: int, ts_ns: int) -> list[Event]:
-        """Consume in-order bytes of one direction; return the events they complete."""
+    def feed(self, direction: Direction, data: bytes | PayloadView, frame: int, ts_ns: int) -> list[Event]:
+        """Consume in-order bytes of one direction; return the events they complete. A long run
+        may come as a :class:`PayloadView`: message content is then counted and searched for its
+        final dot without being copied; any other use reads its bytes."""
         self._events = []
         if data:
+            if not isinstance(data, (bytes, PayloadView)):
+                data = bytes(data)
             if direction == "c2s":
-                self._feed_client(bytes(data), frame, ts_ns)
+                self._feed_client(data, frame, ts_ns)
             else:
                 self._feed_server(bytes(data), frame, ts_ns)
         return self._events
@@ -460,7 +465,7 @@ class SmtpMachine:
 
     # --- client side -------------------------------------------------------------------------
 
-    def _feed_client(self, data: bytes, frame: int, ts_ns: int) -> None:
+    def _feed_client(self, data: bytes | PayloadView, frame: int, ts_ns: int) -> None:
         try:
             self._feed_client_inner(data, frame, ts_ns)
         finally:
@@ -472,7 +477,7 @@ class SmtpMachine:
             body.start_offset = self._c_off + pos
             body.first_byte_frame = frame
 
-    def _feed_client_inner(self, data: bytes, frame: int, ts_ns: int) -> None:
+    def _feed_client_inner(self, data: bytes | PayloadView, frame: int, ts_ns: int) -> None:
         if not self._c_started:
             self._c_started = True
             if data[:8] == b"CONNECT ":
@@ -480,7 +485,10 @@ class SmtpMachine:
         pos, n = 0, len(data)
         while pos < n:
             mode = self.cmode
+            if not isinstance(data, bytes) and (mode not in ("body", "bdat") or self._spec is not None):
+                data = bytes(data)  # lines, TLS records or a body held for replay: the bytes themselves
             if mode in ("command", "auth"):
+                assert isinstance(data, bytes)  # a view was turned into bytes above
                 nl = data.find(b"\n", pos)
                 if nl < 0:
                     self._cover += self._keep_partial(self._cbuf, data[pos:], "c2s")
@@ -495,7 +503,7 @@ class SmtpMachine:
             elif mode == "bdat":
                 self._mark_body_start(pos, frame)
                 take = min(self._bdat_left, n - pos)
-                self._body_take(data[pos : pos + take])
+                self._body_take(data, pos, pos + take)
                 self._bdat_left -= take
                 pos += take
                 if self._bdat_left == 0:
@@ -508,6 +516,7 @@ class SmtpMachine:
                 self._tls_bytes("c2s", data[pos:])
                 return
             elif mode == "preamble":
+                assert isinstance(data, bytes)
                 end = data.find(b"\r\n\r\n", pos)
                 if end < 0:
                     return
@@ -617,18 +626,18 @@ class SmtpMachine:
 
     # --- message body (DATA) ------------------------------------------------------------------
 
-    def _body_take(self, chunk: bytes) -> None:
-        """Account body bytes and keep the header part (bounded)."""
+    def _body_take(self, data: bytes | PayloadView, a: int, b: int) -> None:
+        """Account the body bytes ``data[a:b]`` and keep the header part (bounded)."""
         body = self._body
         if body is None:
             return
         if body.wire == 0 and body.kind == "DATA":
             self._set_state(client_step(self.state, "<body>"))
-        body.wire += len(chunk)
-        self.stats["body_bytes"] += len(chunk)
+        body.wire += b - a
+        self.stats["body_bytes"] += b - a
         if not body.hdr_done:
             room = MAX_HEADER - len(body.hdr)
-            body.hdr += chunk[:room]
+            body.hdr += data[a : min(b, a + room)]
             h = bytes(body.hdr)
             if (
                 h.startswith((b"\r\n", b"\n"))
@@ -638,7 +647,7 @@ class SmtpMachine:
             ):
                 body.hdr_done = True
 
-    def _body_bytes(self, data: bytes, pos: int, frame: int, ts_ns: int) -> int:
+    def _body_bytes(self, data: bytes | PayloadView, pos: int, frame: int, ts_ns: int) -> int:
         body = self._body
         if body is None:  # defensive: body mode always has a body record
             self.cmode = "command"
@@ -655,7 +664,9 @@ class SmtpMachine:
             return head[j : j + 1] if j < len(head) else data[pos + j - nt : pos + j - nt + 1]
 
         hits: list[int] | None = None
-        if len(data) - pos >= _VECTOR_SCAN:
+        if not isinstance(data, bytes):  # a view: one compiled scan of the run in place
+            hits = [h for h in data.find_all(b"\n.") if h >= pos]
+        elif len(data) - pos >= _VECTOR_SCAN:
             # Long runs: one vectorised pass for the line starts with a dot (few in real bodies,
             # none in base64), instead of a substring search stepping a few bytes at a time.
             seg = np.frombuffer(data, dtype=np.uint8)[pos:]
@@ -671,6 +682,7 @@ class SmtpMachine:
             if hits is not None:
                 h = bisect_left(hits, pos + start - nt)
                 return hits[h] - pos + nt if h < len(hits) else -1
+            assert isinstance(data, bytes)  # views always come with their hits
             r = data.find(b"\n.", pos + start - nt)
             return r - pos + nt if r >= 0 else -1
 
@@ -695,16 +707,16 @@ class SmtpMachine:
                 break
             i = find(i + 2)
         if k < 0:
-            chunk = data[pos:]
-            self._body_take(chunk)
-            self._spec_hold(chunk, frame, ts_ns)
+            self._body_take(data, pos, len(data))
+            if self._spec is not None:
+                self._spec_hold(bytes(data[pos:]), frame, ts_ns)
             lo = max(0, size - 3)  # tail = hay[-3:]
             body.tail = head[lo:] if size <= len(head) else head[lo:nt] + data[pos + max(lo, nt) - nt :]
             return len(data)
         end = pos + k + term - nt  # index in data just after the terminator
-        chunk = data[pos:end]
-        self._body_take(chunk)
-        self._spec_hold(chunk, frame, ts_ns)
+        self._body_take(data, pos, end)
+        if self._spec is not None:
+            self._spec_hold(bytes(data[pos:end]), frame, ts_ns)
         self._close_body(frame, ts_ns, "dot", term_len=term - 1)
         return end
 

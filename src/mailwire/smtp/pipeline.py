@@ -48,14 +48,14 @@ from mailwire.smtp.verdict import (
     ZeroWindowFact,
     decide,
 )
+from mailwire.tcp.reassembly import materialized
 
 SCHEMA_VERSION = "mailwire.analyze/1"
 SMTP_PORTS = frozenset({25, 587, 2525})
 _HOLD_EVENTS = 32  # events held per undecided connection
 _HOLD_BYTES = 64 * 1024
-_SMALL_SEGMENT = 600  # segments shorter than this are likely commands: keep their own frame
 _CHUNK_BYTES = 16 << 20  # capture bytes per packet table: bounds the reassembled bytes held per batch
-_BODY_RUN = 4096  # runs at least this long without a final dot are fed whole (body content)
+_LAZY_MIN = 4096  # events this long (message content, mostly) are read from the capture buffer
 _HOLD_DEFERRED = 4096  # server events held per connection while client bytes are outstanding
 _KEEP_RESENDS = 64  # resends kept per chain as evidence (all are counted)
 
@@ -470,6 +470,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
             if c.smtp:
                 deliver(c, ev)
             return
+        ev = materialized(ev)  # held past this chunk: its bytes leave the capture buffer
         c.held.append(ev)
         data = getattr(ev, "data", b"")
         c.held_bytes += len(data)
@@ -500,10 +501,8 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     def on_event(ev: Any) -> None:
         batch.append(ev)
 
-    def process_batch(table: PacketTable | None, stream: np.ndarray | None) -> None:
-        events = (
-            _split_by_frame(batch, table, stream) if table is not None and stream is not None else list(batch)
-        )
+    def process_batch(table: PacketTable | None) -> None:
+        events = list(batch)
         batch.clear()
         f0 = int(table.columns["frame"][0]) if table is not None and len(table) else 0
         n = len(table) if table is not None else 0
@@ -530,7 +529,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
                 rel = (int(table.columns["ack"][row]) - c.c2s_base) % (1 << 32)
                 need = rel if rel < (1 << 31) else 0
             if c.deferred or need > c.c2s_next:
-                c.deferred.append((need, ev))
+                c.deferred.append((need, materialized(ev)))
                 if len(c.deferred) > _HOLD_DEFERRED:
                     while c.deferred:
                         route(c.deferred.popleft()[1])
@@ -544,7 +543,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
 
     cur: list[PacketTable | None] = [None]  # the table being fed (events name its frames)
     info = CaptureInfo(path=name)
-    analyzer = TcpAnalyzer(on_stream=on_event)
+    # one event per segment (each names its frame) but for message content; long events are
+    # read from the capture buffer only as far as the dissector needs them
+    analyzer = TcpAnalyzer(on_stream=on_event, segment_events=True, lazy_min=_LAZY_MIN)
     raw = _Raw()
     issues: list[str] = []
     n_frames = 0
@@ -552,7 +553,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         for table in iter_tables(path, info=info, chunk_bytes=_CHUNK_BYTES):
             cur[0] = table
             ch = analyzer.feed(table)
-            process_batch(table, ch.stream)
+            process_batch(table)
             n_frames += len(table)
             _collect_raw(table, ch.stream, raw)
             issues.extend(str(i) for i in table.issues[:100])
@@ -561,7 +562,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     except CaptureError as exc:
         issues.append(str(exc))
     result = analyzer.finish()
-    process_batch(None, None)  # held data and gaps declared at the end of the capture
+    process_batch(None)  # held data and gaps declared at the end of the capture
     flush_deferred()
     raw.finish(result.frames)
     conn_by_id = {c.id: c for c in result.connections}
@@ -610,70 +611,6 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     quality = result.quality.to_json()
     cinfo = {"format": getattr(info, "format", ""), "compression": getattr(info, "compression", "")}
     return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames)
-
-
-def _split_by_frame(events: list[Any], table: PacketTable, stream: np.ndarray) -> list[Any]:
-    """Cut reassembled chunks at segment boundaries so each piece names the frame that carried
-    it (the reassembler joins contiguous segments of one direction into one chunk)."""
-    from mailwire.tcp.reassembly import StreamChunk
-
-    cols = table.columns
-    n = len(table)
-    if n == 0 or not events:
-        return events
-    f0 = int(cols["frame"][0])
-    pay = np.nonzero((stream >= 0) & (cols["payload_len"] > 0))[0]
-    order = pay[
-        np.argsort(stream[pay], kind="stable")
-    ]  # payload rows grouped by connection, frame order kept
-    keys = stream[order]
-    uniq, lo_idx, counts = np.unique(keys, return_index=True, return_counts=True)
-    span = {k: (a, a + c) for k, a, c in zip(uniq.tolist(), lo_idx.tolist(), counts.tolist(), strict=True)}
-    out: list[Any] = []
-    for ev in events:
-        data = getattr(ev, "data", None)
-        row = ev.frame - f0
-        if (
-            data is None
-            or len(data) < 2
-            or not 0 <= row < n
-            or len(data) <= int(cols["cap_payload_len"][row])
-        ):
-            out.append(ev)  # not in this table, or one segment: nothing to cut
-            continue
-        lo, hi = span.get(ev.conn_id, (0, 0))
-        rows = order[lo:hi]
-        same = (
-            (cols["sport"][rows] == cols["sport"][row])
-            & (cols["src_lo"][rows] == cols["src_lo"][row])
-            & (cols["src_hi"][rows] == cols["src_hi"][row])
-        )
-        rows = rows[same]
-        base = (int(cols["seq"][row]) - ev.seq_offset) % (1 << 32)
-        rel = (cols["seq"][rows].astype(np.int64) - base) % (1 << 32)
-        inside = (rel > ev.seq_offset) & (rel < ev.seq_offset + len(data))
-        if not inside.any():
-            out.append(ev)
-            continue
-        cut_off, first = np.unique(rel[inside], return_index=True)
-        cut_rows = rows[inside][first]
-        if len(data) >= _BODY_RUN and cut_off.shape[0] > 2:
-            # A long run is mostly message content, whose bytes are only counted: keep the
-            # boundaries of the last two segments (the final dot and what follows it) and around
-            # small segments (commands); the rest stays with the run's first frame.
-            bounds = np.r_[ev.seq_offset, cut_off, ev.seq_offset + len(data)]
-            small = np.diff(bounds) < _SMALL_SEGMENT  # piece i starts at bounds[i]
-            sel = small[1:] | small[:-1]
-            sel[-2:] = True
-            cut_off, cut_rows = cut_off[sel], cut_rows[sel]
-        starts = [ev.seq_offset, *cut_off.tolist()]
-        frames = [ev.frame, *cols["frame"][cut_rows].tolist()]
-        stamps = [ev.ts_ns, *cols["ts_ns"][cut_rows].tolist()]
-        for k, (a, fr, ts) in enumerate(zip(starts, frames, stamps, strict=True)):
-            b = starts[k + 1] if k + 1 < len(starts) else ev.seq_offset + len(data)
-            piece = data[a - ev.seq_offset : b - ev.seq_offset]
-            out.append(StreamChunk(ev.conn_id, ev.direction, a, piece, int(fr), int(ts)))
-    return out
 
 
 def _merge_directions(events: list[Any]) -> list[Any]:

@@ -121,6 +121,8 @@ class TcpAnalyzer:
         stream_budget: int = 8 << 20,
         on_stream: Callable[[StreamEvent], None] | None = None,
         keep_total: int = 256 << 20,
+        segment_events: bool = False,
+        lazy_min: int | None = None,
     ) -> None:
         self.keys = KeyRegistry()
         self.ws = KernelState(mw=False)
@@ -135,7 +137,13 @@ class TcpAnalyzer:
         self.quality = QualityCounter()
         # without on_stream, events are kept in the result, up to keep_total payload bytes in all
         self._reasm = (
-            Reassembler(budget=stream_budget, on_event=on_stream, keep_total=keep_total)
+            Reassembler(
+                budget=stream_budget,
+                on_event=on_stream,
+                keep_total=keep_total,
+                segment_events=segment_events,
+                lazy_min=lazy_min,
+            )
             if reassemble
             else None
         )

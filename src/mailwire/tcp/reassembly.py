@@ -44,7 +44,7 @@ class StreamChunk:
     conn_id: int  # connection number (== tshark tcp.stream)
     direction: Direction  # "c2s" client -> server, "s2c" server -> client
     seq_offset: int  # stream offset of data[0] (0 = first byte after the SYN)
-    data: bytes
+    data: bytes | PayloadView  # a PayloadView only for long events, when the consumer asked for them
     frame: int  # Wireshark frame number of the segment that carried (the start of) these bytes
     ts_ns: int  # capture time of that frame
 
@@ -79,6 +79,8 @@ R_NFIELDS = 7
 
 # run kinds
 K_DATA, K_GAP, K_SNAPLEN = 1, 2, 3
+SEGMENT_RUN = 4096  # segment_events: runs at least this long (and of 4+ segments) stay mostly whole
+SHORT_SEGMENT = 600  # segment_events: segments shorter than this (likely commands) keep their frame
 _BATCH = 8 << 20  # bytes gathered at once when turning runs into events
 
 
@@ -100,7 +102,8 @@ def _plan(
     dup: np.ndarray, st: np.ndarray, pend: np.ndarray, runs: np.ndarray, pieces: np.ndarray, cnt: np.ndarray,
 ) -> int:  # fmt: skip
     """Fast path from segment ``j0``; returns the index of the first segment Python must handle
-    (or n). Runs: [conn, kdir, kind, offset, length, frame, ts]; pieces: [run, start, length]."""
+    (or n). Runs: [conn, kdir, kind, offset, length, frame, ts]; pieces (the new bytes of each
+    segment, in file order): [run, start in buf, length, frame, ts]."""
     n = conv.shape[0]
     for j in range(j0, n):
         c = conv[j]
@@ -168,6 +171,8 @@ def _plan(
             pieces[p, 0] = r
             pieces[p, 1] = start[j] + skip
             pieces[p, 2] = have
+            pieces[p, 3] = frame[j]
+            pieces[p, 4] = ts[j]
             cnt[1] = p + 1
         end = off + ln
         cap_end = off + cap[j]
@@ -200,11 +205,140 @@ def _gather(buf: np.ndarray, pieces: np.ndarray, pos: np.ndarray, out: np.ndarra
         pos[r] = o + n
 
 
+@kernel("void(u1[::1], i8[::1], i8[::1], u1[::1])")
+def _gather_seq(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, out: np.ndarray) -> None:
+    """Copy the pieces ``buf[starts[p] : starts[p] + lens[p]]`` one after the other into ``out``."""
+    o = 0
+    for p in range(starts.shape[0]):
+        a = starts[p]
+        n = lens[p]
+        out[o : o + n] = buf[a : a + n]
+        o += n
+
+
+@kernel("i8(u1[::1], i8[::1], i8[::1], i8, i8, i8[::1])")
+def _find_pairs(
+    buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, b0: int, b1: int, out: np.ndarray
+) -> int:
+    """Offsets ``i`` (in the bytes the pieces join into) where bytes ``i, i + 1`` are ``b0, b1``,
+    across piece boundaries; returns how many there are (``out`` holds the first of them).
+
+    Eight bytes at a time: a word holding no ``b1`` byte (exact per-byte test, no carries between
+    bytes) is skipped whole; only words that do are looked at byte by byte. Measured on message
+    content: 4.4 GB/s on base64, 1.9 GB/s on text with a period every 70 bytes (a byte loop: 1.3).
+    """
+    nw = buf.shape[0] // 8
+    words = buf[: nw * 8].view(np.uint64)
+    low7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+    highs = np.uint64(0x8080808080808080)
+    pat = np.uint64(b1) * np.uint64(0x0101010101010101)
+    cnt = 0
+    off = 0
+    prev = -1  # last byte of the previous piece
+    for p in range(starts.shape[0]):
+        a = starts[p]
+        e = a + lens[p]
+        i = a
+        while i < e:
+            if (i & 7) == 0 and i + 8 <= e:
+                x = words[i >> 3] ^ pat
+                if (~(((x & low7) + low7) | x) & highs) == 0:  # no byte of the word is b1
+                    i += 8
+                    continue
+                stop = i + 8
+            else:
+                stop = i + 1
+            while i < stop:
+                if buf[i] == b1 and (prev if i == a else buf[i - 1]) == b0:
+                    if cnt < out.shape[0]:
+                        out[cnt] = off + (i - a) - 1
+                    cnt += 1
+                i += 1
+        if e > a:
+            prev = buf[e - 1]
+        off += e - a
+    return cnt
+
+
+class PayloadView:
+    """The bytes of one long stream event, left in the capture buffer until they are asked for.
+
+    Acts as read-only bytes for what a consumer does with a long run: ``len``, slicing (which
+    copies just the slice), ``bytes(view)`` (all of it) and :meth:`find_all` (every offset of a
+    two-byte pattern, by a compiled scan of the pieces in place). It keeps the chunk's buffer alive;
+    a consumer that holds an event beyond the chunk turns the view into bytes (:func:`materialized`).
+    """
+
+    __slots__ = ("_buf", "_ends", "_lens", "_n", "_starts")
+
+    def __init__(self, buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> None:
+        self._buf = buf
+        self._starts = np.ascontiguousarray(starts, dtype=np.int64)
+        self._lens = np.ascontiguousarray(lens, dtype=np.int64)
+        self._ends = np.cumsum(self._lens)
+        self._n = int(self._ends[-1]) if self._ends.shape[0] else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bytes__(self) -> bytes:
+        return self._copy(0, self._n)
+
+    def __getitem__(self, k: slice) -> bytes:
+        if not isinstance(k, slice) or k.step not in (None, 1):
+            raise TypeError("PayloadView takes contiguous slices only")
+        a, b, _ = k.indices(self._n)
+        return self._copy(a, b) if b > a else b""
+
+    def __repr__(self) -> str:
+        return f"PayloadView({self._n} bytes in {self._lens.shape[0]} pieces)"
+
+    def _copy(self, a: int, b: int) -> bytes:
+        if b <= a:
+            return b""
+        ends, starts, buf = self._ends, self._starts, self._buf
+        p0 = int(ends.searchsorted(a, side="right"))
+        s0 = int(starts[p0]) + a - (int(ends[p0 - 1]) if p0 else 0)
+        if b <= ends[p0]:  # within one piece (a header, a few bytes at either end)
+            return buf[s0 : s0 + b - a].tobytes()
+        p1 = int(ends.searchsorted(b, side="left"))
+        parts = [buf[s0 : int(starts[p0] + self._lens[p0])]]
+        mid = zip(starts[p0 + 1 : p1].tolist(), self._lens[p0 + 1 : p1].tolist(), strict=True)
+        parts += [buf[x : x + n] for x, n in mid]
+        parts.append(buf[int(starts[p1]) : int(starts[p1]) + b - int(ends[p1 - 1])])
+        return b"".join(parts)  # type: ignore[arg-type]  # NumPy arrays are buffers
+
+    def find_all(self, pattern: bytes) -> list[int]:
+        """Every offset where the two-byte ``pattern`` starts (in increasing order)."""
+        if len(pattern) != 2:
+            raise ValueError("find_all looks for two-byte patterns")
+        out = np.empty(256, np.int64)
+        n = _find_pairs(self._buf, self._starts, self._lens, pattern[0], pattern[1], out)
+        if n > out.shape[0]:
+            out = np.empty(n, np.int64)
+            _find_pairs(self._buf, self._starts, self._lens, pattern[0], pattern[1], out)
+        return out[:n].tolist()
+
+
+def materialized(ev: StreamEvent) -> StreamEvent:
+    """The event with its bytes copied out of the capture buffer (for events kept past a chunk)."""
+    if isinstance(ev, StreamChunk) and not isinstance(ev.data, bytes):
+        return StreamChunk(ev.conn_id, ev.direction, ev.seq_offset, bytes(ev.data), ev.frame, ev.ts_ns)
+    return ev
+
+
 class Reassembler:
     """Turns each direction's segments into ordered StreamChunk / StreamGap events.
 
     Memory: out-of-order data is held up to ``budget`` bytes per direction; past that the hole
     in front of it is declared a gap (``reason="buffer_limit"``) and counted in ``dropped``.
+
+    Event sizes: by default one event per run of contiguous in-order segments of a direction.
+    With ``segment_events`` each segment starts an event of its own (so every event names the
+    frame that carried its first byte), except inside a long run (``SEGMENT_RUN`` bytes or more,
+    four segments or more), which stays whole but for its last two segments and the segments
+    next to short ones (commands sent along with a message body keep their own frames). Events
+    of ``lazy_min`` bytes or more then carry a :class:`PayloadView` instead of bytes.
     Events go to ``on_event`` as they are produced, or are kept per connection (``keep=True``)
     up to ``keep_limit`` payload bytes per direction and ``keep_total`` in all (further data
     becomes gaps with
@@ -219,10 +353,16 @@ class Reassembler:
         keep: bool = True,
         keep_limit: int = 64 << 20,
         keep_total: int = 256 << 20,
+        segment_events: bool = False,
+        lazy_min: int | None = None,
     ) -> None:
         self.budget = budget
         self.on_event = on_event
         self.keep = keep and on_event is None
+        self.segment_events = segment_events
+        # kept events outlive their chunk: their bytes are always copied
+        self.lazy_min = lazy_min if (segment_events and not self.keep) else None
+        self._out = np.empty(0, np.uint8)  # reused gather buffer (fresh pages cost more than the copy)
         self.keep_limit = keep_limit
         self.keep_total = keep_total
         self.kept_total = 0
@@ -287,7 +427,7 @@ class Reassembler:
         m = idx.size
         pend = np.full(int(conv.max()) + 1, -1, dtype=np.int64)
         runs = np.zeros((2 * m + 1, 7), dtype=np.int64)
-        pieces = np.zeros((m + 1, 3), dtype=np.int64)
+        pieces = np.zeros((m + 1, 5), dtype=np.int64)
         buf = table.buf
         j = 0
         while j < m:
@@ -305,6 +445,9 @@ class Reassembler:
         nr = runs.shape[0]
         if nr == 0:
             return
+        if self.segment_events:
+            self._segments(buf, runs, pieces)
+            return
         per_run = np.zeros(nr, dtype=np.int64)
         if pieces.shape[0]:
             per_run = np.bincount(pieces[:, 0], weights=pieces[:, 2], minlength=nr).astype(np.int64)
@@ -319,16 +462,15 @@ class Reassembler:
             chunks: dict[int, bytes] = {}
             total = int(ends[r1 - 1]) - base
             if total:
-                sel = pieces[(pieces[:, 0] >= r0) & (pieces[:, 0] < r1)]
+                sel = np.ascontiguousarray(pieces[(pieces[:, 0] >= r0) & (pieces[:, 0] < r1), :3])
                 starts = np.concatenate(([0], np.cumsum(per_run[r0:r1])))
-                out = np.empty(total, dtype=np.uint8)
+                out = self._buffer(total)
                 pos = np.zeros(nr, dtype=np.int64)
                 pos[r0:r1] = starts[:-1]
                 _gather(buf, sel, pos, out)
                 bounds = starts.tolist()
                 for r in (np.flatnonzero(per_run[r0:r1]) + r0).tolist():
                     chunks[r] = out[bounds[r - r0] : bounds[r - r0 + 1]].tobytes()
-                del out
             for r in range(r0, r1):
                 cv, kd, kind, off, ln, fr, t = run_list[r]
                 if kind == K_DATA:
@@ -337,6 +479,64 @@ class Reassembler:
                     reason = "snaplen" if kind == K_SNAPLEN else "not_captured"
                     self._emit(StreamGap(cv, self._dir(cv, kd), off, ln, fr, t, reason))
             r0 = r1
+
+    def _buffer(self, n: int) -> np.ndarray:
+        """A scratch buffer of at least ``n`` bytes, reused from call to call."""
+        if self._out.shape[0] < n:
+            self._out = np.empty(max(n, 2 * self._out.shape[0], 1 << 20), np.uint8)
+        return self._out[:n]
+
+    def _segments(self, buf: np.ndarray, runs: np.ndarray, pieces: np.ndarray) -> None:
+        """``segment_events``: cut each run into events (see the class docstring), in run order."""
+        nr = runs.shape[0]
+        pc = pieces[np.argsort(pieces[:, 0], kind="stable")] if pieces.shape[0] else pieces
+        prun, plen = pc[:, 0], pc[:, 2]
+        m = pc.shape[0]
+        # per run: pieces [lo, hi) of pc, total bytes
+        hi = np.cumsum(np.bincount(prun, minlength=nr)) if m else np.zeros(nr, np.int64)
+        lo = np.r_[0, hi[:-1]] if nr else hi
+        total = np.bincount(prun, weights=plen, minlength=nr).astype(np.int64) if m else hi
+        idx = np.arange(m)
+        first = idx == lo[prun]
+        small = plen < SHORT_SEGMENT
+        prev_small = np.r_[False, small[:-1]] & ~first
+        long_run = (total[prun] >= SEGMENT_RUN) & ((hi - lo)[prun] > 3)
+        new = first | ~long_run | small | prev_small | (idx >= hi[prun] - 2)
+        ev_of = np.cumsum(new) - 1  # event of each piece
+        n_ev = int(ev_of[-1]) + 1 if m else 0
+        ev_piece = np.flatnonzero(new)  # first piece of each event
+        ev_len = np.bincount(ev_of, weights=plen, minlength=n_ev).astype(np.int64)
+        within = np.cumsum(plen) - plen  # bytes of pc before each piece ...
+        ev_off = (within - within[lo[prun]])[ev_piece]  # ... and of its run before each event
+        lazy = ev_len >= self.lazy_min if self.lazy_min is not None else np.zeros(n_ev, dtype=bool)
+        eager_p = ~lazy[ev_of]
+        out = self._buffer(int(plen[eager_p].sum()))
+        _gather_seq(buf, np.ascontiguousarray(pc[eager_p, 1]), np.ascontiguousarray(plen[eager_p]), out)
+        ev_at = np.zeros(n_ev + 1, np.int64)  # eager events' places in out
+        np.cumsum(np.where(lazy, 0, ev_len), out=ev_at[1:])
+        ev_run = prun[ev_piece]
+        run_ev_hi = np.searchsorted(ev_run, np.arange(nr), side="right")
+        run_list = runs.tolist()
+        ev_first = ev_piece.tolist()
+        offs, ats = ev_off.tolist(), ev_at.tolist()
+        lazy_l = lazy.tolist()
+        frames, stamps = pc[:, 3].tolist(), pc[:, 4].tolist()
+        e = 0
+        for r in range(nr):
+            cv, kd, kind, off, ln, fr, t = run_list[r]
+            if kind != K_DATA:
+                reason = "snaplen" if kind == K_SNAPLEN else "not_captured"
+                self._emit(StreamGap(cv, self._dir(cv, kd), off, ln, fr, t, reason))
+                continue
+            for k in range(e, int(run_ev_hi[r])):
+                p0 = ev_first[k]
+                if lazy_l[k]:
+                    p1 = ev_first[k + 1] if k + 1 < n_ev else m
+                    data: bytes | PayloadView = PayloadView(buf, pc[p0:p1, 1], pc[p0:p1, 2])
+                else:
+                    data = out[ats[k] : ats[k + 1]].tobytes()
+                self._chunk(cv, kd, off + offs[k], data, frames[p0], stamps[p0])
+            e = max(e, int(run_ev_hi[r]))
 
     # -- slow path: out-of-order data, held data ---------------------------------------------------
     def _slow(self, buf: np.ndarray, j: int, args: tuple[np.ndarray, ...]) -> None:
@@ -401,7 +601,7 @@ class Reassembler:
     def _dir(self, conv: int, kd: int) -> Direction:
         return "c2s" if kd == self.client_kdir.get(conv, kd) else "s2c"
 
-    def _chunk(self, cv: int, kd: int, off: int, data: bytes, fr: int, t: int) -> None:
+    def _chunk(self, cv: int, kd: int, off: int, data: bytes | PayloadView, fr: int, t: int) -> None:
         if self.keep:
             d = 2 * cv + kd
             used = self.kept.get(d, 0)
@@ -446,4 +646,12 @@ def _near(ref: int, off32: int) -> int:
     return ref + delta
 
 
-__all__ = ["Direction", "Reassembler", "StreamChunk", "StreamEvent", "StreamGap"]
+__all__ = [
+    "Direction",
+    "PayloadView",
+    "Reassembler",
+    "StreamChunk",
+    "StreamEvent",
+    "StreamGap",
+    "materialized",
+]
