@@ -220,7 +220,27 @@ def compare_command(
 
 
 def main() -> None:
-    app()
+    """The ``mailwire`` program: run the command, then leave without tearing the heap down.
+
+    An analysis leaves millions of small objects behind; letting the interpreter free them one by
+    one at exit took about 0.2 s on a 1 M-packet capture, for nothing. Output is flushed first;
+    every file a command writes is closed by the command itself.
+    """
+    import contextlib
+    import os
+    import sys
+
+    try:
+        app()
+        code: int = 0
+    except SystemExit as exc:  # how Typer ends every command
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # the reader left (| head): nothing to deliver
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -139,26 +139,30 @@ def _arg_specs(sig: str) -> list[tuple[str, int] | None]:
 class _Checked:
     """An ahead-of-time kernel behind a type check of its array arguments."""
 
-    __slots__ = ("__name__", "_fn", "_specs")
+    __slots__ = ("__name__", "_arrays", "_fn", "_n", "_specs")
 
     def __init__(self, name: str, fn: Callable[..., Any], sig: str) -> None:
+        import numpy as np
+
         self.__name__ = name
         self._fn = fn
         self._specs = _arg_specs(sig)
+        self._n = len(self._specs)
+        # (position, dtype, dimensions) of the array arguments; dtypes compare as objects (fast)
+        self._arrays = [(i, np.dtype(s[0]), s[1]) for i, s in enumerate(self._specs) if s is not None]
 
     def __call__(self, *args: Any) -> Any:
-        specs = self._specs
-        if len(args) != len(specs):
-            raise TypeError(f"{self.__name__}: {len(args)} arguments, the signature has {len(specs)}")
-        for i, spec in enumerate(specs):
-            if spec is None:
-                continue
+        if len(args) != self._n:
+            raise TypeError(f"{self.__name__}: {len(args)} arguments, the signature has {self._n}")
+        for i, dtype, ndim in self._arrays:
             a = args[i]
             try:
-                ok = a.dtype.name == spec[0] and a.ndim == spec[1] and a.flags.c_contiguous
+                ok = a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous
             except AttributeError:
                 ok = False
             if not ok:
+                spec = self._specs[i]
+                assert spec is not None
                 got = f"{getattr(a, 'dtype', type(a).__name__)}, {getattr(a, 'ndim', '?')}-d"
                 want = f"a C-contiguous {spec[1]}-d {spec[0]} array"
                 raise TypeError(f"{self.__name__}: argument {i} must be {want}, got {got}")

@@ -14,8 +14,10 @@ Memory is bounded by the chunk size and ``max_packets`` rows per table, whatever
 a buffer is read, walked and decoded, its tables yielded, and only the tail holding an unfinished
 record is copied into the next buffer. Each yielded table keeps a reference to its own buffer
 (payload bytes are views into it), so consumers that keep tables keep their buffers, and nothing
-else does. A record larger than the buffer grows the next buffer, up to the per-record limits the
-readers enforce (so a length field can never make us allocate more than that).
+else does. A buffer nothing refers to any more is filled again for a later chunk
+(:class:`_Buffers`): fresh memory costs a page fault per 4 KB, more than reading into it. A
+record larger than the buffer grows the next buffer, up to the per-record limits the readers
+enforce (so a length field can never make us allocate more than that).
 
 Errors: a file we cannot read at all raises :class:`CaptureError` (message names the file); damage
 inside a readable file becomes :class:`DecodeIssue` entries on the tables, and reading goes on.
@@ -23,6 +25,7 @@ inside a readable file becomes :class:`DecodeIssue` entries on the tables, and r
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,25 @@ class CaptureInfo:
     interfaces: list[Interface] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
     bytes_read: int = 0
+
+
+class _Buffers:
+    """Chunk buffers, each reused once no table, view or consumer refers to it any more."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._pool: list[np.ndarray] = []
+        self._keep = keep
+
+    def get(self, n: int) -> np.ndarray:
+        pool = self._pool
+        for i in range(len(pool)):
+            # references: the pool's and getrefcount's own argument; any view or table adds one
+            if pool[i].shape[0] >= n and sys.getrefcount(pool[i]) <= 2:
+                return pool[i]
+        buf = np.empty(-(-n // (1 << 20)) << 20, np.uint8)  # whole MiB: the next carry fits too
+        if len(pool) < self._keep:
+            pool.append(buf)
+        return buf
 
 
 def _reader(name: str, head: bytes) -> pcap.PcapReader | pcapng.PcapngReader:
@@ -85,8 +107,9 @@ def iter_tables(
         info = CaptureInfo(path=name)
     info.path = name
     info.compression = src.compression
+    buffers = _Buffers()
     with src:
-        buf = np.empty(chunk_bytes, np.uint8)
+        buf = buffers.get(chunk_bytes)[:chunk_bytes]
         got = src.readinto(memoryview(buf))  # type: ignore[arg-type]
         buf = buf[:got]
         first = bytes(buf[:64])
@@ -151,16 +174,19 @@ def iter_tables(
                 break
             # carry the unfinished record into a fresh buffer (tables keep the old one)
             carry = buf[pos:end]
-            nbuf = np.empty(carry.size + chunk_bytes, np.uint8)
-            nbuf[: carry.size] = carry
-            got = src.readinto(memoryview(nbuf)[carry.size :])  # type: ignore[arg-type]
+            cn = carry.size
+            nbuf = buffers.get(cn + chunk_bytes)[: cn + chunk_bytes]
+            nbuf[:cn] = carry
+            del carry, buf  # no reference of ours keeps the old buffer from being reused
+            got = src.readinto(memoryview(nbuf)[cn:])  # type: ignore[arg-type]
             if src.problem is not None and not reported:
                 pending.append(DecodeIssue(name, src.problem, offset=base + end + got))
                 reported = True
             eof = eof or got < chunk_bytes
             base += pos
-            buf = nbuf[: carry.size + got]
-            pos, end = 0, carry.size + got
+            buf = nbuf[: cn + got]
+            del nbuf
+            pos, end = 0, cn + got
         info.bytes_read = base + end
         info.details = reader.describe()
         if pending or not yielded:

@@ -37,6 +37,7 @@ import re
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -300,6 +301,39 @@ def _header_values(hdr: bytes) -> tuple[str | None, str | None, str | None]:
     if sender is not None and "<" in sender:
         sender = sender[sender.rfind("<") + 1 :].split(">", 1)[0]
     return found.get("message-id"), found.get("subject"), sender
+
+
+@lru_cache(maxsize=2048)
+def _parse_replies(data: bytes) -> tuple[tuple[int, int, tuple[str, ...], str | None, int], ...] | None:
+    """The replies of a server segment that starts at a line start and holds complete, valid reply
+    lines only: (end offset, code, lines, enhanced code, lines dropped) each, exactly as the line
+    by line path would assemble them; None for anything else (partial, invalid or over-long lines).
+
+    Servers answer every session alike (the EHLO capability list, "250 2.1.0 Ok", "354 …"), so
+    the parse is cached by content: bounded (2048 segments of at most 4 KiB) and a pure function
+    of the bytes, so what a capture holds cannot make it grow or change a result."""
+    if len(data) > 4096 or not data.endswith(b"\n"):
+        return None
+    asm = ReplyAssembler()
+    out = []
+    pos = 0
+    while pos < len(data):
+        nl = data.index(b"\n", pos)
+        piece = data[pos:nl]
+        pos = nl + 1
+        if len(piece) > MAX_LINE:
+            return None
+        line = piece[:-1] if piece.endswith(b"\r") else piece
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        got = asm.push(printable(line, MAX_LINE), 0, 0)
+        if got is False:
+            return None
+        if isinstance(got, Reply):
+            out.append((pos, got.code, tuple(got.lines), got.enhanced, got.lines_dropped))
+    if asm.partial or not out:
+        return None
+    return tuple(out)
 
 
 def looks_like_smtp(first_s2c: bytes, first_c2s: bytes) -> bool:
@@ -789,6 +823,10 @@ class SmtpMachine:
         pos, n = 0, len(data)
         while pos < n:
             if self.smode == "reply":
+                if pos == 0 and not self._sbuf and not self._sover and not self._replies.partial:
+                    pos = self._whole_replies(data, frame, ts_ns)
+                    if pos:
+                        continue
                 nl = data.find(b"\n", pos)
                 if nl < 0:
                     self._sover += self._keep_partial(self._sbuf, data[pos:], "s2c")
@@ -808,6 +846,22 @@ class SmtpMachine:
                     return
                 pos = end + 4
                 self.smode = "reply"
+
+    def _whole_replies(self, data: bytes, frame: int, ts_ns: int) -> int:
+        """A segment holding only complete, well-formed replies (the usual case) is parsed once
+        per distinct content (:func:`_parse_replies`); returns the bytes consumed (0: not such
+        a segment, parse it line by line). Stops after a reply that leaves reply mode (STARTTLS)."""
+        parsed = _parse_replies(data)
+        if parsed is None:
+            return 0
+        self._s_after_gap = False
+        end = 0
+        for stop, code, lines, enhanced, dropped in parsed:
+            self._on_reply(Reply(code, list(lines), frame, ts_ns, frame, enhanced, dropped))
+            end = stop
+            if self.smode != "reply":
+                break
+        return end
 
     def _server_line(self, line: bytes, frame: int, ts_ns: int) -> None:
         text = printable(line, MAX_LINE)
