@@ -335,3 +335,38 @@ def test_fuzz_never_crashes(steps: list[tuple[str, bytes, int]]) -> None:
         "closed",
     }
     assert len(d["transcript"]) <= 601
+
+
+_NAMES = ["Message-ID", "message-id", "Subject", "SUBJECT", "From", "from", "To", "X-Mailer", "Subjects"]
+_VALUE = st.text(alphabet="abc xyz<>@.-=?", min_size=0, max_size=20)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(_NAMES), _VALUE, st.lists(_VALUE, max_size=2)), max_size=8),
+    st.sampled_from([b"\r\n", b"\n"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_header_fields_first_occurrence_folded(fields: list[tuple[str, str, list[str]]], eol: bytes) -> None:
+    """Message-ID, Subject and From as RFC 5322 reads them: field names without case, folded
+    continuation lines joined, the first occurrence of each; nothing after the empty line."""
+    lines: list[str] = []
+    want: dict[str, str] = {}
+    for name, value, folds in fields:
+        lines.append(f"{name}:{value}")
+        lines += [f" {f}" for f in folds]
+        key = name.lower()
+        if key in ("message-id", "subject", "from") and key not in want:
+            want[key] = " ".join(p.strip() for p in [value, *folds]).strip()
+    header = eol.join(x.encode() for x in lines) + eol + eol
+    body = eol.join([b"Subject: not a header", b"From: nobody@body.test", b"."]) + eol
+    s = run([GREETING, EHLO, EHLO_REPLY, ("c2s", b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n"),
+             ("s2c", b"250 Ok\r\n250 Ok\r\n354 go\r\n"), ("c2s", header + body)])  # fmt: skip
+    [tx] = [t for t in s.transactions if t.has_client_activity]
+    sender = want.get("from")
+    if sender is not None and "<" in sender:
+        sender = sender[sender.rfind("<") + 1 :].split(">", 1)[0]
+    assert (tx.message_id, tx.subject, tx.header_from) == (
+        want.get("message-id"),
+        want.get("subject"),
+        sender,
+    )

@@ -266,8 +266,14 @@ def printable(raw: bytes, limit: int = 512) -> str:
     return text
 
 
+# A header field we read: its name at a line start, then continuation lines (folding, RFC 5322
+# §2.2.3); ASCII-only case folding, as header names are ASCII
+_HEADER_FIELD = re.compile(r"^(message-id|subject|from):(.*(?:\n[ \t].*)*)", re.M | re.I | re.A)
+
+
 def _header_values(hdr: bytes) -> tuple[str | None, str | None, str | None]:
-    """Message-ID, Subject and the From address of a header block (folded lines joined)."""
+    """Message-ID, Subject and the From address of a header block (folded lines joined; the
+    first occurrence of each field counts)."""
     # Only the header block is read: cut the raw bytes just past its first empty line (an LF
     # followed by LF or CRLF; the bytes kept often run on into the body) before decoding.
     ends = [i for i in (hdr.find(b"\n\n"), hdr.find(b"\n\r\n")) if i >= 0]
@@ -278,25 +284,13 @@ def _header_values(hdr: bytes) -> tuple[str | None, str | None, str | None]:
     if end >= 0:
         text = text[:end]
     found: dict[str, str] = {}
-    name = ""
-    value: list[str] = []
-
-    def flush() -> None:
-        key = name.lower()
-        if key in ("message-id", "subject", "from") and key not in found:
-            found[key] = printable(" ".join(s.strip() for s in value).strip().encode(), 256)
-
-    for line in text.split("\n"):
-        if line[:1] in (" ", "\t") and name:
-            value.append(line)
-            continue
-        flush()
-        name, sep, rest = line.partition(":")
-        if not sep:
-            name, value = "", []
-            continue
-        value = [rest]
-    flush()
+    for m in _HEADER_FIELD.finditer(text):
+        key = m.group(1).lower()
+        if key not in found:
+            value = " ".join(s.strip() for s in m.group(2).split("\n")).strip()
+            found[key] = printable(value.encode(), 256)
+            if len(found) == 3:
+                break
     sender = found.get("from")
     if sender is not None and "<" in sender:
         sender = sender[sender.rfind("<") + 1 :].split(">", 1)[0]

@@ -97,17 +97,55 @@ class _Raw:
     s2c_base: dict[int, int] = field(default_factory=dict)
     first_s2c: dict[int, tuple[int, int]] = field(default_factory=dict)
     _by_stream: np.ndarray | None = None
-    _keys: np.ndarray | None = None
+    _bounds: list[int] = field(default_factory=list)  # rows of connection k: _by_stream[b[k]:b[k + 1]]
 
     def rows_of(self, conn: int) -> np.ndarray:
         """Rows (frame order) of one connection."""
         if self._by_stream is None:
-            self._by_stream = np.argsort(self.cols["stream"], kind="stable")
-            self._keys = self.cols["stream"][self._by_stream]
-        assert self._keys is not None
-        key = np.asarray(conn, dtype=self._keys.dtype)  # same dtype: no conversion of the haystack
-        lo, hi = np.searchsorted(self._keys, key), np.searchsorted(self._keys, key, side="right")
-        return self._by_stream[lo:hi]
+            st = self.cols["stream"]
+            self._by_stream = np.argsort(st, kind="stable")
+            counts = np.bincount(st, minlength=1) if st.shape[0] else np.zeros(1, np.int64)
+            self._bounds = [0, *np.cumsum(counts).tolist()]
+        b = self._bounds
+        if not 0 <= conn < len(b) - 1:
+            return self._by_stream[:0]
+        return self._by_stream[b[conn] : b[conn + 1]]
+
+    def acked(self, sender_dir: int, bases: dict[int, int]) -> dict[int, int]:
+        """Per connection, the highest stream offset of the other direction that ``sender_dir``'s
+        ACKs acknowledge (offsets from ``bases``: raw sequence number of offset 0 per connection)."""
+        c = self.cols
+        if not bases or not c["frame"].shape[0]:
+            return {}
+        st = c["stream"].astype(np.int64)
+        base = np.full(int(st.max()) + 1, -1, np.int64)
+        conns = np.fromiter(bases.keys(), np.int64, len(bases))
+        ok_conn = conns < base.shape[0]
+        base[conns[ok_conn]] = np.fromiter(bases.values(), np.int64, len(bases))[ok_conn]
+        rows = np.flatnonzero((c["dir"] == sender_dir) & ((c["tcp_flags"] & TH_ACK) != 0) & (base[st] >= 0))
+        rel = (c["ack"][rows].astype(np.int64) - base[st[rows]]) % (1 << 32)
+        keep = rel < (1 << 31)
+        best = np.full(base.shape[0], -1, np.int64)
+        np.maximum.at(best, st[rows[keep]], rel[keep])
+        found = np.flatnonzero(best >= 0)
+        return dict(zip(found.tolist(), best[found].tolist(), strict=True))
+
+    def max_passed(self, cutoff: dict[int, int]) -> dict[int, int]:
+        """Per connection, the largest client segment sent before frame ``cutoff[conn]`` (the
+        first segment that was lost, if any): the sizes that demonstrably got through."""
+        c = self.cols
+        if not c["frame"].shape[0]:
+            return {}
+        st = c["stream"].astype(np.int64)
+        limit = np.full(int(st.max()) + 1, np.iinfo(np.int64).max, np.int64)
+        for conn, frame in cutoff.items():
+            if conn < limit.shape[0]:
+                limit[conn] = frame
+        rows = np.flatnonzero((c["dir"] == 0) & (c["payload_len"] > 0) & (c["frame"] < limit[st]))
+        best = np.full(limit.shape[0], -1, np.int64)
+        np.maximum.at(best, st[rows], c["payload_len"][rows].astype(np.int64))
+        found = np.flatnonzero(best >= 0)
+        return dict(zip(found.tolist(), best[found].tolist(), strict=True))
 
     def finish(self, frames: dict[str, np.ndarray]) -> None:
         names = ("frame", "ts_ns", "stream", "tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
@@ -227,16 +265,6 @@ def _bare_session(j: Judged) -> dict[str, Any]:
 # --- TCP adapter --------------------------------------------------------------------------------
 
 
-def _acked(c: dict[str, np.ndarray], mine: np.ndarray, sender_dir: int, base: int | None) -> int | None:
-    """Highest stream offset of the other direction acknowledged by ``sender_dir``'s ACKs."""
-    if base is None or not mine.shape[0]:
-        return None
-    rows = mine[(c["dir"][mine] == sender_dir) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)]
-    rel = (c["ack"][rows].astype(np.int64) - base) % (1 << 32)
-    rel = rel[rel < (1 << 31)]
-    return int(rel.max()) if rel.shape[0] else None
-
-
 def _collect_raw(table: PacketTable, stream: np.ndarray, raw: _Raw) -> None:
     """Keep the few TCP columns the verdicts need (TCP rows only) and ICMP errors quoting TCP."""
     cols = table.columns
@@ -274,6 +302,24 @@ def _collect_raw(table: PacketTable, stream: np.ndarray, raw: _Raw) -> None:
         )
 
 
+@dataclass
+class _Bulk:
+    """Per-connection facts computed for all connections at once (see :func:`_bulk`)."""
+
+    s2c_acked: dict[int, int]
+    c2s_acked: dict[int, int]
+    max_passed: dict[int, int]
+
+
+def _bulk(raw: _Raw, chains_by_conn: dict[int, list[Any]]) -> _Bulk:
+    lost = {
+        cid: min(ch.original_frame for ch in chs if ch.direction == "c2s" and ch.resends)
+        for cid, chs in chains_by_conn.items()
+        if any(ch.direction == "c2s" and ch.resends for ch in chs)
+    }
+    return _Bulk(raw.acked(0, raw.s2c_base), raw.acked(1, raw.c2s_base), raw.max_passed(lost))
+
+
 def _facts(
     conn: Any,
     conn_id: int,
@@ -282,6 +328,7 @@ def _facts(
     path: str,
     session: SmtpSession | None,
     frames: dict[str, np.ndarray] | None = None,
+    bulk: _Bulk | None = None,
 ) -> TcpFacts:
     t = TcpFacts(conn_id=conn_id, capture=path, capture_end_ts_ns=raw.last_ts_ns)
     role = {0: "client", 1: "server"}
@@ -341,15 +388,10 @@ def _facts(
                 unreach = (ty == 3 and code != 4) or (ty == 1)
                 t.icmp.append(IcmpFact(frame, ts, ty, code, mtu, frag, unreach))
     t.max_c2s_segment = raw.max_seg.get((conn_id, 0), 0)
-    lost = [
-        ch.original_frame for ch in chains if ch.conn_id == conn_id and ch.direction == "c2s" and ch.resends
-    ]
-    if mine.shape[0]:
-        sent = mine[(c["dir"][mine] == 0) & (c["payload_len"][mine] > 0)]
-        if lost:
-            sent = sent[c["frame"][sent] < min(lost)]
-        if sent.shape[0]:
-            t.max_c2s_passed_segment = int(c["payload_len"][sent].max())
+    if bulk is None:
+        bulk = _bulk(raw, {conn_id: [ch for ch in chains if ch.conn_id == conn_id]})
+    if conn_id in bulk.max_passed:
+        t.max_c2s_passed_segment = bulk.max_passed[conn_id]
     if conn is not None:
         # the client's segments are bounded by the MSS the server advertised
         mss = conn.s2c.mss if conn.s2c.mss else conn.c2s.mss
@@ -375,18 +417,10 @@ def _facts(
                     probes,
                 )
             )
-    t.s2c_acked = _acked(c, mine, 0, raw.s2c_base.get(conn_id))
+    t.s2c_acked = bulk.s2c_acked.get(conn_id)
+    if conn_id in bulk.c2s_acked:
+        t.c2s_acked = bulk.c2s_acked[conn_id]
     base = raw.c2s_base.get(conn_id)
-    ackable = (
-        mine[(c["dir"][mine] == 1) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)]
-        if mine.shape[0]
-        else mine
-    )
-    if base is not None and ackable.shape[0]:
-        rel = (c["ack"][ackable].astype(np.int64) - base) % (1 << 32)
-        rel = rel[rel < (1 << 31)]
-        if rel.shape[0]:
-            t.c2s_acked = int(rel.max())
     for ch in chains:
         real = [r for r in ch.resends if r.cause != "network_duplicate"]
         j = np.searchsorted(c["frame"], ch.original_frame) if c["frame"].shape[0] else 0
@@ -571,6 +605,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         chains_by_conn[chain.conn_id].append(chain)
     sessions: list[SmtpSession] = []
     facts: dict[int, TcpFacts] = {}
+    bulk = _bulk(raw, chains_by_conn)
     for cid, conn in sorted(conn_by_id.items()):
         c = conns.get(cid)
         server_port = conn.server_port
@@ -593,7 +628,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
                 s.server_port,
                 s.client_port,
             )
-        f = _facts(conn, cid, raw, chains_by_conn.get(cid, []), name, s, result.frames)
+        f = _facts(conn, cid, raw, chains_by_conn.get(cid, []), name, s, result.frames, bulk)
         # acknowledgements count the FIN's sequence number too: clip to the stream's length
         for d, acked in (("c2s", f.c2s_acked), ("s2c", f.s2c_acked)):
             if acked is None:

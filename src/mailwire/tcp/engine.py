@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -69,14 +70,39 @@ FRAME_FIELDS: dict[str, npt.DTypeLike] = {
 }
 
 
-@dataclass
-class ChunkAnalysis:
-    """Analysis of one chunk, aligned with the chunk's rows (-1 / 0 for non-TCP rows)."""
+_VALUES = ("ack_rtt_ns", "initial_rtt_ns", "bytes_in_flight", "rto_ns", "rto_frame",
+           "dupack_num", "dupack_frame", "acks_frame")  # fmt: skip
 
-    stream: npt.NDArray[np.int64]
-    wireshark: npt.NDArray[np.uint32]
-    mailwire: npt.NDArray[np.uint32]
-    values: dict[str, npt.NDArray[np.int64]]  # ack_rtt_ns, initial_rtt_ns, bytes_in_flight, ...
+
+class ChunkAnalysis:
+    """Analysis of one chunk, aligned with the chunk's rows (-1 / 0 for non-TCP rows).
+
+    ``stream`` is made at once; the flag masks and ``values`` (ack_rtt_ns, initial_rtt_ns,
+    bytes_in_flight, …) are spread over the chunk's rows when first read (``mailwire packets``
+    reads them; the analysis pipeline does not, and saves eleven full-length arrays a chunk).
+    """
+
+    def __init__(self, n: int, rows: npt.NDArray[np.int64], part: dict[str, np.ndarray]) -> None:
+        self._n, self._rows, self._part = n, rows, part
+        self.stream = np.full(n, -1, dtype=np.int64)
+        self.stream[rows] = part["stream"]
+
+    def _spread(self, name: str, fill: int, dtype: npt.DTypeLike) -> np.ndarray:
+        out = np.full(self._n, fill, dtype=dtype)
+        out[self._rows] = self._part[name]
+        return out
+
+    @cached_property
+    def wireshark(self) -> npt.NDArray[np.uint32]:
+        return self._spread("wireshark", 0, np.uint32)
+
+    @cached_property
+    def mailwire(self) -> npt.NDArray[np.uint32]:
+        return self._spread("mailwire", 0, np.uint32)
+
+    @cached_property
+    def values(self) -> dict[str, npt.NDArray[np.int64]]:
+        return {name: self._spread(name, -1, np.int64) for name in _VALUES}
 
 
 @dataclass
@@ -190,19 +216,7 @@ class TcpAnalyzer:
         if self._reasm is not None:
             self._reasm.feed(table, sel, part, self.ws)
 
-        stream = np.full(n, -1, dtype=np.int64)
-        stream[sel.rows] = ws_out["conv"]
-        wsf = np.zeros(n, dtype=np.uint32)
-        wsf[sel.rows] = part["wireshark"]
-        mwf = np.zeros(n, dtype=np.uint32)
-        mwf[sel.rows] = part["mailwire"]
-        values: dict[str, npt.NDArray[np.int64]] = {}
-        for name in ("ack_rtt_ns", "initial_rtt_ns", "bytes_in_flight", "rto_ns", "rto_frame",
-                     "dupack_num", "dupack_frame", "acks_frame"):  # fmt: skip
-            v = np.full(n, -1, dtype=np.int64)
-            v[sel.rows] = part[name]
-            values[name] = v
-        return ChunkAnalysis(stream=stream, wireshark=wsf, mailwire=mwf, values=values)
+        return ChunkAnalysis(n, sel.rows, part)
 
     def _keep(self, part: dict[str, np.ndarray]) -> None:
         m = part["frame"].shape[0]
