@@ -231,6 +231,21 @@ def warm(path: Path) -> float:
     return time.perf_counter() - t
 
 
+def prepare_mailwire() -> str:
+    """Byte-compile the mailwire package (an installed package has its bytecode; a checkout run
+    with PYTHONDONTWRITEBYTECODE would recompile every module at each start and time that) and
+    say where its kernels come from: ``aot`` (compiled at install) or ``jit``."""
+    import compileall
+
+    try:
+        import mailwire
+        from mailwire import compiled
+    except ImportError:
+        return "mailwire not importable"
+    compileall.compile_dir(str(Path(mailwire.__file__).parent), quiet=1)
+    return compiled.mode()
+
+
 def run_one(tool: Tool, timeout: float) -> dict[str, object]:
     """Run one tool as a child process; returns wall time, peak RSS, exit status, its JSON line.
 
@@ -418,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 
     packets, size = pcap_counts(a.capture)
     warm_s = warm(a.capture)
+    kernels = prepare_mailwire()
     have = mailwire_commands()
     selected = [t for t in tools(a.capture, have) if not a.only or any(o in t.name for o in a.only)]
     log = sys.stderr
@@ -425,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     floor_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"{a.capture}: {packets} packets, {size / 1e6:.1f} MB (page cache warmed in {warm_s:.1f} s); "
-        f"load average {load[0]:.2f} (other work on the machine skews timings: use --repeat)",
+        f"load average {load[0]:.2f} (other work on the machine skews timings: use --repeat); "
+        f"mailwire kernels: {kernels}",
         file=log,
     )
     for t in selected:
@@ -536,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
                 "python": platform.python_version(),
             },
             "repeat": a.repeat,
+            "mailwire_kernels": kernels,
             "load_average_at_start": [round(x, 2) for x in load],
             # a child's peak RSS (wait4) cannot be below its parent's at fork time: this runner's
             "rss_floor_mb": round(floor_mb, 1),

@@ -9,9 +9,13 @@ times), then maps the strings back to rows.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 V4_MAPPED = 0xFFFF_0000_0000
 _V4_MASK = 0xFFFF_FFFF_0000_0000

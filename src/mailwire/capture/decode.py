@@ -22,14 +22,19 @@ header.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.table import Warn
 from mailwire.compiled import helper, kernel
 
-U8Array = npt.NDArray[np.uint8]
-I64Array = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    U8Array = npt.NDArray[np.uint8]
+    I64Array = npt.NDArray[np.int64]
+
 
 # Link types (LINKTYPE_*)
 LT_NULL = 0

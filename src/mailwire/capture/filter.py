@@ -26,14 +26,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.addr import parse_addr
 from mailwire.capture.table import WARN_NAMES, PacketTable
 
-Mask = npt.NDArray[np.bool_]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    Mask = npt.NDArray[np.bool_]
+    FieldFn = Callable[[dict[str, np.ndarray]], list[tuple[np.ndarray, Mask]]]
+
+
 Cols = dict[str, np.ndarray]
 
 
@@ -42,8 +48,6 @@ class FilterError(ValueError):
 
 
 # --- fields: name -> function(cols) -> list of (values, present) (several = "either side") ---------
-
-FieldFn = Callable[[Cols], list[tuple[np.ndarray, Mask]]]
 
 
 def _is_tcp(c: Cols) -> Mask:

@@ -18,12 +18,18 @@ bits 28-31: FCS length in 16-bit words); the link type proper is the low 16 bits
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.table import DecodeIssue, Interface, Warn
 from mailwire.compiled import helper, kernel
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    U8Array = npt.NDArray[np.uint8]
+
 
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
@@ -33,8 +39,6 @@ MAX_CAPLEN_HARD = 1 << 24  # upper bound even when the header declares a larger 
 # A resync candidate's timestamp must lie this close to the last good one.
 RESYNC_WINDOW_S = 7 * 86400
 HEADER_LEN = 24
-
-U8Array = npt.NDArray[np.uint8]
 
 
 class PcapFormatError(Exception):

@@ -25,12 +25,18 @@ as Wireshark does.
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.table import DecodeIssue, Interface, Warn
 from mailwire.compiled import helper, kernel
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    U8Array = npt.NDArray[np.uint8]
+
 
 SHB = 0x0A0D0D0A
 IDB = 1
@@ -47,7 +53,6 @@ BYTE_ORDER_MAGIC = 0x1A2B3C4D
 MAX_BLOCK = (1 << 24) + 4096  # largest block we accept (16 MiB of packet plus headers)
 _KNOWN = (SHB, IDB, PB, SPB, NRB, ISB, EPB, JOURNAL, DSB, CB_COPY, CB_NOCOPY)
 
-U8Array = npt.NDArray[np.uint8]
 
 # Row kinds emitted by the walker.
 K_EPB, K_SPB, K_PB, K_CUSTOM = 0, 1, 2, 3

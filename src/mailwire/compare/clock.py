@@ -19,13 +19,16 @@ only, the offset is a bound (zero minimal delay assumed) and said so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.compare.flows import group_ids
 
-I64 = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    I64 = npt.NDArray[np.int64]
 
 
 @dataclass

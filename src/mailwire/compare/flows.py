@@ -21,12 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.table import PacketTable, Warn
 from mailwire.compiled import kernel
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    I64 = npt.NDArray[np.int64]
+    U64 = npt.NDArray[np.uint64]
+
 
 HASH_BYTES = 64  # payload bytes fingerprinted per packet (matching works on this prefix + length)
 
@@ -41,9 +48,6 @@ KEEP = (
 
 TCP = 6
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-I64 = npt.NDArray[np.int64]
-U64 = npt.NDArray[np.uint64]
 
 
 @kernel("u8[::1](u1[::1], i8[::1], i8[::1], i8)")

@@ -14,10 +14,9 @@ Wireshark frame numbers in the capture where the packet was (or was not) seen.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.addr import format_addr
 from mailwire.compare.flows import ACK, RST, SYN, TCP, Digest
@@ -32,6 +31,10 @@ from mailwire.compare.segments import (
     SPLIT,
     Instances,
 )
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 SIZE_EDGES = (0, 100, 500, 1000, 1400, 1500)
 SIZE_LABELS = ("<100", "100-499", "500-999", "1000-1399", "1400-1499", ">=1500")

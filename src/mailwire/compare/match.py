@@ -30,13 +30,17 @@ the match was made.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.compare.flows import ACK, FIN, RST, SYN, TCP, Digest, group_ids, mix
 
-I64 = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    I64 = npt.NDArray[np.int64]
+
 
 METHOD_SAME_TUPLE = "5-tuple"
 METHOD_NAT = "nat"  # packets identical, addresses and/or ports translated

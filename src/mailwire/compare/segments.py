@@ -29,16 +29,20 @@ Everything is column operations on the concatenated instances (sort, searchsorte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.compare.clock import Clock, estimate
 from mailwire.compare.flows import ACK, FIN, RST, SYN, TCP, Digest, group_ids, mix
 from mailwire.compare.match import ConnMatch
 from mailwire.compare.match import unique_pairs as _unique_pairs
 
-I64 = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    I64 = npt.NDArray[np.int64]
+
 
 # instance status
 MATCHED = 0

@@ -27,10 +27,14 @@ analysis nor a file; it never reads files and knows nothing of SMTP.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 from markupsafe import Markup, escape
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 # Caps on marks that are kept individually (after pixel deduplication).
 MAX_MARKS = 4000

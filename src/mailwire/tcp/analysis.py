@@ -64,11 +64,14 @@ This module knows nothing about files, SMTP or rendering.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.compiled import helper, kernel
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 class Flag(enum.IntFlag):

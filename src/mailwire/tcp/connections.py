@@ -19,11 +19,15 @@ appearance, exactly as tshark's ``tcp.stream``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.table import PacketTable, Warn
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 _NOT_ANALYSABLE = int(Warn.IP_FRAGMENT | Warn.BAD_TCP_OFFSET | Warn.L4_TRUNCATED)
 

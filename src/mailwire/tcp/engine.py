@@ -18,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.table import PacketTable
 from mailwire.tcp.analysis import FLAG_NAMES, Flag, KernelState
@@ -30,6 +29,10 @@ from mailwire.tcp.connections import KeyRegistry, select_tcp
 from mailwire.tcp.quality import CaptureQuality, QualityCounter, capture_quality
 from mailwire.tcp.reassembly import Reassembler, StreamEvent
 from mailwire.tcp.summary import Connection, SummaryState
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 # Per-frame output arrays of one kernel run, and their dtypes
 _OUT: dict[str, npt.DTypeLike] = {

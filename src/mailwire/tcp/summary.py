@@ -19,10 +19,9 @@ PARTIAL, ESTABLISHED, CLOSED, RESET) with Zeek's own decision table (conn/main.z
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from mailwire.capture.addr import format_addr
 from mailwire.capture.table import PacketTable
@@ -34,6 +33,10 @@ from mailwire.tcp.analysis import (
     KernelState,
 )
 from mailwire.tcp.connections import KeyRegistry, TcpFrames
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 HIST_MAX = 48  # history letters kept per connection (Zeek's strings are short too)
