@@ -10,13 +10,13 @@ rendered as plain text (never as Rich markup).
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
 
+from mailwire.heap import paused
 from mailwire.smtp.pipeline import SCHEMA_VERSION, AnalyzeResult, analyze_captures
 
 _OUTCOME_STYLE = {
@@ -120,22 +120,21 @@ def run_analyze(
     """What ``mailwire analyze`` does. Returns the exit code (2 when no capture could be read)."""
     total = sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))
     show_progress = total > (64 << 20) and stderr.isatty()
-    if show_progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
+    with paused():  # from the analysis to the last line written (mailwire.heap)
+        if show_progress:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn
 
-        with Progress(
-            TextColumn("analysing"),
-            BarColumn(),
-            TextColumn("{task.completed:,} frames"),
-            console=Console(file=stderr),
-        ) as bar:
-            task = bar.add_task("frames", total=None)
-            result = analyze_captures(paths, progress=lambda n: bar.advance(task, n))
-    else:
-        result = analyze_captures(paths)
-    gc.disable()  # many small acyclic objects below as well (see analyze_captures)
-    try:
+            with Progress(
+                TextColumn("analysing"),
+                BarColumn(),
+                TextColumn("{task.completed:,} frames"),
+                console=Console(file=stderr),
+            ) as bar:
+                task = bar.add_task("frames", total=None)
+                result = analyze_captures(paths, progress=lambda n: bar.advance(task, n))
+        else:
+            result = analyze_captures(paths)
         if json_out == "-":
             json.dump(result.to_json(), stdout, indent=1, ensure_ascii=False)
             stdout.write("\n")
@@ -144,10 +143,8 @@ def run_analyze(
                 with open(json_out, "w", encoding="utf-8") as fh:
                     json.dump(result.to_json(), fh, indent=1, ensure_ascii=False)
             render(result, stdout, frames=frames)
-    finally:
-        gc.enable()
-    unreadable = [c for c in result.captures if c.frames == 0 and c.issues]
-    return 2 if unreadable and len(unreadable) == len(result.captures) else 0
+        unreadable = [c for c in result.captures if c.frames == 0 and c.issues]
+        return 2 if unreadable and len(unreadable) == len(result.captures) else 0
 
 
 __all__ = [

@@ -163,18 +163,22 @@ def diagnose_command(
 
     from mailwire.cliutil import quiet_broken_pipe
     from mailwire.diagnose.engine import run_diagnosis
+    from mailwire.heap import paused
     from mailwire.report.outputs import emit
 
     if not captures and not log:
         raise typer.BadParameter("give at least one --log LOG or one CAPTURE")
     err = Console(stderr=True)
-    if err.is_terminal:  # a progress line on large inputs, never in pipes or files
-        with err.status("diagnosing") as st:
-            run = run_diagnosis(log or [], captures or [], status=st.update)
-    else:
-        run = run_diagnosis(log or [], captures or [])
-    with quiet_broken_pipe():  # e.g. | head: stop quietly
-        code = emit(run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr)
+    with paused():  # from the analysis to the last report written (mailwire.heap)
+        if err.is_terminal:  # a progress line on large inputs, never in pipes or files
+            with err.status("diagnosing") as st:
+                run = run_diagnosis(log or [], captures or [], status=st.update)
+        else:
+            run = run_diagnosis(log or [], captures or [])
+        with quiet_broken_pipe():  # e.g. | head: stop quietly
+            code = emit(
+                run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr
+            )
     if run.readable_inputs == 0:
         code = code or 2  # no input could be read at all
     if code:
