@@ -478,38 +478,39 @@ class SessionBuilder:
     def _reply(self, ev: ReplyEvent) -> None:
         s = self.s
         r: Reply = ev.reply
-        text = r.text
-        rec = ReplyRecord(ev.command, r.code, r.enhanced, text[:1000], r.frame, r.ts_ns)
-        self._line(
-            r.frame, "s2c", r.short(400) + (f" (+{len(r.lines) - 1} lines)" if len(r.lines) > 1 else "")
-        )
+        lines, code = r.lines, r.code
+        klass = code // 100
+        text = lines[0].strip() if len(lines) == 1 else r.text  # r.text, without the join for one line
+        rec = ReplyRecord(ev.command, code, r.enhanced, text[:1000], r.frame, r.ts_ns)
+        short = r.short(400)
+        self._line(r.frame, "s2c", short if len(lines) <= 1 else f"{short} (+{len(lines) - 1} lines)")
         s.last_reply = rec
-        s.last_reply_line = r.last_line
+        s.last_reply_line = last_line = f"{code} {lines[-1] if lines else ''}"  # r.last_line
         cur = s.transactions[-1]
-        cur.last_reply = r.last_line
+        cur.last_reply = last_line
         if len(cur.replies) < MAX_TX_REPLIES:
             cur.replies.append(rec)
         else:
             cur.replies_dropped += 1
-        if r.klass in (4, 5) and cur.refusal is None and ev.command in DECIDING_COMMANDS:
-            cur.refusal = rec
         cmd = ev.command
+        if (klass == 4 or klass == 5) and cur.refusal is None and cmd in DECIDING_COMMANDS:
+            cur.refusal = rec
         if cmd == "<greeting>":
             s.greeting = rec
-        elif cmd in ("EHLO", "HELO", "LHLO") and r.klass == 2:
-            s.extensions = [ln.split(" ", 1)[0].upper()[:40] for ln in r.lines[1:64]]
-        elif cmd == "AUTH" and r.code != 334:
-            s.auth_result = r.code
+        elif cmd in ("EHLO", "HELO", "LHLO") and klass == 2:
+            s.extensions = [ln.split(" ", 1)[0].upper()[:40] for ln in lines[1:64]]
+        elif cmd == "AUTH" and code != 334:
+            s.auth_result = code
         elif cmd == "RCPT":
-            if r.klass == 2:
+            if klass == 2:
                 cur.rcpt_accepted += 1
-            elif r.klass in (4, 5):
+            elif klass in (4, 5):
                 cur.rcpt_refused += 1
         elif cmd == "DATA":
-            cur.data_reply = r.code
+            cur.data_reply = code
         if cmd == END_OF_DATA or (cmd == "BDAT" and ev.bdat_last):
             cur.final_reply = rec
-            if r.klass == 2:
+            if klass == 2:
                 s.messages_accepted += 1
             self._messages += 1
             nxt = self._flush()  # the next transaction (or the same one, if it saw no client activity)
