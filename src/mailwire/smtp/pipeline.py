@@ -125,10 +125,7 @@ class _Raw:
         rows = np.flatnonzero((c["dir"] == sender_dir) & ((c["tcp_flags"] & TH_ACK) != 0) & (base[st] >= 0))
         rel = (c["ack"][rows].astype(np.int64) - base[st[rows]]) % (1 << 32)
         keep = rel < (1 << 31)
-        best = np.full(base.shape[0], -1, np.int64)
-        np.maximum.at(best, st[rows[keep]], rel[keep])
-        found = np.flatnonzero(best >= 0)
-        return dict(zip(found.tolist(), best[found].tolist(), strict=True))
+        return _max_by_conn(st[rows[keep]], rel[keep], base.shape[0])
 
     def max_passed(self, cutoff: dict[int, int]) -> dict[int, int]:
         """Per connection, the largest client segment sent before frame ``cutoff[conn]`` (the
@@ -142,10 +139,7 @@ class _Raw:
             if conn < limit.shape[0]:
                 limit[conn] = frame
         rows = np.flatnonzero((c["dir"] == 0) & (c["payload_len"] > 0) & (c["frame"] < limit[st]))
-        best = np.full(limit.shape[0], -1, np.int64)
-        np.maximum.at(best, st[rows], c["payload_len"][rows].astype(np.int64))
-        found = np.flatnonzero(best >= 0)
-        return dict(zip(found.tolist(), best[found].tolist(), strict=True))
+        return _max_by_conn(st[rows], c["payload_len"][rows].astype(np.int64), limit.shape[0])
 
     def finish(self, frames: dict[str, np.ndarray]) -> None:
         names = ("frame", "ts_ns", "stream", "tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
@@ -199,6 +193,14 @@ class _Raw:
                 j = int(np.searchsorted(c["frame"], frame))
                 if j < c["frame"].shape[0] and c["frame"][j] == frame:
                     bases[conn] = (int(c["seq"][j]) - off) % (1 << 32)
+
+
+def _max_by_conn(conn: np.ndarray, values: np.ndarray, n_conn: int) -> dict[int, int]:
+    """The largest of ``values`` (non-negative) per connection number, for those that have one."""
+    best = np.full(n_conn, -1, np.int64)
+    np.maximum.at(best, conn, values)
+    found = np.flatnonzero(best >= 0)
+    return dict(zip(found.tolist(), best[found].tolist(), strict=True))
 
 
 @dataclass
@@ -327,8 +329,8 @@ def _facts(
     chains: list[Any],
     path: str,
     session: SmtpSession | None,
-    frames: dict[str, np.ndarray] | None = None,
-    bulk: _Bulk | None = None,
+    frames: dict[str, np.ndarray] | None,
+    bulk: _Bulk,
 ) -> TcpFacts:
     t = TcpFacts(conn_id=conn_id, capture=path, capture_end_ts_ns=raw.last_ts_ns)
     role = {0: "client", 1: "server"}
@@ -388,8 +390,6 @@ def _facts(
                 unreach = (ty == 3 and code != 4) or (ty == 1)
                 t.icmp.append(IcmpFact(frame, ts, ty, code, mtu, frag, unreach))
     t.max_c2s_segment = raw.max_seg.get((conn_id, 0), 0)
-    if bulk is None:
-        bulk = _bulk(raw, {conn_id: [ch for ch in chains if ch.conn_id == conn_id]})
     if conn_id in bulk.max_passed:
         t.max_c2s_passed_segment = bulk.max_passed[conn_id]
     if conn is not None:

@@ -81,7 +81,6 @@ R_NFIELDS = 7
 K_DATA, K_GAP, K_SNAPLEN = 1, 2, 3
 SEGMENT_RUN = 4096  # segment_events: runs at least this long (and of 4+ segments) stay mostly whole
 SHORT_SEGMENT = 600  # segment_events: segments shorter than this (likely commands) keep their frame
-_BATCH = 8 << 20  # bytes gathered at once when turning runs into events
 
 
 @helper(inline=True)
@@ -190,19 +189,6 @@ def _plan(
             pend[c] = -1
         st[d, R_NEXT] = end
     return n
-
-
-@kernel("void(u1[::1], i8[:, ::1], i8[::1], u1[::1])")
-def _gather(buf: np.ndarray, pieces: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
-    """Copy each piece [start, start + length) of ``buf`` to its run's next place in ``out``
-    (``pos``: where each run's bytes go next). Reads ``buf`` in file order."""
-    for p in range(pieces.shape[0]):
-        r = pieces[p, 0]
-        a = pieces[p, 1]
-        n = pieces[p, 2]
-        o = pos[r]
-        out[o : o + n] = buf[a : a + n]
-        pos[r] = o + n
 
 
 @kernel("void(u1[::1], i8[::1], i8[::1], u1[::1])")
@@ -439,56 +425,19 @@ class Reassembler:
                 self._slow(buf, j, args)
                 j += 1
 
-    def _materialize(self, buf: np.ndarray, runs: np.ndarray, pieces: np.ndarray) -> None:
-        """Turn the kernel's runs into events, in run order, a batch of runs at a time (one
-        compiled gather per batch; the transient copy stays under ``_BATCH`` bytes per batch)."""
-        nr = runs.shape[0]
-        if nr == 0:
-            return
-        if self.segment_events:
-            self._segments(buf, runs, pieces)
-            return
-        per_run = np.zeros(nr, dtype=np.int64)
-        if pieces.shape[0]:
-            per_run = np.bincount(pieces[:, 0], weights=pieces[:, 2], minlength=nr).astype(np.int64)
-        ends = np.cumsum(per_run)
-        r0 = 0
-        run_list = runs.tolist()
-        while r0 < nr:
-            # runs r0..r1-1: about _BATCH bytes (at least one run)
-            base = int(ends[r0 - 1]) if r0 else 0
-            r1 = max(r0 + 1, int(np.searchsorted(ends, base + _BATCH, side="right")))
-            r1 = min(r1, nr)
-            chunks: dict[int, bytes] = {}
-            total = int(ends[r1 - 1]) - base
-            if total:
-                sel = np.ascontiguousarray(pieces[(pieces[:, 0] >= r0) & (pieces[:, 0] < r1), :3])
-                starts = np.concatenate(([0], np.cumsum(per_run[r0:r1])))
-                out = self._buffer(total)
-                pos = np.zeros(nr, dtype=np.int64)
-                pos[r0:r1] = starts[:-1]
-                _gather(buf, sel, pos, out)
-                bounds = starts.tolist()
-                for r in (np.flatnonzero(per_run[r0:r1]) + r0).tolist():
-                    chunks[r] = out[bounds[r - r0] : bounds[r - r0 + 1]].tobytes()
-            for r in range(r0, r1):
-                cv, kd, kind, off, ln, fr, t = run_list[r]
-                if kind == K_DATA:
-                    self._chunk(cv, kd, off, chunks.pop(r, b""), fr, t)
-                else:
-                    reason = "snaplen" if kind == K_SNAPLEN else "not_captured"
-                    self._emit(StreamGap(cv, self._dir(cv, kd), off, ln, fr, t, reason))
-            r0 = r1
-
     def _buffer(self, n: int) -> np.ndarray:
         """A scratch buffer of at least ``n`` bytes, reused from call to call."""
         if self._out.shape[0] < n:
             self._out = np.empty(max(n, 2 * self._out.shape[0], 1 << 20), np.uint8)
         return self._out[:n]
 
-    def _segments(self, buf: np.ndarray, runs: np.ndarray, pieces: np.ndarray) -> None:
-        """``segment_events``: cut each run into events (see the class docstring), in run order."""
+    def _materialize(self, buf: np.ndarray, runs: np.ndarray, pieces: np.ndarray) -> None:
+        """Turn the kernel's runs into events, in run order: one event per run, or with
+        ``segment_events`` the cuts of the class docstring. The bytes of all eager events are
+        copied by one compiled gather into a reused buffer (at most the chunk's payload)."""
         nr = runs.shape[0]
+        if nr == 0:
+            return
         pc = pieces[np.argsort(pieces[:, 0], kind="stable")] if pieces.shape[0] else pieces
         prun, plen = pc[:, 0], pc[:, 2]
         m = pc.shape[0]
@@ -498,10 +447,12 @@ class Reassembler:
         total = np.bincount(prun, weights=plen, minlength=nr).astype(np.int64) if m else hi
         idx = np.arange(m)
         first = idx == lo[prun]
-        small = plen < SHORT_SEGMENT
-        prev_small = np.r_[False, small[:-1]] & ~first
-        long_run = (total[prun] >= SEGMENT_RUN) & ((hi - lo)[prun] > 3)
-        new = first | ~long_run | small | prev_small | (idx >= hi[prun] - 2)
+        new = first  # a piece that starts an event
+        if self.segment_events:
+            small = plen < SHORT_SEGMENT
+            prev_small = np.r_[False, small[:-1]] & ~first
+            long_run = (total[prun] >= SEGMENT_RUN) & ((hi - lo)[prun] > 3)
+            new = first | ~long_run | small | prev_small | (idx >= hi[prun] - 2)
         ev_of = np.cumsum(new) - 1  # event of each piece
         n_ev = int(ev_of[-1]) + 1 if m else 0
         ev_piece = np.flatnonzero(new)  # first piece of each event
