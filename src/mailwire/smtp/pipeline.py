@@ -81,7 +81,8 @@ class _Conn:
 
 @dataclass
 class _Raw:
-    """Compact per-TCP-frame columns kept for the verdicts (18 bytes a frame), plus ICMP errors."""
+    """Compact per-TCP-frame columns kept for the verdicts (20 bytes a frame; frame number, time,
+    connection and direction come from the TCP stage's store), plus ICMP errors."""
 
     parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     icmp: list[tuple[int, int, int, int, int, int, int, str]] = field(default_factory=list)
@@ -142,25 +143,27 @@ class _Raw:
         return _max_by_conn(st[rows], c["payload_len"][rows].astype(np.int64), limit.shape[0])
 
     def finish(self, frames: dict[str, np.ndarray]) -> None:
-        names = ("frame", "ts_ns", "stream", "tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
+        """Join the kept columns with the TCP stage's frame store (same rows, same order)."""
+        names = ("tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
+        dtypes = (np.int16, np.int16, np.int32, np.int32, np.uint32, np.uint32)
         if self.parts:
             # one column at a time, dropping the pieces as they are joined: peak = data + one column
             c = {k: np.concatenate([p.pop(k) for p in self.parts]) for k in names}
         else:
-            c = {k: np.zeros(0, dtype=np.int64) for k in names}
+            c = {k: np.zeros(0, dtype=dt) for k, dt in zip(names, dtypes, strict=True)}
         self.parts = []
-        # direction (0 client->server, 1 server->client) from the TCP stage, matched by frame number
-        tf = frames.get("frame", np.zeros(0, dtype=np.int64))
-        td = frames.get("direction", np.zeros(0, dtype=np.int8))
-        # temporaries are worked in place and dropped early: this runs at the TCP stage's peak
-        if tf.shape[0]:
-            idx = np.searchsorted(tf, c["frame"])
-            np.clip(idx, 0, tf.shape[0] - 1, out=idx)
-            d = td[idx].astype(np.int8)
-            d[tf[idx] != c["frame"]] = 0
-            del idx
-        else:
-            d = np.zeros(c["frame"].shape[0], dtype=np.int8)
+        n = c["seq"].shape[0]
+        for name, dt in (("frame", np.int64), ("ts_ns", np.int64), ("stream", np.int32)):
+            c[name] = frames[name] if name in frames else np.zeros(0, dt)
+        d = frames["direction"] if "direction" in frames else np.zeros(0, np.int8)
+        if c["frame"].shape[0] != n:  # not expected (both are fed the same rows): align the two
+            m = min(n, c["frame"].shape[0])
+            c = {name: v[:m] for name, v in c.items()}
+            d = d[:m]
+        keep = c["stream"] >= 0
+        if not keep.all():
+            c = {name: v[keep] for name, v in c.items()}
+            d = d[keep]
         c["dir"] = d
         self.cols = c
         if c["frame"].shape[0]:
@@ -267,25 +270,23 @@ def _bare_session(j: Judged) -> dict[str, Any]:
 # --- TCP adapter --------------------------------------------------------------------------------
 
 
-def _collect_raw(table: PacketTable, stream: np.ndarray, raw: _Raw) -> None:
-    """Keep the few TCP columns the verdicts need (TCP rows only) and ICMP errors quoting TCP."""
+def _collect_raw(table: PacketTable, rows: np.ndarray, raw: _Raw) -> None:
+    """Keep the few TCP columns the verdicts need and ICMP errors quoting TCP. ``rows`` are the
+    chunk's TCP rows, in the TCP stage's frame store order: frame numbers, times, connection and
+    direction are read from that store at the end rather than kept twice."""
     cols = table.columns
     if len(table) == 0:
         return
     raw.last_ts_ns = max(raw.last_ts_ns, int(cols["ts_ns"][-1]))
-    rows = np.nonzero(stream >= 0)[0]
     if rows.shape[0]:
         raw.parts.append(
             {
-                "frame": cols["frame"][rows],
-                "ts_ns": cols["ts_ns"][rows],
-                "stream": stream[rows].astype(np.int32),
                 "tcp_flags": cols["tcp_flags"][rows].astype(np.int16),
                 "ttl": cols["ttl"][rows].astype(np.int16),
                 "ip_id": cols["ip_id"][rows].astype(np.int32),
                 "payload_len": cols["payload_len"][rows].astype(np.int32),
-                "seq": cols["seq"][rows],
-                "ack": cols["ack"][rows],
+                "seq": cols["seq"][rows].astype(np.uint32),
+                "ack": cols["ack"][rows].astype(np.uint32),
             }
         )
     icmp = (cols["icmp_type"] >= 0) & (cols["inner_proto"] == 6)
@@ -478,6 +479,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
 
     def start(cid: int, c: _Conn) -> None:
         c.decided, c.smtp = True, True
+        c.first = {}  # only the undecided read it
         c.builder = SessionBuilder(
             SmtpSession(conn_id=cid, capture=name, detected_by=c.detected_by or "greeting")
         )
@@ -527,6 +529,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         elif (f["s2c"] and f["c2s"]) or len(c.held) > _HOLD_EVENTS or c.held_bytes > _HOLD_BYTES:
             c.decided = True  # decided "not by content"; the port may still make it SMTP later
             c.smtp = False
+            c.first = {}
             c.held = []  # not SMTP: keep nothing (a capture of other traffic must not pile up here)
             c.held_bytes = 0
 
@@ -579,7 +582,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     info = CaptureInfo(path=name)
     # one event per segment (each names its frame) but for message content; long events are
     # read from the capture buffer only as far as the dissector needs them
-    analyzer = TcpAnalyzer(on_stream=on_event, segment_events=True, lazy_min=_LAZY_MIN)
+    analyzer = TcpAnalyzer(
+        on_stream=on_event, segment_events=True, lazy_min=_LAZY_MIN, frame_fields="analysis"
+    )
     raw = _Raw()
     issues: list[str] = []
     n_frames = 0
@@ -589,7 +594,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
             ch = analyzer.feed(table)
             process_batch(table)
             n_frames += len(table)
-            _collect_raw(table, ch.stream, raw)
+            _collect_raw(table, ch.rows, raw)
             issues.extend(str(i) for i in table.issues[:100])
             if progress is not None:
                 progress(len(table))
@@ -619,6 +624,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         if not is_smtp or c is None or c.builder is None:
             continue
         s = c.builder.finish()
+        c.builder = None  # the dissector's state goes as each session is done: lower peak
         s.client, s.server = conn.client, conn.server
         s.client_port, s.server_port = conn.client_port, conn.server_port
         if c.swap:

@@ -92,8 +92,8 @@ def is_doubling(intervals: list[float]) -> bool:
 
 
 def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -> list[Chain]:
-    mw = frames["mailwire"].astype(np.int64)
-    resent = ((mw & (F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME)) != 0) & (
+    mw = frames["mailwire"]
+    resent = ((mw & np.uint32(F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME)) != 0) & (
         frames["orig_frame"] >= 0
     )
     idx = np.flatnonzero(resent)

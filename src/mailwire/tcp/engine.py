@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -73,6 +73,10 @@ FRAME_FIELDS: dict[str, npt.DTypeLike] = {
 }
 
 
+# The fields the TCP stage's own finish() reads (chains, capture quality, connection records);
+# ``TcpAnalyzer(frame_fields="analysis")`` keeps only these (38 of the 120 bytes a frame)
+ANALYSIS_FIELDS = ("frame", "ts_ns", "stream", "kdir", "seglen", "wireshark", "mailwire", "orig_frame")
+
 _VALUES = ("ack_rtt_ns", "initial_rtt_ns", "bytes_in_flight", "rto_ns", "rto_frame",
            "dupack_num", "dupack_frame", "acks_frame")  # fmt: skip
 
@@ -87,6 +91,7 @@ class ChunkAnalysis:
 
     def __init__(self, n: int, rows: npt.NDArray[np.int64], part: dict[str, np.ndarray]) -> None:
         self._n, self._rows, self._part = n, rows, part
+        self.rows = rows  # the chunk's TCP rows, in the order of the TCP stage's frame store
         self.stream = np.full(n, -1, dtype=np.int64)
         self.stream[rows] = part["stream"]
 
@@ -152,7 +157,12 @@ class TcpAnalyzer:
         keep_total: int = 256 << 20,
         segment_events: bool = False,
         lazy_min: int | None = None,
+        frame_fields: Literal["all", "analysis", "none"] = "all",
     ) -> None:
+        """``frame_fields`` says what is kept per TCP frame for the result's ``frames``: every
+        field of :data:`FRAME_FIELDS` (``"all"``, the library default), only what the analysis
+        reads at the end (``"analysis"``: the SMTP pipeline) or nothing (``"none"``: callers that
+        read each chunk's :class:`ChunkAnalysis` and never call :meth:`finish`)."""
         self.keys = KeyRegistry()
         self.ws = KernelState(mw=False)
         self.mw = KernelState(mw=True)
@@ -161,6 +171,16 @@ class TcpAnalyzer:
         # so finish() slices instead of concatenating chunk parts (measured on 1 M packets: the
         # concatenation cost ~50 MB of extra peak RSS, heap fragmentation included, and 0.1-0.2 s)
         self._store: dict[str, np.ndarray] = {}
+        self._fields: tuple[str, ...] = (
+            tuple(k for k in FRAME_FIELDS if k != "direction")
+            if frame_fields == "all"
+            else ANALYSIS_FIELDS
+            if frame_fields == "analysis"
+            else ()
+        )
+        # RTT samples (tshark's ack_rtt) kept apart from the frame store, as (stream, ns) pairs:
+        # about one frame in three has one, and the connection records need them all (median)
+        self._rtt: list[tuple[np.ndarray, np.ndarray]] = []
         self._rows = 0
         self._n_frames = 0
         self.quality = QualityCounter()
@@ -196,7 +216,6 @@ class TcpAnalyzer:
             "frame": sel.cols["frame"],
             "ts_ns": sel.cols["ts"],
             "stream": ws_out["conv"],
-            "direction": np.zeros(m, dtype=np.int8),
             "kdir": sel.cols["kdir"].astype(np.int8),
             "seglen": sel.cols["seglen"].astype(np.int32),
             "wireshark": ws_out["flags"],
@@ -222,11 +241,16 @@ class TcpAnalyzer:
         return ChunkAnalysis(n, sel.rows, part)
 
     def _keep(self, part: dict[str, np.ndarray]) -> None:
+        has = part["ack_rtt_ns"] > 0
+        if has.any():
+            self._rtt.append((part["stream"][has], part["ack_rtt_ns"][has]))
+        if not self._fields:
+            return
         m = part["frame"].shape[0]
         n = self._rows
         if not self._store:
             cap = max(m, 1 << 16)
-            self._store = {k: np.empty(cap, dtype=v.dtype) for k, v in part.items()}
+            self._store = {k: np.empty(cap, dtype=part[k].dtype) for k in self._fields}
         elif n + m > self._store["frame"].shape[0]:
             cap = max(2 * self._store["frame"].shape[0], n + m)
             for k, old in self._store.items():  # one field at a time: the transient is one field
@@ -234,19 +258,29 @@ class TcpAnalyzer:
                 new[:n] = old[:n]
                 self._store[k] = new
                 del old
-        for k, v in part.items():
-            self._store[k][n : n + m] = v
+        for k, arr in self._store.items():
+            arr[n : n + m] = part[k]
         self._rows = n + m
 
     def finish(self) -> TcpResult:
+        if not self._fields:
+            raise RuntimeError("TcpAnalyzer(frame_fields='none') keeps no frames to finish with")
         frames: dict[str, np.ndarray] = {}
-        for k, dt in FRAME_FIELDS.items():
-            frames[k] = self._store[k][: self._rows] if self._store else np.zeros(0, dt)
-        connections = self.summary.finish(self.keys, self.ws, frames)
+        for k in self._fields:
+            frames[k] = self._store[k][: self._rows] if self._store else np.zeros(0, FRAME_FIELDS[k])
+        if self._rtt:
+            rtt = (np.concatenate([c for c, _ in self._rtt]), np.concatenate([v for _, v in self._rtt]))
+        else:
+            rtt = (np.zeros(0, np.int32), np.zeros(0, np.int64))
+        self._rtt = []
+        connections = self.summary.finish(self.keys, self.ws, frames, rtt)
         # client -> server direction per frame, from each connection's roles
         client_kdir = np.array([c.client_kdir for c in connections], dtype=np.int8)
+        frames["direction"] = np.zeros(self._rows, dtype=np.int8)
         if frames["stream"].shape[0]:
-            frames["direction"] = (frames["kdir"] != client_kdir[frames["stream"]]).astype(np.int8)
+            np.not_equal(
+                frames["kdir"], client_kdir[frames["stream"]], out=frames["direction"], casting="unsafe"
+            )
         chains = build_chains(frames, connections)
         quality = capture_quality(self._path, self._n_frames, frames, connections, self.quality)
         streams = self._reasm.finish(connections) if self._reasm is not None else {}
@@ -284,4 +318,12 @@ def packet_fields(analysis: ChunkAnalysis, i: int, *, mode: str = "wireshark") -
     return out
 
 
-__all__ = ["FRAME_FIELDS", "ChunkAnalysis", "TcpAnalyzer", "TcpResult", "analyze", "packet_fields"]
+__all__ = [
+    "ANALYSIS_FIELDS",
+    "FRAME_FIELDS",
+    "ChunkAnalysis",
+    "TcpAnalyzer",
+    "TcpResult",
+    "analyze",
+    "packet_fields",
+]

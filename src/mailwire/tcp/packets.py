@@ -53,7 +53,7 @@ class PacketColumns:
     """Feed every chunk of the capture in order (also those whose rows are all filtered out)."""
 
     def __init__(self) -> None:
-        self.analyzer = TcpAnalyzer(reassemble=False)
+        self.analyzer = TcpAnalyzer(reassemble=False, frame_fields="none")  # chunk by chunk only
         self._cache: dict[int, str] = {}
 
     def columns(self, table: PacketTable, rows: np.ndarray) -> dict[str, list[str]]:
