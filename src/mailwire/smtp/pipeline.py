@@ -312,6 +312,13 @@ class _Bulk:
     s2c_acked: dict[int, int]
     c2s_acked: dict[int, int]
     max_passed: dict[int, int]
+    # (first time, last time, last frame) per connection with frames
+    span: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    # SYN, FIN and RST frames per connection, in frame order:
+    # (row, frame, ts_ns, tcp flags, direction, ttl, ip id)
+    special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
+    orig_row: dict[int, int] = field(default_factory=dict)  # chain original frame -> row
+    wire_len: dict[int, int] = field(default_factory=dict)  # resend frame -> payload length
 
 
 def _bulk(raw: _Raw, chains_by_conn: dict[int, list[Any]]) -> _Bulk:
@@ -320,7 +327,44 @@ def _bulk(raw: _Raw, chains_by_conn: dict[int, list[Any]]) -> _Bulk:
         for cid, chs in chains_by_conn.items()
         if any(ch.direction == "c2s" and ch.resends for ch in chs)
     }
-    return _Bulk(raw.acked(0, raw.s2c_base), raw.acked(1, raw.c2s_base), raw.max_passed(lost))
+    out = _Bulk(raw.acked(0, raw.s2c_base), raw.acked(1, raw.c2s_base), raw.max_passed(lost))
+    c = raw.cols
+    if not c["frame"].shape[0]:
+        return out
+    raw.rows_of(0)  # builds the per-connection grouping
+    assert raw._by_stream is not None
+    by, bounds = raw._by_stream, np.asarray(raw._bounds, dtype=np.int64)
+    has = np.flatnonzero(bounds[1:] > bounds[:-1])
+    first, last = by[bounds[has]], by[bounds[has + 1] - 1]
+    out.span = dict(
+        zip(
+            has.tolist(),
+            zip(
+                c["ts_ns"][first].tolist(), c["ts_ns"][last].tolist(), c["frame"][last].tolist(), strict=True
+            ),
+            strict=True,
+        )
+    )
+    rows = np.flatnonzero((c["tcp_flags"] & (TH_SYN | TH_FIN | TH_RST)) != 0)
+    rows = rows[np.argsort(c["stream"][rows], kind="stable")]  # by connection, frame order kept
+    cols = [rows] + [c[k][rows] for k in ("frame", "ts_ns", "tcp_flags", "dir", "ttl", "ip_id")]
+    conn_of = c["stream"][rows].tolist()
+    for cid, row in zip(conn_of, zip(*(x.tolist() for x in cols), strict=True), strict=True):
+        out.special.setdefault(cid, []).append(row)
+    origs = np.fromiter((ch.original_frame for chs in chains_by_conn.values() for ch in chs), np.int64)
+    resends = np.fromiter(
+        (r.frame for chs in chains_by_conn.values() for ch in chs for r in ch.resends),
+        np.int64,
+    )
+    for wanted, target in ((origs, "orig"), (resends, "wire")):
+        idx = np.searchsorted(c["frame"], wanted)
+        np.clip(idx, 0, c["frame"].shape[0] - 1, out=idx)
+        hit = c["frame"][idx] == wanted
+        if target == "orig":
+            out.orig_row = dict(zip(wanted[hit].tolist(), idx[hit].tolist(), strict=True))
+        else:
+            out.wire_len = dict(zip(wanted[hit].tolist(), c["payload_len"][idx[hit]].tolist(), strict=True))
+    return out
 
 
 def _facts(
@@ -336,19 +380,11 @@ def _facts(
     t = TcpFacts(conn_id=conn_id, capture=path, capture_end_ts_ns=raw.last_ts_ns)
     role = {0: "client", 1: "server"}
     c = raw.cols
-    mine = raw.rows_of(conn_id)
-    if mine.shape[0]:
-        t.first_ts_ns = int(c["ts_ns"][mine[0]])
-        t.last_ts_ns = int(c["ts_ns"][mine[-1]])
-        t.last_frame = int(c["frame"][mine[-1]])
-    flags = c["tcp_flags"][mine].astype(np.int64) if mine.shape[0] else np.zeros(0, dtype=np.int64)
-    last_ip_id: dict[str, int] = {}
-    for j in np.nonzero(flags & (TH_SYN | TH_FIN | TH_RST))[0].tolist():
-        i = int(mine[j])
-        frame, ts, fl = int(c["frame"][i]), int(c["ts_ns"][i]), int(c["tcp_flags"][i])
-        d = int(c["dir"][i])
+    if conn_id in bulk.span:
+        t.first_ts_ns, t.last_ts_ns, t.last_frame = bulk.span[conn_id]
+    mine: np.ndarray | None = None  # this connection's rows, only where a fact needs to look back
+    for i, frame, ts, fl, d, ttl, ip_id in bulk.special.get(conn_id, ()):
         who = role[d]
-        ttl, ip_id = int(c["ttl"][i]), int(c["ip_id"][i])
         if fl & TH_SYN and not fl & TH_ACK:
             t.syn_frames.append(frame)
             t.handshake_seen = True
@@ -357,10 +393,12 @@ def _facts(
                 t.syn_ack_frame = frame
             t.handshake_seen = True
         if fl & TH_RST:
+            mine = raw.rows_of(conn_id) if mine is None else mine
             usual_ttl, usual_n = raw.ttl_mode.get((conn_id, d), (-1, 0))
             # the sender's IP id just before the RST (ids of one host grow; a forged RST's rarely fit)
-            before = mine[:j][
-                (c["dir"][mine[:j]] == d) & ((c["tcp_flags"][mine[:j]].astype(np.int64) & TH_RST) == 0)
+            earlier = mine[: int(np.searchsorted(mine, i))]
+            before = earlier[
+                (c["dir"][earlier] == d) & ((c["tcp_flags"][earlier].astype(np.int64) & TH_RST) == 0)
             ]
             prev = int(c["ip_id"][before[-1]]) if before.shape[0] else None
             near = None if prev is None or ip_id < 0 or prev < 0 else (ip_id - prev) % 65536 < 2048
@@ -379,8 +417,6 @@ def _facts(
             )
         elif fl & TH_FIN:
             t.fins.append((frame, who))
-        if ip_id >= 0:
-            last_ip_id[who] = ip_id
     has_payload_s2c = session is not None and session.bytes_s2c_sent > 0
     t.established = t.syn_ack_frame >= 0 or not t.syn_frames or has_payload_s2c
     if session is not None:
@@ -422,21 +458,31 @@ def _facts(
     if conn_id in bulk.c2s_acked:
         t.c2s_acked = bulk.c2s_acked[conn_id]
     base = raw.c2s_base.get(conn_id)
+    acks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # peer -> its ACK frames, acks
     for ch in chains:
         real = [r for r in ch.resends if r.cause != "network_duplicate"]
-        j = np.searchsorted(c["frame"], ch.original_frame) if c["frame"].shape[0] else 0
         seq_off, acked, ack_frame = 0, False, -1
-        if c["frame"].shape[0] and j < c["frame"].shape[0] and c["frame"][j] == ch.original_frame:
+        j = bulk.orig_row.get(ch.original_frame)
+        if j is not None:
             end = (int(c["seq"][j]) + ch.length) % (1 << 32)
             if ch.direction == "c2s" and base is not None:
                 seq_off = (int(c["seq"][j]) - base) % (1 << 32)
             peer = 1 if ch.direction == "c2s" else 0
-            later = mine[(c["frame"][mine] > ch.original_frame) & (c["dir"][mine] == peer)]
-            later = later[(c["tcp_flags"][later].astype(np.int64) & TH_ACK) != 0]
-            if later.shape[0]:
-                ok = ((c["ack"][later].astype(np.int64) - end) % (1 << 32)) < (1 << 31)
-                if ok.any():
-                    acked, ack_frame = True, int(c["frame"][later[np.argmax(ok)]])
+            if peer not in acks:
+                mine = raw.rows_of(conn_id) if mine is None else mine
+                pr = mine[(c["dir"][mine] == peer) & ((c["tcp_flags"][mine].astype(np.int64) & TH_ACK) != 0)]
+                acks[peer] = (c["frame"][pr], c["ack"][pr].astype(np.int64), pr)
+            pf, pa, _ = acks[peer]
+            k = int(np.searchsorted(pf, ch.original_frame, side="right"))  # ACKs after the original
+            if k < pf.shape[0]:
+                ok = ((pa[k:] - end) % (1 << 32)) < (1 << 31)
+                first_ok = int(np.argmax(ok))
+                if ok[first_ok]:
+                    acked, ack_frame = True, int(pf[k + first_ok])
+        kept = real[:_KEEP_RESENDS]
+        # the wire size: a host-side capture shows a TSO super-segment whose resends go out as
+        # single segments, so the smallest captured copy is the size on the wire
+        sizes = [ch.length] + [x for x in (bulk.wire_len.get(r.frame, 0) for r in kept) if x > 0]
         t.chains.append(
             ChainFact(
                 ch.direction,
@@ -444,27 +490,15 @@ def _facts(
                 ch.original_ts_ns,
                 ch.length,
                 seq_off,
-                [Resend(r.frame, r.ts_ns, r.interval_s) for r in real[:_KEEP_RESENDS]],
+                [Resend(r.frame, r.ts_ns, r.interval_s) for r in kept],
                 acked,
                 ack_frame,
                 len(real),
                 real[-1].since_original_s if real else 0.0,
-                _wire_size(c, ch.length, [r.frame for r in real[:_KEEP_RESENDS]]),
+                min(sizes),
             )
         )
     return t
-
-
-def _wire_size(c: dict[str, np.ndarray], size: int, frames: list[int]) -> int:
-    """The segment size as it went on the wire: a host-side capture shows a TSO super-segment whose
-    resends go out as single segments, so the smallest captured copy is the wire size."""
-    sizes = [size]
-    if frames and c["frame"].shape[0]:
-        idx = np.searchsorted(c["frame"], np.asarray(frames, dtype=c["frame"].dtype))
-        idx = idx[idx < c["frame"].shape[0]]
-        hit = idx[c["frame"][idx] == np.asarray(frames, dtype=c["frame"].dtype)[: idx.shape[0]]]
-        sizes += [int(x) for x in c["payload_len"][hit].tolist() if x > 0]
-    return min(sizes)
 
 
 # --- the pipeline -------------------------------------------------------------------------------
