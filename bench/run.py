@@ -35,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 HERE = Path(__file__).resolve()
 TIME = Path("/usr/bin/time")
@@ -416,6 +417,44 @@ RATIOS = [  # (peer, reference) pairs printed as "peer / reference = N×"
 ]
 
 
+def memory_scaling(
+    a: argparse.Namespace, have: set[str], packets: int, small: dict[str, object], log: TextIO
+) -> dict[str, object] | None:
+    """``mailwire analyze`` on a second capture: peak RSS against capture size, as a straight line
+    through the two runs (MB per million packets, the fixed part, and where it reaches 512 MB)."""
+    if small.get("status") != "ok":
+        print("  memory scaling: mailwire analyze did not run on the first capture", file=log)
+        return None
+    big_packets, big_size = pcap_counts(a.scale)
+    warm(a.scale)
+    tool = next(t for t in tools(a.scale, have) if t.name == "mailwire analyze")
+    r = run_one(tool, a.timeout)
+    print(f"  mailwire analyze ({a.scale.name}) {r.get('status')} {r.get('wall_s', '')} s", file=log)
+    if r.get("status") != "ok" or big_packets == packets:
+        return {"status": r.get("status"), "detail": r.get("detail", "same packet count")}
+    r1, r2 = float(small["peak_rss_mb"]), float(r["peak_rss_mb"])  # type: ignore[arg-type]
+    per_m = (r2 - r1) / ((big_packets - packets) / 1e6)
+    fixed = r1 - per_m * packets / 1e6
+    at_512 = (512 - fixed) / per_m if per_m > 0 else None
+    text = (
+        f"memory scaling, mailwire analyze: {packets:,} packets {r1:.0f} MB, {big_packets:,} packets "
+        f"{r2:.0f} MB ({float(r['wall_s']):.2f} s): {per_m:.0f} MB per million packets over "  # type: ignore[arg-type]
+        f"{fixed:.0f} MB; 512 MB "
+        + (f"reached at about {at_512:.1f} M packets" if at_512 is not None else "not reached")
+    )
+    return {
+        "capture": str(a.scale),
+        "packets": big_packets,
+        "bytes": big_size,
+        "wall_s": r["wall_s"],
+        "peak_rss_mb": r2,
+        "mb_per_million_packets": round(per_m, 1),
+        "fixed_mb": round(fixed, 1),
+        "million_packets_at_512_mb": round(at_512, 2) if at_512 is not None else None,
+        "text": text,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Time mailwire and its peers on one capture, side by side.")
     ap.add_argument("capture", nargs="?", type=Path, help="capture file (see bench/gen_smtp_capture.py)")
@@ -423,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="per-run limit in seconds (default 900)")
     ap.add_argument("--only", action="append", default=[], help="run only tools whose name contains this")
     ap.add_argument("--json", type=Path, help="also write the results as JSON to this file ('-' = stdout)")
+    ap.add_argument(
+        "--scale",
+        type=Path,
+        help="a second, larger capture: mailwire analyze is run on it too, and its peak RSS growth "
+        "per million packets is reported",
+    )
     ap.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -430,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.capture is None or not a.capture.is_file():
         ap.error(f"capture not found: {a.capture}")
+    if a.scale is not None and not a.scale.is_file():
+        ap.error(f"capture not found: {a.scale}")
 
     packets, size = pcap_counts(a.capture)
     warm_s = warm(a.capture)
@@ -541,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     for rr in ratios:
         print(f"{rr['peer']} / {rr['reference']} = {fmt(rr['ratio'])} wall ({fmt(rr['cpu_ratio'])} CPU)")
 
+    scale = memory_scaling(a, have, packets, by.get("mailwire analyze", {}), log) if a.scale else None
+    if scale is not None:
+        print(scale["text"])
+
     if a.json:
         doc = {
             "capture": str(a.capture),
@@ -559,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             "rss_floor_mb": round(floor_mb, 1),
             "tools": [{"name": t.name, "kind": t.kind, "command": t.what, **t.result} for t in selected],
             "ratios": ratios,
+            "memory_scaling": scale,
         }
         text = json.dumps(doc, indent=2)
         if str(a.json) == "-":
