@@ -115,7 +115,12 @@ def render(
 
 
 def run_analyze(
-    paths: Sequence[str], json_out: str | None, frames: bool, stdout: TextIO, stderr: TextIO
+    paths: Sequence[str],
+    json_out: str | None,
+    frames: bool,
+    stdout: TextIO,
+    stderr: TextIO,
+    jobs: int | None = None,
 ) -> int:
     """What ``mailwire analyze`` does. Returns the exit code (2 when no capture could be read)."""
     total = sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))
@@ -132,9 +137,9 @@ def run_analyze(
                 console=Console(file=stderr),
             ) as bar:
                 task = bar.add_task("frames", total=None)
-                result = analyze_captures(paths, progress=lambda n: bar.advance(task, n))
+                result = analyze_captures(paths, progress=lambda n: bar.advance(task, n), jobs=jobs)
         else:
-            result = analyze_captures(paths)
+            result = analyze_captures(paths, jobs=jobs)
         if json_out == "-":
             json.dump(result.to_json(), stdout, indent=1, ensure_ascii=False)
             stdout.write("\n")

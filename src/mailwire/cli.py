@@ -130,6 +130,12 @@ def analyze_command(
     frames: Annotated[
         bool, typer.Option("--frames", help="List the evidence frames of every session.")
     ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Captures analysed at once (default: one per CPU, for large inputs)."
+        ),
+    ] = None,
 ) -> None:
     """Per SMTP session: transcript, phase reached, verdict with evidence; findings across the capture."""
     import sys
@@ -138,7 +144,7 @@ def analyze_command(
     from mailwire.cliutil import quiet_broken_pipe
 
     with quiet_broken_pipe():  # e.g. | head: stop quietly
-        code = run_analyze(captures, json_out, frames, sys.stdout, sys.stderr)
+        code = run_analyze(captures, json_out, frames, sys.stdout, sys.stderr, jobs=jobs)
     if code:
         raise typer.Exit(code)
 
@@ -154,6 +160,12 @@ def diagnose_command(
     json_out: Annotated[str | None, typer.Option("--json", help="Write JSON to FILE (- = stdout).")] = None,
     extract: Annotated[
         str | None, typer.Option("--extract", help="Write a pcap per capture with the cited connections.")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Captures analysed at once (default: one per CPU, for large inputs)."
+        ),
     ] = None,
 ) -> None:
     """One diagnosis from any mix of logs and captures: the root cause, its evidence, the next step."""
@@ -172,9 +184,9 @@ def diagnose_command(
     with paused():  # from the analysis to the last report written (mailwire.heap)
         if err.is_terminal:  # a progress line on large inputs, never in pipes or files
             with err.status("diagnosing") as st:
-                run = run_diagnosis(log or [], captures or [], status=st.update)
+                run = run_diagnosis(log or [], captures or [], status=st.update, jobs=jobs)
         else:
-            run = run_diagnosis(log or [], captures or [])
+            run = run_diagnosis(log or [], captures or [], jobs=jobs)
         with quiet_broken_pipe():  # e.g. | head: stop quietly
             code = emit(
                 run, html=html, json_out=json_out, extract=extract, stdout=sys.stdout, stderr=sys.stderr

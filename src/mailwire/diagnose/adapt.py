@@ -180,7 +180,9 @@ def hop_facts(result: Any, names: dict[str, str] | None = None) -> list[HopFact]
     return out
 
 
-def run_captures(paths: list[str], run: DiagnoseRun, say: Callable[[str], None] = lambda _m: None) -> None:
+def run_captures(
+    paths: list[str], run: DiagnoseRun, say: Callable[[str], None] = lambda _m: None, jobs: int | None = None
+) -> None:
     """Analyse each capture, compare consecutive ones, and add the facts to ``run``."""
     from mailwire.capture.read import CaptureError
     from mailwire.compare import compare_captures
@@ -205,7 +207,7 @@ def run_captures(paths: list[str], run: DiagnoseRun, say: Callable[[str], None] 
         say(f"analysing {len(readable)} capture(s): {seen[0]:,} packets")
 
     try:
-        result = analyze_captures(readable, progress=counted)
+        result = analyze_captures(readable, progress=counted, jobs=jobs)
     except CaptureError as exc:
         d.stages["analyze"] = f"failed: {exc}"
         d.warnings.append(f"capture analysis failed: {exc}")

@@ -131,11 +131,16 @@ def _spool_stdin() -> str:
 
 
 def run_diagnosis(
-    logs: Sequence[str] = (), captures: Sequence[str] = (), *, status: Callable[[str], None] | None = None
+    logs: Sequence[str] = (),
+    captures: Sequence[str] = (),
+    *,
+    status: Callable[[str], None] | None = None,
+    jobs: int | None = None,
 ) -> DiagnoseRun:
     """Diagnose from any mix of logs and captures (captures in path order, the sender's first).
 
-    ``status`` is told what is being done (for a progress line on large inputs)."""
+    ``status`` is told what is being done (for a progress line on large inputs); ``jobs`` is how
+    many captures are analysed at once (:mod:`mailwire.workers`)."""
     say = status or (lambda _msg: None)
     facts = Facts()
     if "-" in captures:
@@ -153,7 +158,7 @@ def run_diagnosis(
     if captures:
         from mailwire.diagnose.adapt import run_captures
 
-        run_captures([str(Path(c)) for c in captures], run, say)
+        run_captures([str(Path(c)) for c in captures], run, say, jobs=jobs)
     else:
         d.stages["analyze"] = "skipped: no capture given"
     if triage is not None and facts.sessions:

@@ -49,6 +49,7 @@ from mailwire.smtp.verdict import (
     decide,
 )
 from mailwire.tcp.reassembly import materialized
+from mailwire.workers import map_captures
 
 SCHEMA_VERSION = "mailwire.analyze/1"
 SMTP_PORTS = frozenset({25, 587, 2525})
@@ -736,11 +737,16 @@ def _server_port(cur: list[PacketTable | None], ev: Any) -> int:
 
 
 def analyze_captures(
-    paths: Iterable[str | Path], *, progress: Callable[[int], None] | None = None
+    paths: Iterable[str | Path],
+    *,
+    progress: Callable[[int], None] | None = None,
+    jobs: int | None = None,
 ) -> AnalyzeResult:
-    """Analyse captures; verdicts per SMTP session and findings across all of them."""
+    """Analyse captures; verdicts per SMTP session and findings across all of them. Several large
+    captures are analysed at once in worker processes (``jobs``: how many; 1: none; None: one per
+    capture up to the CPUs, see :mod:`mailwire.workers`)."""
     with paused():  # the cyclic collector only slows this down (mailwire.heap)
-        caps = [analyze_capture(p, progress=progress) for p in paths]
+        caps = map_captures(analyze_capture, list(paths), jobs=jobs, progress=progress)
         judged: list[Judged] = []
         for cap in caps:
             for s in cap.sessions:

@@ -1,0 +1,103 @@
+"""Several captures analysed at once in worker processes give what one process gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailwire.smtp.pipeline import analyze_captures
+from mailwire.workers import PARALLEL_MIN_BYTES, available_cpus, jobs_for, map_captures
+from tests.conftest import ROOT
+
+GEN = ROOT / "bench" / "gen_smtp_capture.py"
+
+
+def _generate(out: Path, seed: int) -> Path:
+    argv = [sys.executable, str(GEN), "--packets", "3000", "--seed", str(seed), "--out", str(out)]
+    argv += ["--rate", "1.5", "--body-median", "3000", "--trouble", "3"]
+    subprocess.run(argv, check=True, timeout=300, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("workers")
+    return [_generate(d / "a.pcap", 5), _generate(d / "b.pcap", 6)]
+
+
+def _pid(path: str, progress: Any = None) -> tuple[str, int]:
+    if progress is not None:
+        progress(7)
+    return path, os.getpid()
+
+
+def _boom(path: str, progress: Any = None) -> None:
+    raise ValueError(f"cannot do {Path(path).name}")
+
+
+def test_workers_give_the_same_result_and_progress(captures: list[Path]) -> None:
+    serial = analyze_captures(captures, jobs=1).to_json()
+    seen: list[int] = []
+    parallel = analyze_captures(captures, jobs=2, progress=seen.append).to_json()
+    assert parallel == serial
+    assert len(serial["smtp_sessions"]) > 50  # sessions with trouble from both captures
+    assert {c["path"] for c in serial["captures"]} == {str(p) for p in captures}
+    assert sum(seen) == sum(c["frames"] for c in serial["captures"]) == 6000
+
+
+def test_workers_are_other_processes(captures: list[Path]) -> None:
+    got = map_captures(_pid, captures, jobs=2)
+    assert [p for p, _ in got] == [str(c) for c in captures]  # in the order given
+    assert all(pid != os.getpid() for _, pid in got)
+    seen: list[int] = []
+    map_captures(_pid, captures, jobs=2, progress=seen.append)
+    assert sum(seen) == 14
+
+
+def test_a_failing_worker_fails_as_one_process_would(captures: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"cannot do a\.pcap"):
+        map_captures(_boom, captures, jobs=2)
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"\x00not a capture" * 100)
+    paths = [captures[0], junk]
+    parallel = analyze_captures(paths, jobs=2).to_json()
+    assert parallel == analyze_captures(paths, jobs=1).to_json()
+    assert parallel["captures"][1]["issues"]  # the unreadable file is named, the other analysed
+    assert parallel["captures"][0]["smtp_sessions"] > 0
+
+
+def test_when_workers_are_used(captures: list[Path], tmp_path: Path) -> None:
+    assert jobs_for(captures, None) == 1  # small: forking costs more than it saves
+    assert jobs_for(captures, 2) == 2 and jobs_for(captures, 8) == 2 and jobs_for(captures, 1) == 1
+    assert jobs_for(captures[:1], 4) == 1
+    assert jobs_for([captures[0], "-"], 2) == 1  # standard input is read by this process
+    big = []
+    for name in ("x.pcap", "y.pcap", "z.pcap"):
+        p = tmp_path / name
+        with p.open("wb") as f:
+            f.truncate(PARALLEL_MIN_BYTES // 2)  # sparse: nothing written
+        big.append(p)
+    assert jobs_for(big, None) == min(3, available_cpus())
+    assert jobs_for([*big, tmp_path / "missing.pcap"], None) == 1
+
+
+def test_cli_jobs_option(captures: list[Path]) -> None:
+    outs = []
+    for j in ("1", "2"):
+        r = subprocess.run(
+            ["mailwire", "analyze", "-j", j, "--json", "-", *map(str, captures)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))
+    assert outs[0] == outs[1]
+    r = subprocess.run(["mailwire", "analyze", "-j", "0", str(captures[0])], capture_output=True, text=True)
+    assert r.returncode == 2 and "jobs" in r.stderr.lower()
