@@ -173,7 +173,7 @@ def run_packets(
     out: TextIO | None = None,
     err: TextIO | None = None,
     *,
-    chunk_bytes: int = 64 << 20,
+    chunk_bytes: int = 16 << 20,
     lines: Callable[[PacketTable, np.ndarray], Iterable[str]] | None = None,
 ) -> int:
     """The ``packets`` command: returns the process exit code.

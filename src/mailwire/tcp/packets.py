@@ -98,7 +98,7 @@ def run_packets_tcp(
     out: TextIO | None = None,
     err: TextIO | None = None,
     *,
-    chunk_bytes: int = 64 << 20,
+    chunk_bytes: int = 16 << 20,
 ) -> int:
     """``mailwire packets`` with the TCP fields: the capture stage's records (``capture.output``)
     plus :data:`FIELDS` per frame in JSON Lines (the table format is left as the capture stage
