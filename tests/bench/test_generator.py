@@ -226,3 +226,28 @@ def test_runner_reports_missing_tools_and_agreeing_decoders(tmp_path: Path, tsha
     assert dp["status"] == mw["status"] == "ok"
     assert dp["output"]["packets"] == mw["output"]["packets"] == 3000
     assert (mw["output"]["tcp"], mw["output"]["payload"]) == (dp["output"]["tcp"], dp["output"]["payload"])
+
+
+def test_runner_memory_scaling(tmp_path: Path) -> None:
+    """--scale: mailwire analyze on a second, larger capture; the reported growth per million
+    packets is the straight line through the two measured peaks."""
+    small = tmp_path / "small.pcap"
+    big = tmp_path / "big.pcap"
+    for out, n in ((small, "2000"), (big, "6000")):
+        subprocess.run(
+            [sys.executable, str(GEN), "--packets", n, "--seed", "3", "--out", str(out)],
+            check=True, timeout=300, capture_output=True,
+        )  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), str(small), "--only", "mailwire analyze",
+         "--scale", str(big), "--json", "-", "--timeout", "300"],
+        check=True, timeout=600, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    doc = json.loads(out[out.index("\n{") + 1 :])
+    first = next(t for t in doc["tools"] if t["name"] == "mailwire analyze")
+    sc = doc["memory_scaling"]
+    assert first["status"] == "ok" and sc["packets"] == 6000 and sc["peak_rss_mb"] > 0
+    slope = (sc["peak_rss_mb"] - first["peak_rss_mb"]) / (4000 / 1e6)
+    assert abs(sc["mb_per_million_packets"] - slope) < 0.1
+    assert abs(sc["fixed_mb"] - (first["peak_rss_mb"] - slope * 2000 / 1e6)) < 0.1
+    assert "memory scaling, mailwire analyze: 2,000 packets" in out
