@@ -624,6 +624,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     issues: list[str] = []
     n_frames = 0
     try:
+        table: PacketTable | None = None
         for table in iter_tables(path, info=info, chunk_bytes=_CHUNK_BYTES):
             cur[0] = table
             ch = analyzer.feed(table)
@@ -638,6 +639,11 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     result = analyzer.finish()
     process_batch(None)  # held data and gaps declared at the end of the capture
     flush_deferred()
+    # the TCP stage's state (kernels, accumulators, reassembly) and the last chunk are done with:
+    # drop them before the per-session records are built, the command's memory peak
+    del analyzer
+    cur[0] = None
+    table = None
     raw.finish(result.frames)
     conn_by_id = {c.id: c for c in result.connections}
     chains_by_conn: dict[int, list[Any]] = defaultdict(list)
