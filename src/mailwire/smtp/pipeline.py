@@ -37,7 +37,7 @@ from mailwire.capture.table import PacketTable
 from mailwire.heap import paused
 from mailwire.smtp.findings import Finding, Judged, findings
 from mailwire.smtp.machine import looks_like_smtp
-from mailwire.smtp.session import SessionBuilder, SmtpSession
+from mailwire.smtp.session import MAX_ANOMALY_SAMPLES, SessionBuilder, SmtpSession
 from mailwire.smtp.verdict import (
     SEVERITY,
     ChainFact,
@@ -78,6 +78,7 @@ class _Conn:
     c2s_base: int | None = None  # raw sequence number of client stream offset 0
     c2s_next: int = 0  # client stream offset routed so far
     deferred: deque[Any] = field(default_factory=deque)  # server events waiting for client bytes
+    session: SmtpSession | None = None  # finished as soon as the connection closed (see _finish_closed)
 
 
 @dataclass
@@ -523,6 +524,9 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         c.held = []
 
     def deliver(c: _Conn, ev: Any) -> None:
+        if c.builder is None and c.session is not None:  # the reassembler drops bytes past a FIN
+            c.session.anomalies["data_after_close"] += 1
+            return
         assert c.builder is not None
         d = ev.direction
         if c.swap:
@@ -608,6 +612,25 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
                 continue
             route(ev)
 
+    finished = np.zeros(0, dtype=np.bool_)
+
+    def finish_closed(analyzer: TcpAnalyzer) -> None:
+        """Sessions whose connection closed (both FINs reached in order, nothing held) are
+        finished now: their dissector state goes at once instead of at the end of the capture."""
+        nonlocal finished
+        closed = analyzer.closed()
+        if closed.shape[0] > finished.shape[0]:
+            finished = np.concatenate([finished, np.zeros(closed.shape[0] - finished.shape[0], np.bool_)])
+        new = np.flatnonzero(closed & ~finished[: closed.shape[0]])
+        for cid in new.tolist():
+            c = conns.get(cid)
+            if c is None or not c.decided:
+                continue  # not decided yet: nothing to finish (the end of the capture decides)
+            finished[cid] = True
+            if c.smtp and c.builder is not None and not c.deferred:
+                c.session = c.builder.finish()
+                c.builder = None
+
     def flush_deferred() -> None:
         for c in conns.values():
             while c.deferred:
@@ -629,6 +652,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
             cur[0] = table
             ch = analyzer.feed(table)
             process_batch(table)
+            finish_closed(analyzer)
             n_frames += len(table)
             _collect_raw(table, ch.rows, raw)
             issues.extend(str(i) for i in table.issues[:100])
@@ -662,10 +686,24 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
             c.detected_by = "port"
             start(cid, c)
             is_smtp = True
-        if not is_smtp or c is None or c.builder is None:
+        if not is_smtp or c is None or (c.builder is None and c.session is None):
             continue
-        s = c.builder.finish()
-        c.builder = None  # the dissector's state goes as each session is done: lower peak
+        if c.session is not None:
+            s = c.session
+        else:
+            assert c.builder is not None
+            s = c.builder.finish()
+        c.builder = None
+        if cid in result.after_fin:  # the receiving host ignores them too (RFC 9293, 3.10.7.4)
+            ignored, first, dirn = result.after_fin[cid]
+            if c.swap:
+                dirn = "s2c" if dirn == "c2s" else "c2s"
+            s.anomalies["data_after_fin"] += 1
+            if len(s.anomaly_samples) < MAX_ANOMALY_SAMPLES:
+                detail = f"{ignored} bytes after the FIN, ignored"
+                s.anomaly_samples.append(
+                    {"frame": first, "direction": dirn, "kind": "data_after_fin", "detail": detail}
+                )  # the dissector's state goes as each session is done: lower peak
         s.client, s.server = conn.client, conn.server
         s.client_port, s.server_port = conn.client_port, conn.server_port
         if c.swap:

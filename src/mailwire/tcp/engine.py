@@ -123,6 +123,8 @@ class TcpResult:
     quality: CaptureQuality
     streams: dict[int, list[StreamEvent]] = field(default_factory=dict)
     n_frames: int = 0  # all frames of the capture, TCP or not
+    # connection -> (payload bytes past a FIN, ignored as the receiver ignores them; first frame; direction)
+    after_fin: dict[int, tuple[int, int, str]] = field(default_factory=dict)
 
     def flags_of(self, frame: int, *, mode: str = "mailwire") -> list[str]:
         """Flag names of one frame (Wireshark frame number)."""
@@ -262,6 +264,16 @@ class TcpAnalyzer:
             arr[n : n + m] = part[k]
         self._rows = n + m
 
+    def closed(self) -> np.ndarray:
+        """Per connection number: closed for the reassembler (see ``Reassembler.closed``); all
+        False without reassembly."""
+        n = self.ws.n_conv
+        out = np.zeros(n, dtype=np.bool_)
+        if self._reasm is not None:
+            got = self._reasm.closed()[:n]
+            out[: got.shape[0]] = got
+        return out
+
     def finish(self) -> TcpResult:
         if not self._fields:
             raise RuntimeError("TcpAnalyzer(frame_fields='none') keeps no frames to finish with")
@@ -291,6 +303,7 @@ class TcpAnalyzer:
             quality=quality,
             streams=streams,
             n_frames=self._n_frames,
+            after_fin=dict(self._reasm.after_fin) if self._reasm is not None else {},
         )
 
 

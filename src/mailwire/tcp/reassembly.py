@@ -137,11 +137,13 @@ def _plan(
                     st[o, R_NEXT] = a
         if st[d, R_BASE] < 0:
             st[d, R_BASE] = s
-        if f & _FIN:
+        if f & _FIN and st[d, R_FIN] < 0:  # the first FIN ends the stream (a later one cannot move it)
             st[d, R_FIN] = _near_nb(st[d, R_NEXT], (s - st[d, R_BASE]) & M32) + ln
         if ln <= 0 or dup[j]:
             continue
         off = _near_nb(st[d, R_NEXT], (s - st[d, R_BASE]) & M32)
+        if st[d, R_FIN] >= 0 and off + ln > st[d, R_FIN]:
+            return j  # bytes beyond the FIN: Python's slow path drops and counts them
         st[d, R_LAST_FRAME] = frame[j]
         st[d, R_LAST_TS] = ts[j]
         nxt = st[d, R_NEXT]
@@ -360,6 +362,8 @@ class Reassembler:
         self.kept: dict[int, int] = {}
         self.dropped = 0
         self.not_kept = 0
+        # connection -> (payload bytes beyond a FIN, ignored; first frame carrying some; direction)
+        self.after_fin: dict[int, tuple[int, int, str]] = {}
 
     def _ensure(self, n_conv: int) -> None:
         old = self.st.shape[0]
@@ -499,6 +503,14 @@ class Reassembler:
         off = _near(int(st[d, R_NEXT]), (int(seq[j]) - int(st[d, R_BASE])) & M32)
         s0, cp = int(start[j]), int(cap[j])
         data = buf[s0 : s0 + cp].tobytes()
+        fin = int(st[d, R_FIN])
+        if 0 <= fin < off + n:  # bytes beyond the FIN: the receiver ignores them (RFC 9293, 3.10.7.4)
+            keep = max(0, fin - off)
+            got, first, dirn = self.after_fin.get(cv, (0, fr, self._dir(cv, kd)))
+            self.after_fin[cv] = (got + off + n - max(off, fin), first, dirn)
+            if keep == 0:
+                return
+            data, n = data[:keep], keep
         held = self.held.setdefault(d, {})
         if off <= st[d, R_NEXT]:
             self._deliver(cv, kd, off, data, n, fr, t)
@@ -571,6 +583,22 @@ class Reassembler:
             self.events.setdefault(ev.conn_id, []).append(ev)
 
     # -- end of capture --------------------------------------------------------------------------
+    def closed(self) -> np.ndarray:
+        """Per connection number: both directions delivered through their FIN, nothing held and
+        nothing acknowledged beyond it. No event can follow for such a connection (a reused port
+        pair is a new connection)."""
+        st = self.st
+        n = st.shape[0] // 2
+        if n == 0:
+            return np.zeros(0, dtype=np.bool_)
+        fin, nxt, acked = st[: 2 * n, R_FIN], st[: 2 * n, R_NEXT], st[: 2 * n, R_ACKED]
+        done = (fin >= 0) & (nxt == fin) & (st[: 2 * n, R_HELD] == 0) & (acked <= nxt)
+        out: np.ndarray = done[0::2] & done[1::2]
+        for d, held in self.held.items():  # held data (slow path) keeps its connection open
+            if held and d // 2 < n:
+                out[d // 2] = False
+        return out
+
     def finish(self, connections: Any = None) -> dict[int, list[StreamEvent]]:
         """Flush held data (a gap, then the data) and ACKed-but-unseen tails; return kept events."""
         st = self.st

@@ -1,0 +1,94 @@
+"""Sessions are finished as their connection closes, and bytes sent past a FIN are ignored (as the
+receiving host ignores them) and reported, whatever the chunk the capture is read in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mailwire.smtp.pipeline as pipeline
+from mailwire.capture.read import iter_tables
+from mailwire.smtp.pipeline import analyze_captures
+from mailwire.tcp.engine import TcpAnalyzer
+from tests.conftest import ROOT
+from tests.craft import Flow, ms, write
+
+GREETING = b"220 mx.example.net ESMTP\r\n"
+
+
+def _dialogue(f: Flow, t: int, after_fin: bytes = b"") -> tuple[list[tuple[int, bytes]], int]:
+    out = [*f.handshake(t)]
+    t += ms(30)
+    lines = [("s2c", GREETING), ("c2s", b"EHLO client.example.org\r\n"), ("s2c", b"250 mx.example.net\r\n"),
+             ("c2s", b"QUIT\r\n"), ("s2c", b"221 bye\r\n")]  # fmt: skip
+    for d, data in lines:
+        out.append(f.send(t, d, data))
+        t += ms(10)
+    out.append(f.fin(t, "s2c"))
+    out.append(f.fin(t + ms(5), "c2s"))
+    out.append(f.ack(t + ms(10), "s2c"))
+    if after_fin:  # a client that writes after its FIN (RFC 9293: the server ignores the text)
+        out.append(f.send(t + ms(20), "c2s", after_fin))
+    return out, t + ms(40)
+
+
+def _capture(path: Path) -> Path:
+    a = Flow("192.0.2.10", 40001, "198.51.100.25", 25)
+    b = Flow("192.0.2.11", 40002, "198.51.100.25", 25)
+    fa, t = _dialogue(a, 0)
+    fb, _ = _dialogue(b, t, after_fin=b"NOOP\r\nRSET\r\n")
+    frames = fa + fb
+    # a third connection left open: it is finished at the end of the capture
+    c = Flow("192.0.2.12", 40003, "198.51.100.25", 25)
+    frames += [*c.handshake(t + ms(500)), c.send(t + ms(540), "s2c", GREETING)]
+    return write(path, frames)
+
+
+def test_closed_connections_are_known_during_the_pass(tmp_path: Path) -> None:
+    path = _capture(tmp_path / "closed.pcap")
+    a = TcpAnalyzer(on_stream=lambda ev: None, segment_events=True)
+    for table in iter_tables(path):
+        a.feed(table)
+    closed = a.closed()
+    assert closed.tolist() == [True, True, False]  # both FINs in order; the open one is not
+    res = a.finish()
+    assert res.after_fin.get(1, (0,))[0] == len(b"NOOP\r\nRSET\r\n")
+    assert 0 not in res.after_fin and 2 not in res.after_fin
+
+
+@pytest.mark.parametrize("chunk", [1 << 9, 16 << 20])
+def test_bytes_after_fin_are_ignored_whatever_the_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    path = _capture(tmp_path / "closed.pcap")
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", chunk)  # 512 bytes: a chunk or two per frame
+    doc = analyze_captures([path]).to_json()
+    by_port = {s["client_port"]: s for s in doc["smtp_sessions"]}
+    assert sorted(by_port) == [40001, 40002, 40003]
+    b = by_port[40002]
+    text = str(b)
+    assert "NOOP" not in text and "RSET" not in text  # never handed to the dissector
+    assert b["anomalies"].get("data_after_fin") == 1
+    sample = next(x for x in b["anomaly_samples"] if x["kind"] == "data_after_fin")
+    assert sample["direction"] == "c2s" and sample["detail"].startswith("12 bytes")
+    assert by_port[40001]["anomalies"].get("data_after_fin") is None
+    assert by_port[40001]["verdict"]["outcome"] == by_port[40002]["verdict"]["outcome"]
+
+
+def test_early_finish_gives_the_same_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated capture with trouble, read in small chunks (sessions finish as they close, during
+    the pass) and in one chunk (every session finished at the end): the same analysis."""
+    out = tmp_path / "gen.pcap"
+    gen = str(ROOT / "bench" / "gen_smtp_capture.py")
+    opts = ["--packets", "3000", "--seed", "5", "--rate", "1.5", "--body-median", "3000", "--trouble", "3"]
+    subprocess.run(
+        [sys.executable, gen, *opts, "--out", str(out)], check=True, timeout=300, capture_output=True
+    )
+    one = analyze_captures([out]).to_json()
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", 1 << 16)
+    many = analyze_captures([out]).to_json()
+    assert many == one
+    assert len(one["smtp_sessions"]) > 100
