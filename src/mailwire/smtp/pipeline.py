@@ -102,17 +102,22 @@ class _Raw:
     _by_stream: np.ndarray | None = None
     _bounds: list[int] = field(default_factory=list)  # rows of connection k: _by_stream[b[k]:b[k + 1]]
 
-    def rows_of(self, conn: int) -> np.ndarray:
-        """Rows (frame order) of one connection."""
+    def grouping(self) -> tuple[np.ndarray, list[int]]:
+        """Rows sorted by connection (frame order kept within one) and the bounds of each:
+        connection k's rows are ``rows[b[k]:b[k + 1]]``."""
         if self._by_stream is None:
             st = self.cols["stream"]
             self._by_stream = np.argsort(st, kind="stable")
             counts = np.bincount(st, minlength=1) if st.shape[0] else np.zeros(1, np.int64)
             self._bounds = [0, *np.cumsum(counts).tolist()]
-        b = self._bounds
+        return self._by_stream, self._bounds
+
+    def rows_of(self, conn: int) -> np.ndarray:
+        """Rows (frame order) of one connection."""
+        by, b = self.grouping()
         if not 0 <= conn < len(b) - 1:
-            return self._by_stream[:0]
-        return self._by_stream[b[conn] : b[conn + 1]]
+            return by[:0]
+        return by[b[conn] : b[conn + 1]]
 
     def acked(self, sender_dir: int, bases: dict[int, int]) -> dict[int, int]:
         """Per connection, the highest stream offset of the other direction that ``sender_dir``'s
@@ -154,14 +159,9 @@ class _Raw:
         else:
             c = {k: np.zeros(0, dtype=dt) for k, dt in zip(names, dtypes, strict=True)}
         self.parts = []
-        n = c["seq"].shape[0]
         for name, dt in (("frame", np.int64), ("ts_ns", np.int64), ("stream", np.int32)):
             c[name] = frames[name] if name in frames else np.zeros(0, dt)
         d = frames["direction"] if "direction" in frames else np.zeros(0, np.int8)
-        if c["frame"].shape[0] != n:  # not expected (both are fed the same rows): align the two
-            m = min(n, c["frame"].shape[0])
-            c = {name: v[:m] for name, v in c.items()}
-            d = d[:m]
         keep = c["stream"] >= 0
         if not keep.all():
             c = {name: v[keep] for name, v in c.items()}
@@ -333,9 +333,8 @@ def _bulk(raw: _Raw, chains_by_conn: dict[int, list[Any]]) -> _Bulk:
     c = raw.cols
     if not c["frame"].shape[0]:
         return out
-    raw.rows_of(0)  # builds the per-connection grouping
-    assert raw._by_stream is not None
-    by, bounds = raw._by_stream, np.asarray(raw._bounds, dtype=np.int64)
+    by, b = raw.grouping()
+    bounds = np.asarray(b, dtype=np.int64)
     has = np.flatnonzero(bounds[1:] > bounds[:-1])
     first, last = by[bounds[has]], by[bounds[has + 1] - 1]
     out.span = dict(
@@ -355,18 +354,21 @@ def _bulk(raw: _Raw, chains_by_conn: dict[int, list[Any]]) -> _Bulk:
         out.special.setdefault(cid, []).append(row)
     origs = np.fromiter((ch.original_frame for chs in chains_by_conn.values() for ch in chs), np.int64)
     resends = np.fromiter(
-        (r.frame for chs in chains_by_conn.values() for ch in chs for r in ch.resends),
-        np.int64,
+        (r.frame for chs in chains_by_conn.values() for ch in chs for r in ch.resends), np.int64
     )
-    for wanted, target in ((origs, "orig"), (resends, "wire")):
-        idx = np.searchsorted(c["frame"], wanted)
-        np.clip(idx, 0, c["frame"].shape[0] - 1, out=idx)
-        hit = c["frame"][idx] == wanted
-        if target == "orig":
-            out.orig_row = dict(zip(wanted[hit].tolist(), idx[hit].tolist(), strict=True))
-        else:
-            out.wire_len = dict(zip(wanted[hit].tolist(), c["payload_len"][idx[hit]].tolist(), strict=True))
+    found, rows = _rows_of_frames(c["frame"], origs)
+    out.orig_row = dict(zip(found.tolist(), rows.tolist(), strict=True))
+    found, rows = _rows_of_frames(c["frame"], resends)
+    out.wire_len = dict(zip(found.tolist(), c["payload_len"][rows].tolist(), strict=True))
     return out
+
+
+def _rows_of_frames(frames: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``wanted`` frame numbers found in the sorted ``frames``, and their rows."""
+    idx = np.searchsorted(frames, wanted)
+    np.clip(idx, 0, max(frames.shape[0] - 1, 0), out=idx)
+    hit = frames[idx] == wanted
+    return wanted[hit], idx[hit]
 
 
 def _facts(
@@ -524,8 +526,8 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
         c.held = []
 
     def deliver(c: _Conn, ev: Any) -> None:
-        if c.builder is None and c.session is not None:  # the reassembler drops bytes past a FIN
-            c.session.anomalies["data_after_close"] += 1
+        if c.builder is None and c.session is not None:  # finished: the reassembler drops bytes
+            c.session.anomalies["data_after_fin"] += 1  # past a FIN, so this is defensive only
             return
         assert c.builder is not None
         d = ev.direction

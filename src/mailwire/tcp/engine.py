@@ -90,14 +90,14 @@ class ChunkAnalysis:
     """
 
     def __init__(self, n: int, rows: npt.NDArray[np.int64], part: dict[str, np.ndarray]) -> None:
-        self._n, self._rows, self._part = n, rows, part
+        self._n, self._part = n, part
         self.rows = rows  # the chunk's TCP rows, in the order of the TCP stage's frame store
         self.stream = np.full(n, -1, dtype=np.int64)
         self.stream[rows] = part["stream"]
 
     def _spread(self, name: str, fill: int, dtype: npt.DTypeLike) -> np.ndarray:
         out = np.full(self._n, fill, dtype=dtype)
-        out[self._rows] = self._part[name]
+        out[self.rows] = self._part[name]
         return out
 
     @cached_property
