@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,16 @@ def corpus_captures() -> list[Path]:
         for p in SHARED_CAPTURES.iterdir()
         if p.suffix in (".pcap", ".pcapng") and ".expected." not in p.name
     )
+
+
+def generated_capture(out: Path, seed: int = 5, packets: int = 3000) -> Path:
+    """A seeded capture from ``bench/gen_smtp_capture.py`` with many sessions in trouble (RTO
+    chains, fast retransmits, stalls), written to ``out``."""
+    gen = str(ROOT / "bench" / "gen_smtp_capture.py")
+    opts = ["--packets", str(packets), "--seed", str(seed), "--rate", "1.5", "--body-median", "3000"]
+    argv = [sys.executable, gen, *opts, "--trouble", "3", "--out", str(out)]
+    subprocess.run(argv, check=True, timeout=300, capture_output=True)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +12,13 @@ import pytest
 
 from mailwire.smtp.pipeline import analyze_captures
 from mailwire.workers import PARALLEL_MIN_BYTES, available_cpus, jobs_for, map_captures
-from tests.conftest import ROOT
-
-GEN = ROOT / "bench" / "gen_smtp_capture.py"
-
-
-def _generate(out: Path, seed: int) -> Path:
-    argv = [sys.executable, str(GEN), "--packets", "3000", "--seed", str(seed), "--out", str(out)]
-    argv += ["--rate", "1.5", "--body-median", "3000", "--trouble", "3"]
-    subprocess.run(argv, check=True, timeout=300, capture_output=True)
-    return out
+from tests.conftest import ROOT, generated_capture
 
 
 @pytest.fixture(scope="module")
 def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     d = tmp_path_factory.mktemp("workers")
-    return [_generate(d / "a.pcap", 5), _generate(d / "b.pcap", 6)]
+    return [generated_capture(d / "a.pcap", 5), generated_capture(d / "b.pcap", 6)]
 
 
 def _pid(path: str, progress: Any = None) -> tuple[str, int]:
@@ -54,7 +44,8 @@ def test_workers_give_the_same_result_and_progress(captures: list[Path]) -> None
 def test_workers_are_other_processes(captures: list[Path]) -> None:
     got = map_captures(_pid, captures, jobs=2)
     assert [p for p, _ in got] == [str(c) for c in captures]  # in the order given
-    assert all(pid != os.getpid() for _, pid in got)
+    # the calling process takes the first capture, a worker the other
+    assert got[0][1] == os.getpid() and got[1][1] != os.getpid()
     seen: list[int] = []
     map_captures(_pid, captures, jobs=2, progress=seen.append)
     assert sum(seen) == 14

@@ -11,6 +11,11 @@ import typer
 
 from mailwire import __version__
 
+_JOBS_HELP = (
+    "Worker processes: several captures at once, a large capture split by connection "
+    "(default: one per CPU for inputs of 64 MB or more; 1: none)."
+)
+
 app = typer.Typer(
     name="mailwire",
     help="Find out why outbound mail delivery fails: mail logs, captures, several capture points.",
@@ -132,9 +137,7 @@ def analyze_command(
     ] = False,
     jobs: Annotated[
         int | None,
-        typer.Option(
-            "--jobs", "-j", min=1, help="Captures analysed at once (default: one per CPU, for large inputs)."
-        ),
+        typer.Option("--jobs", "-j", min=1, help=_JOBS_HELP),
     ] = None,
 ) -> None:
     """Per SMTP session: transcript, phase reached, verdict with evidence; findings across the capture."""
@@ -163,9 +166,7 @@ def diagnose_command(
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option(
-            "--jobs", "-j", min=1, help="Captures analysed at once (default: one per CPU, for large inputs)."
-        ),
+        typer.Option("--jobs", "-j", min=1, help=_JOBS_HELP),
     ] = None,
 ) -> None:
     """One diagnosis from any mix of logs and captures: the root cause, its evidence, the next step."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -68,7 +69,14 @@ def _load_aot() -> Any:
         return None
     try:
         if int(_aot.source_digest()) != source_digest():
-            return None  # built from other sources: a kernel changed since the install
+            # a kernel changed since the install: say so, the JIT costs about 1 s and 100 MB a run
+            warnings.warn(
+                "mailwire: the compiled kernels were built from other sources than these; "
+                "using Numba's JIT instead (slower). Run `pip install -e .` again to rebuild them.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
     except (OSError, AttributeError):
         return None
     return _aot

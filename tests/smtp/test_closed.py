@@ -3,8 +3,6 @@ receiving host ignores them) and reported, whatever the chunk the capture is rea
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import mailwire.smtp.pipeline as pipeline
 from mailwire.capture.read import iter_tables
 from mailwire.smtp.pipeline import analyze_captures
 from mailwire.tcp.engine import TcpAnalyzer
-from tests.conftest import ROOT
+from tests.conftest import generated_capture
 from tests.craft import Flow, ms, write
 
 GREETING = b"220 mx.example.net ESMTP\r\n"
@@ -81,12 +79,7 @@ def test_bytes_after_fin_are_ignored_whatever_the_chunks(
 def test_early_finish_gives_the_same_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A generated capture with trouble, read in small chunks (sessions finish as they close, during
     the pass) and in one chunk (every session finished at the end): the same analysis."""
-    out = tmp_path / "gen.pcap"
-    gen = str(ROOT / "bench" / "gen_smtp_capture.py")
-    opts = ["--packets", "3000", "--seed", "5", "--rate", "1.5", "--body-median", "3000", "--trouble", "3"]
-    subprocess.run(
-        [sys.executable, gen, *opts, "--out", str(out)], check=True, timeout=300, capture_output=True
-    )
+    out = generated_capture(tmp_path / "gen.pcap")
     one = analyze_captures([out]).to_json()
     monkeypatch.setattr(pipeline, "_CHUNK_BYTES", 1 << 16)
     many = analyze_captures([out]).to_json()

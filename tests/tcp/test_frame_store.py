@@ -4,8 +4,6 @@ chunk-by-chunk mode (``"none"``) gives the same per-frame columns while keeping 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 
 from mailwire.capture.read import iter_tables
 from mailwire.tcp.engine import ANALYSIS_FIELDS, TcpAnalyzer, TcpResult
-from tests.conftest import ROOT, corpus_captures
+from tests.conftest import corpus_captures, generated_capture
 
 
 def _run(path: Path, fields: str) -> TcpResult:
@@ -24,13 +22,7 @@ def _run(path: Path, fields: str) -> TcpResult:
 
 
 def _generated(tmp: Path) -> Path:
-    # many sessions with trouble (RTO chains, fast retransmits, stalls) in 3000 frames
-    out = tmp / "gen.pcap"
-    gen = str(ROOT / "bench" / "gen_smtp_capture.py")
-    opts = ["--packets", "3000", "--seed", "5", "--rate", "1.5", "--body-median", "3000", "--trouble", "3"]
-    argv = [sys.executable, gen, *opts, "--out", str(out)]
-    subprocess.run(argv, check=True, timeout=300, capture_output=True)
-    return out
+    return generated_capture(tmp / "gen.pcap")
 
 
 def _captures(tmp: Path) -> list[Path]:

@@ -45,9 +45,11 @@ from mailwire.smtp.verdict import (
     Resend,
     RstFact,
     TcpFacts,
+    Verdict,
     ZeroWindowFact,
     decide,
 )
+from mailwire.tcp.quality import CaptureQuality, merged
 from mailwire.tcp.reassembly import materialized
 from mailwire.workers import map_captures
 
@@ -218,6 +220,7 @@ class CaptureAnalysis:
     quality: dict[str, Any]
     issues: list[str]
     frames: int
+    verdicts: dict[int, Verdict] = field(default_factory=dict)  # per session, by connection
 
 
 @dataclass
@@ -508,8 +511,12 @@ def _facts(
 # --- the pipeline -------------------------------------------------------------------------------
 
 
-def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None = None) -> CaptureAnalysis:
-    """Analyse one capture file (see the module docstring)."""
+def analyze_capture(
+    path: str | Path, *, progress: Callable[[int], None] | None = None, shard: tuple[int, int] | None = None
+) -> CaptureAnalysis:
+    """Analyse one capture file (see the module docstring). ``shard=(k, w)``: only the
+    connections numbered ``k`` modulo ``w`` (one of ``w`` workers; :func:`merge_shards` joins
+    their parts into what one process finds)."""
     from mailwire.tcp.engine import TcpAnalyzer
 
     name = str(path)
@@ -643,7 +650,7 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     # one event per segment (each names its frame) but for message content; long events are
     # read from the capture buffer only as far as the dissector needs them
     analyzer = TcpAnalyzer(
-        on_stream=on_event, segment_events=True, lazy_min=_LAZY_MIN, frame_fields="analysis"
+        on_stream=on_event, segment_events=True, lazy_min=_LAZY_MIN, frame_fields="analysis", shard=shard
     )
     raw = _Raw()
     issues: list[str] = []
@@ -732,7 +739,25 @@ def analyze_capture(path: str | Path, *, progress: Callable[[int], None] | None 
     conn_json = list(result.connections)
     quality = result.quality.to_json()
     cinfo = {"format": getattr(info, "format", ""), "compression": getattr(info, "compression", "")}
-    return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames)
+    verdicts: dict[int, Verdict] = {}
+    for s in sessions:  # each session on its own: here, so that shards decide theirs in parallel
+        v = verdicts[s.conn_id] = decide(s, facts[s.conn_id], name)
+        s.verdict = v.to_dict()
+    return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames, verdicts)
+
+
+def merge_shards(parts: list[CaptureAnalysis]) -> CaptureAnalysis:
+    """One capture's analysis from its shards' (each read every frame; their connections are
+    disjoint and numbered as in the whole capture)."""
+    first = parts[0]
+    sessions = sorted((s for p in parts for s in p.sessions), key=lambda s: s.conn_id)
+    facts = {s.conn_id: f for s in sessions for p in parts if (f := p.facts.get(s.conn_id)) is not None}
+    connections = sorted((c for p in parts for c in p.connections), key=lambda c: int(c.id))
+    quality = merged([CaptureQuality.from_json(p.quality) for p in parts]).to_json()
+    verdicts = {s.conn_id: v for s in sessions for p in parts if (v := p.verdicts.get(s.conn_id)) is not None}
+    return CaptureAnalysis(
+        first.path, first.info, sessions, facts, connections, quality, first.issues, first.frames, verdicts
+    )
 
 
 def _merge_directions(events: list[Any]) -> list[Any]:
@@ -792,16 +817,20 @@ def analyze_captures(
     captures are analysed at once in worker processes (``jobs``: how many; 1: none; None: one per
     capture up to the CPUs, see :mod:`mailwire.workers`)."""
     with paused():  # the cyclic collector only slows this down (mailwire.heap)
-        caps = map_captures(analyze_capture, list(paths), jobs=jobs, progress=progress)
+        caps = map_captures(analyze_capture, list(paths), jobs=jobs, progress=progress, merge=merge_shards)
         judged: list[Judged] = []
         for cap in caps:
             for s in cap.sessions:
-                t = cap.facts[s.conn_id]
-                v = decide(s, t, cap.path)
-                s.verdict = v.to_dict()
-                judged.append(Judged(cap.path, s.server, s, t, v))
+                judged.append(Judged(cap.path, s.server, s, cap.facts[s.conn_id], cap.verdicts[s.conn_id]))
         found = findings(judged)
         return AnalyzeResult(caps, judged, found)
 
 
-__all__ = ["SCHEMA_VERSION", "AnalyzeResult", "CaptureAnalysis", "analyze_capture", "analyze_captures"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnalyzeResult",
+    "CaptureAnalysis",
+    "analyze_capture",
+    "analyze_captures",
+    "merge_shards",
+]

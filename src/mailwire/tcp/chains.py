@@ -105,6 +105,7 @@ def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -
     starts = np.flatnonzero(np.r_[True, orig[1:] != orig[:-1]])
     ends = np.r_[starts[1:], idx.size]
     fnum = frames["frame"]
+    by_id = {c.id: c for c in connections}  # a shard's records are not indexed by number
     chains: list[Chain] = []
     for a, b in zip(starts, ends, strict=True):  # one step per chain
         of = int(orig[a])
@@ -124,7 +125,7 @@ def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -
         for i in idx[a:b]:
             t = int(frames["ts_ns"][i])
             iv = (t - prev) / 1e9
-            irtt = connections[conn].rtt_handshake_s if conn < len(connections) else None
+            irtt = by_id[conn].rtt_handshake_s if conn in by_id else None
             ch.resends.append(Resend(int(fnum[i]), t, (t - t0) / 1e9, iv, cause_of(int(mw[i]), iv, irtt)))
             prev = t
         rto_iv = [r.interval_s for r in ch.resends if r.cause == "rto"]

@@ -25,7 +25,7 @@ import numpy as np
 from mailwire.capture.table import PacketTable
 from mailwire.tcp.analysis import FLAG_NAMES, Flag, KernelState
 from mailwire.tcp.chains import Chain, build_chains
-from mailwire.tcp.connections import KeyRegistry, select_tcp
+from mailwire.tcp.connections import KeyRegistry, TcpFrames, select_tcp
 from mailwire.tcp.quality import CaptureQuality, QualityCounter, capture_quality
 from mailwire.tcp.reassembly import Reassembler, StreamEvent
 from mailwire.tcp.summary import Connection, SummaryState
@@ -160,11 +160,20 @@ class TcpAnalyzer:
         segment_events: bool = False,
         lazy_min: int | None = None,
         frame_fields: Literal["all", "analysis", "none"] = "all",
+        shard: tuple[int, int] | None = None,
     ) -> None:
         """``frame_fields`` says what is kept per TCP frame for the result's ``frames``: every
         field of :data:`FRAME_FIELDS` (``"all"``, the library default), only what the analysis
         reads at the end (``"analysis"``: the SMTP pipeline) or nothing (``"none"``: callers that
-        read each chunk's :class:`ChunkAnalysis` and never call :meth:`finish`)."""
+        read each chunk's :class:`ChunkAnalysis` and never call :meth:`finish`).
+
+        ``shard=(k, w)``: only connections whose number is ``k`` modulo ``w`` are analysed past
+        the numbering (one of ``w`` processes each reading the whole capture). Connection numbers
+        stay those of the whole capture, so the ``w`` results are disjoint parts of one result:
+        frames, connections and chains of their connections, capture quality counted over them
+        (:func:`mailwire.tcp.quality.merged` joins the parts)."""
+        if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+            raise ValueError(f"shard {shard!r}: want (k, w) with 0 <= k < w")
         self.keys = KeyRegistry()
         self.ws = KernelState(mw=False)
         self.mw = KernelState(mw=True)
@@ -199,6 +208,7 @@ class TcpAnalyzer:
             else None
         )
         self._path = ""
+        self._shard = shard
 
     def feed(self, table: PacketTable) -> ChunkAnalysis:
         n = len(table)
@@ -209,8 +219,15 @@ class TcpAnalyzer:
         self.ws.ensure_keys(len(self.keys))
         self.mw.ensure_keys(len(self.keys))
         ws_out = {k: np.empty(m, dtype=dt) for k, dt in _OUT.items()}
-        mw_out = {k: np.empty(m, dtype=dt) for k, dt in _OUT.items()}
         self.ws.run(sel.cols, ws_out)
+        if self._shard is not None:
+            # the numbering needs every frame (first appearance, port reuse); the rest only ours
+            k, w = self._shard
+            mine = np.flatnonzero(ws_out["conv"] % w == k)
+            sel = TcpFrames(rows=sel.rows[mine], cols={c: v[mine] for c, v in sel.cols.items()})
+            ws_out = {c: v[mine] for c, v in ws_out.items()}
+            m = mine.shape[0]
+        mw_out = {k: np.empty(m, dtype=dt) for k, dt in _OUT.items()}
         mw_out["conv"][:] = ws_out["conv"]
         self.mw.run(sel.cols, mw_out)
 
@@ -285,9 +302,11 @@ class TcpAnalyzer:
         else:
             rtt = (np.zeros(0, np.int32), np.zeros(0, np.int64))
         self._rtt = []
-        connections = self.summary.finish(self.keys, self.ws, frames, rtt)
+        connections = self.summary.finish(self.keys, self.ws, frames, rtt, shard=self._shard)
         # client -> server direction per frame, from each connection's roles
-        client_kdir = np.array([c.client_kdir for c in connections], dtype=np.int8)
+        client_kdir = np.zeros(self.ws.n_conv, dtype=np.int8)
+        for c in connections:
+            client_kdir[c.id] = c.client_kdir
         frames["direction"] = np.zeros(self._rows, dtype=np.int8)
         if frames["stream"].shape[0]:
             np.not_equal(

@@ -52,6 +52,12 @@ class CaptureQuality:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CaptureQuality:
+        """The record :meth:`to_json` was made from."""
+        rest = {k: v for k, v in d.items() if k != "connections"}
+        return cls(**rest, connections=[ConnQuality(**c) for c in d.get("connections", [])])
+
 
 class QualityCounter:
     """Per-connection counts of capture warnings, carried across chunks."""
@@ -73,7 +79,7 @@ class QualityCounter:
 def capture_quality(
     path: str, n_frames: int, frames: dict[str, np.ndarray], connections: list[Connection], qc: QualityCounter
 ) -> CaptureQuality:
-    nconv = len(connections)
+    nconv = connections[-1].id + 1 if connections else 0  # numbers of a shard's: k, k + w, …
     stream, ws, mw = frames["stream"], frames["wireshark"], frames["mailwire"]  # no copies: at peak
 
     def per_conn(mask: np.ndarray) -> np.ndarray:
@@ -108,6 +114,33 @@ def capture_quality(
         one_direction_connections=one_dir,
         connections=conns,
     )
+    return _noted(q)
+
+
+def merged(parts: list[CaptureQuality]) -> CaptureQuality:
+    """One capture's quality from its shards' (``TcpAnalyzer(shard=…)``: the same frames read,
+    disjoint connections): counts added, connections joined in number order."""
+    first = parts[0]
+    acks = sum(p.acks for p in parts)
+    acked_unseen = sum(p.acked_unseen for p in parts)
+    q = CaptureQuality(
+        path=first.path,
+        frames=first.frames,
+        tcp_frames=sum(p.tcp_frames for p in parts),
+        acks=acks,
+        acked_unseen=acked_unseen,
+        capture_loss_pct=100.0 * acked_unseen / acks if acks else 0.0,
+        truncated_frames=sum(p.truncated_frames for p in parts),
+        super_segments=sum(p.super_segments for p in parts),
+        duplicate_frames=sum(p.duplicate_frames for p in parts),
+        one_direction_connections=sum(p.one_direction_connections for p in parts),
+        connections=sorted((c for p in parts for c in p.connections), key=lambda c: c.conn_id),
+    )
+    return _noted(q)
+
+
+def _noted(q: CaptureQuality) -> CaptureQuality:
+    one_dir = q.one_direction_connections
     if q.super_segments:
         q.notes.append("TCP segments larger than the link MTU: captured on a sending host with TSO/GSO")
     if q.duplicate_frames:
@@ -121,4 +154,4 @@ def capture_quality(
     return q
 
 
-__all__ = ["CaptureQuality", "ConnQuality", "QualityCounter", "capture_quality"]
+__all__ = ["CaptureQuality", "ConnQuality", "QualityCounter", "capture_quality", "merged"]

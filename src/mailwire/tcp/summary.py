@@ -455,8 +455,10 @@ class SummaryState:
         ws: KernelState,
         frames: dict[str, np.ndarray],
         rtt: tuple[np.ndarray, np.ndarray],
+        shard: tuple[int, int] | None = None,
     ) -> list[Connection]:
-        """Connection records; ``rtt`` is every RTT sample as (stream, ns) arrays."""
+        """Connection records in number order; ``rtt`` is every RTT sample as (stream, ns)
+        arrays. ``shard=(k, w)``: only the connections numbered ``k`` modulo ``w``."""
         words = keys.words()
         nconv = ws.n_conv
         self._ensure(max(nconv, 1))
@@ -493,7 +495,7 @@ class SummaryState:
         counts = {n: v.tolist() for n, v in flag_counts.items()}
         addr_cache: dict[tuple[int, int], str] = {}
         out: list[Connection] = []
-        for k in range(nconv):
+        for k in range(nconv) if shard is None else range(shard[0], nconv, shard[1]):
             rtts = rtt_val[bounds_l[k] : bounds_l[k + 1]].tolist()
             out.append(
                 self._one(

@@ -1,0 +1,120 @@
+"""One capture split by connection across worker processes (shards) gives exactly what one
+process gives: the TCP stage's parts add up to the whole, and ``mailwire analyze`` prints the same
+JSON, on every capture of the corpus and on a generated capture full of retransmission chains."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mailwire.capture.read import iter_tables
+from mailwire.smtp.pipeline import analyze_captures
+from mailwire.tcp.engine import TcpAnalyzer, TcpResult
+from mailwire.tcp.quality import merged
+from mailwire.workers import MAX_SHARDS, SHARD_MIN_BYTES, available_cpus, plan
+from tests.conftest import corpus_captures, generated_capture
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    files = corpus_captures()
+    if not files:
+        pytest.skip("shared capture corpus not found (../shared/captures)")
+    return [*files, generated_capture(tmp_path_factory.mktemp("shards") / "gen.pcap")]
+
+
+def _tcp(path: Path, shard: tuple[int, int] | None) -> TcpResult:
+    a = TcpAnalyzer(shard=shard)  # reassembly on: its events are compared too
+    for table in iter_tables(path, chunk_bytes=1 << 16):  # small chunks: state crosses chunks
+        a.feed(table)
+    return a.finish()
+
+
+def test_tcp_shards_are_disjoint_parts_of_the_whole(captures: list[Path]) -> None:
+    chains = conns = 0
+    for path in captures:
+        whole = _tcp(path, None)
+        for w in (2, 3):
+            parts = [_tcp(path, (k, w)) for k in range(w)]
+            for k, p in enumerate(parts):
+                assert all(c.id % w == k for c in p.connections), (path.name, w)
+                assert np.all(p.frames["stream"] % w == k), (path.name, w)
+            got = sorted((c for p in parts for c in p.connections), key=lambda c: c.id)
+            assert [c.to_json() for c in got] == [c.to_json() for c in whole.connections], (path.name, w)
+            rows = np.concatenate([p.frames["frame"] for p in parts])
+            order = np.argsort(rows, kind="stable")
+            for name, col in whole.frames.items():
+                joined = np.concatenate([p.frames[name] for p in parts])[order]
+                assert np.array_equal(joined, col), (path.name, w, name)
+            got_chains = sorted((ch for p in parts for ch in p.chains), key=lambda ch: ch.original_frame)
+            assert [ch.to_json() for ch in got_chains] == [ch.to_json() for ch in whole.chains], path.name
+            assert merged([p.quality for p in parts]).to_json() == whole.quality.to_json(), (path.name, w)
+            events = {cid: ev for p in parts for cid, ev in p.streams.items()}
+            assert events == whole.streams, (path.name, w)
+            assert {c: v for p in parts for c, v in p.after_fin.items()} == whole.after_fin, path.name
+        chains += len(whole.chains)
+        conns += len(whole.connections)
+    assert chains > 50 and conns > 150  # retransmission chains and many connections were covered
+
+
+def test_analyze_in_shards_prints_the_same_json(captures: list[Path]) -> None:
+    sessions = 0
+    for path in captures:
+        one = analyze_captures([path], jobs=1).to_json()
+        two = analyze_captures([path], jobs=2).to_json()
+        assert json.dumps(two, sort_keys=True) == json.dumps(one, sort_keys=True), path.name
+        sessions += len(one["smtp_sessions"])
+    three = analyze_captures([captures[-1]], jobs=3).to_json()
+    assert three == analyze_captures([captures[-1]], jobs=1).to_json()
+    assert sessions > 100
+
+
+def test_progress_counts_each_frame_once(captures: list[Path]) -> None:
+    seen: list[int] = []
+    res = analyze_captures([captures[-1]], jobs=2, progress=seen.append).to_json()
+    assert sum(seen) == res["captures"][0]["frames"] == 3000
+
+
+def test_when_a_capture_is_split(tmp_path: Path) -> None:
+    big = tmp_path / "big.pcap"
+    with big.open("wb") as f:
+        f.truncate(SHARD_MIN_BYTES)  # sparse: nothing written
+    small = tmp_path / "small.pcap"
+    small.write_bytes(b"\0" * 100)
+    cpus = available_cpus()
+    procs, tasks = plan([big], None, split=True)
+    assert procs == len(tasks) == (min(cpus, MAX_SHARDS) if cpus > 1 else 1)
+    assert [(t.shard, t.shards) for t in tasks] == [(k, len(tasks)) for k in range(len(tasks))]
+    assert plan([big], None)[0] == 1  # a caller with no way to join parts gets the whole capture
+    assert plan([small], None, split=True)[0] == 1  # small: forking costs more than it saves
+    procs, tasks = plan([small], 3, split=True)  # asked for: split whatever the size
+    assert procs == 3 and [t.shards for t in tasks] == [3, 3, 3]
+    procs, tasks = plan([big, small], 4, split=True)  # CPUs shared between the captures
+    assert procs == 4 and [(t.index, t.shard) for t in tasks] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert plan([big, small], 2, split=True)[1] == plan([big, small], 2)[1]  # one CPU each: whole
+    assert plan(["-"], 4, split=True)[0] == 1  # standard input is read once, here
+    assert plan([big, tmp_path / "missing.pcap"], 4, split=True)[0] == 1  # reported here
+
+
+def test_a_bad_shard_is_refused() -> None:
+    for bad in ((2, 2), (-1, 2), (0, 0)):
+        with pytest.raises(ValueError, match="shard"):
+            TcpAnalyzer(shard=bad)
+
+
+def test_cli_splits_one_capture(captures: list[Path]) -> None:
+    outs = []
+    for j in ("1", "2"):
+        r = subprocess.run(
+            ["mailwire", "analyze", "-j", j, "--json", "-", str(captures[-1])],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))
+    assert outs[0] == outs[1] and outs[0]["smtp_sessions"]
