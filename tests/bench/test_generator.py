@@ -244,10 +244,10 @@ def test_runner_memory_scaling(tmp_path: Path) -> None:
         check=True, timeout=600, capture_output=True, text=True,
     ).stdout  # fmt: skip
     doc = json.loads(out[out.index("\n{") + 1 :])
-    first = next(t for t in doc["tools"] if t["name"] == "mailwire analyze")
+    first = next(t for t in doc["tools"] if t["name"] == "mailwire analyze -j1")
     sc = doc["memory_scaling"]
     assert first["status"] == "ok" and sc["packets"] == 6000 and sc["peak_rss_mb"] > 0
     slope = (sc["peak_rss_mb"] - first["peak_rss_mb"]) / (4000 / 1e6)
     assert abs(sc["mb_per_million_packets"] - slope) < 0.1
     assert abs(sc["fixed_mb"] - (first["peak_rss_mb"] - slope * 2000 / 1e6)) < 0.1
-    assert "memory scaling, mailwire analyze: 2,000 packets" in out
+    assert "memory scaling, mailwire analyze -j1: 2,000 packets" in out

@@ -114,6 +114,10 @@ class _Raw:
             self._bounds = [0, *np.cumsum(counts).tolist()]
         return self._by_stream, self._bounds
 
+    def drop(self) -> None:
+        """Forget the per-frame columns (the facts are made)."""
+        self.cols, self._by_stream, self._bounds = {}, None, []
+
     def rows_of(self, conn: int) -> np.ndarray:
         """Rows (frame order) of one connection."""
         by, b = self.grouping()
@@ -739,6 +743,10 @@ def analyze_capture(
     conn_json = list(result.connections)
     quality = result.quality.to_json()
     cinfo = {"format": getattr(info, "format", ""), "compression": getattr(info, "compression", "")}
+    # the per-frame columns are done with once the facts are made: free them before the verdicts
+    del result, bulk, conn_by_id, chains_by_conn
+    raw.drop()
+    conns.clear()
     verdicts: dict[int, Verdict] = {}
     for s in sessions:  # each session on its own: here, so that shards decide theirs in parallel
         v = verdicts[s.conn_id] = decide(s, facts[s.conn_id], name)
