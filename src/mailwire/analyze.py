@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
 
+from mailwire import jsonout
 from mailwire.heap import paused
 from mailwire.smtp.pipeline import SCHEMA_VERSION, AnalyzeResult, analyze_captures
 
@@ -141,12 +142,11 @@ def run_analyze(
         else:
             result = analyze_captures(paths, jobs=jobs)
         if json_out == "-":
-            json.dump(result.to_json(), stdout, indent=1, ensure_ascii=False)
-            stdout.write("\n")
+            jsonout.write(result.to_json(), stdout)
         else:
             if json_out:
                 with open(json_out, "w", encoding="utf-8") as fh:
-                    json.dump(result.to_json(), fh, indent=1, ensure_ascii=False)
+                    jsonout.write(result.to_json(), fh)
             render(result, stdout, frames=frames)
         unreadable = [c for c in result.captures if c.frames == 0 and c.issues]
         return 2 if unreadable and len(unreadable) == len(result.captures) else 0

@@ -77,10 +77,10 @@ def logs_command(
         raise typer.BadParameter(str(exc)) from None
     if json_out and json_out != "-":
         with open(json_out, "w", encoding="utf-8") as fh:
-            fh.write(result.to_json(indent=1))
+            fh.write(result.to_json() + "\n")
     with quiet_broken_pipe():  # e.g. | head: stop quietly
         if json_out == "-":
-            typer.echo(result.to_json(indent=1))
+            typer.echo(result.to_json())
             if not result.attempts:
                 typer.echo(nothing_found(result), err=True)
         else:

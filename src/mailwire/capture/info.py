@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mailwire import jsonout
 from mailwire.capture.decode import SUPPORTED_LINKS, link_name
 from mailwire.capture.read import CaptureError, CaptureInfo, iter_tables
 from mailwire.capture.table import WARN_NAMES, Warn
@@ -217,7 +218,6 @@ def render_text(s: dict[str, Any]) -> str:
 
 def run_info(paths: list[str], as_json: bool, out: Any, err: Any) -> int:
     """The ``info`` command; exit code 2 when no file could be read (the project's policy), else 0."""
-    import json
 
     results = []
     ok = 0
@@ -235,7 +235,7 @@ def run_info(paths: list[str], as_json: bool, out: Any, err: Any) -> int:
             if len(paths) > 1:
                 out.write("\n")
     if as_json:
-        out.write(json.dumps(results if len(paths) > 1 else results[0], indent=2) + "\n")
+        jsonout.write(results if len(paths) > 1 else results[0], out)
     return 0 if ok else 2
 
 

@@ -12,7 +12,6 @@ share (highest TTL = nearest the client), and ``path_order`` says it was inferre
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mailwire import jsonout
 from mailwire.capture.table import PacketTable
 from mailwire.compare.flows import TCP, Digest, digest
 from mailwire.compare.hops import (
@@ -59,7 +59,7 @@ class CompareResult:
         }
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2)
+        return jsonout.dumps(self.to_json())
 
 
 def _capture_info(d: Digest) -> dict[str, Any]:

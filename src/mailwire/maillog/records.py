@@ -18,10 +18,11 @@ Outcomes (per attempt), in the issue's words:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from mailwire import jsonout
 
 SCHEMA = "mailwire.logs/1"
 
@@ -315,5 +316,6 @@ class LogTriage:
             "skipped": {"total": self.skipped_total, "lines": [s.to_dict() for s in self.skipped]},
         }
 
-    def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+    def to_json(self) -> str:
+        """The document as indented JSON text (:mod:`mailwire.jsonout`)."""
+        return jsonout.dumps(self.to_dict())

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import jsonschema
 from rich.console import Console
 
+from mailwire import jsonout
 from mailwire.capture.read import CaptureError
 from mailwire.cliutil import PipeConsole
 from mailwire.report.extract import extract_connections
@@ -96,11 +97,11 @@ def emit(
             status = 1
     doc = diagnosis_json(run) if json_out else None
     if json_out == "-":
-        stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        jsonout.write(doc, stdout)
         return status
     if json_out:
         try:
-            Path(json_out).write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+            Path(json_out).write_text(jsonout.dumps(doc) + "\n", encoding="utf-8")
         except OSError as exc:
             stderr.write(f"mailwire: --json {json_out}: {exc}\n")
             status = 1

@@ -1,0 +1,57 @@
+"""The JSON writer (orjson) reads back as what the standard library's encoder writes, for any
+document the commands can build, and still writes what orjson refuses."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailwire import jsonout
+from mailwire.smtp.pipeline import analyze_captures
+from tests.conftest import ROOT
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+_docs = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.text() | st.integers(min_value=-(2**31), max_value=2**31), inner, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_docs)
+def test_reads_back_as_the_standard_encoder_writes(doc: Any) -> None:
+    assert json.loads(jsonout.dumps(doc)) == json.loads(json.dumps(doc, ensure_ascii=False))
+
+
+def test_what_orjson_refuses_is_still_written() -> None:
+    doc = {"big": 2**70, "lone": "a\ud800b", 3: [math.nan], "np": np.int64(7), "f": np.float64(0.5)}
+    back = json.loads(jsonout.dumps(doc))
+    assert back == {"big": 2**70, "lone": "a\ud800b", "3": [None], "np": 7, "f": 0.5}
+    assert json.loads(jsonout.dumps({"x": math.inf, "n": np.int32(4)})) == {"x": None, "n": 4}
+    out = io.StringIO()
+    jsonout.write({"é": "\x00\u2028<script>"}, out)  # escaped for JSON, UTF-8 kept
+    assert out.getvalue().endswith("\n") and json.loads(out.getvalue()) == {"é": "\x00\u2028<script>"}
+
+
+def test_the_analyze_document_reads_back_the_same() -> None:
+    inc = ROOT / "examples" / "incident"
+    doc = analyze_captures([inc / "sender.pcap", inc / "edge.pcap"]).to_json()
+    text = jsonout.dumps(doc)
+    assert json.loads(text) == json.loads(json.dumps(doc, ensure_ascii=False))
+    assert text.startswith('{\n  "schema": "mailwire.analyze/1"')
