@@ -55,3 +55,25 @@ def test_the_analyze_document_reads_back_the_same() -> None:
     text = jsonout.dumps(doc)
     assert json.loads(text) == json.loads(json.dumps(doc, ensure_ascii=False))
     assert text.startswith('{\n  "schema": "mailwire.analyze/1"')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(), _docs, st.booleans()), max_size=6))
+def test_a_streamed_document_is_the_whole_document(members: list[tuple[str, Any, bool]]) -> None:
+    """Members given as iterators (written one element at a time) give the text that encoding
+    the whole object at once gives."""
+    members = list({k: (k, v, it) for k, v, it in members}.values())  # keys once, as in a dict
+    whole = {k: v for k, v, _ in members}
+    parts = [(k, iter(v) if it and isinstance(v, list) else v) for k, v, it in members]
+    out = io.StringIO()
+    jsonout.write_streamed(parts, out)
+    assert out.getvalue() == jsonout.dumps(whole) + "\n"
+
+
+def test_analyze_writes_its_document_streamed(tmp_path: Any) -> None:
+    inc = ROOT / "examples" / "incident"
+    res = analyze_captures([inc / "sender.pcap"])
+    out = io.StringIO()
+    jsonout.write_streamed(res.json_parts(), out)
+    assert out.getvalue() == jsonout.dumps(res.to_json()) + "\n"
+    assert len(res.to_json()["smtp_sessions"]) > 0

@@ -142,11 +142,11 @@ def run_analyze(
         else:
             result = analyze_captures(paths, jobs=jobs)
         if json_out == "-":
-            jsonout.write(result.to_json(), stdout)
+            jsonout.write_streamed(result.json_parts(), stdout)
         else:
             if json_out:
                 with open(json_out, "w", encoding="utf-8") as fh:
-                    jsonout.write(result.to_json(), fh)
+                    jsonout.write_streamed(result.json_parts(), fh)
             render(result, stdout, frames=frames)
         unreadable = [c for c in result.captures if c.frames == 0 and c.issues]
         return 2 if unreadable and len(unreadable) == len(result.captures) else 0

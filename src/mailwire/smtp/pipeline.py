@@ -24,7 +24,7 @@ This module does I/O only through ``mailwire.capture.read``; it renders nothing.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,14 +245,16 @@ class AnalyzeResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        sessions = []
-        for j in self.judged:
-            d = j.session.to_dict() if j.session is not None else _bare_session(j)
-            d["verdict"] = j.verdict.to_dict()
-            sessions.append(d)
-        return {
-            "schema": SCHEMA_VERSION,
-            "captures": [
+        """The ``mailwire.analyze/1`` document (``schemas/analyze.schema.json``)."""
+        return {k: list(v) if isinstance(v, Iterator) else v for k, v in self.json_parts()}
+
+    def json_parts(self) -> Iterator[tuple[str, Any]]:
+        """The document's members in order; the long lists (connections, sessions) as iterators
+        that make each record when it is read (:func:`mailwire.jsonout.write_streamed`)."""
+        yield "schema", SCHEMA_VERSION
+        yield (
+            "captures",
+            [
                 {
                     "path": c.path,
                     "frames": c.frames,
@@ -263,12 +265,19 @@ class AnalyzeResult:
                 }
                 for c in self.captures
             ],
-            "connections": [
-                dict(conn.to_json(), capture=c.path) for c in self.captures for conn in c.connections
-            ],
-            "smtp_sessions": sessions,
-            "findings": [f.to_dict() for f in self.findings],
-        }
+        )
+        yield (
+            "connections",
+            (dict(conn.to_json(), capture=c.path) for c in self.captures for conn in c.connections),
+        )
+        yield "smtp_sessions", (self._session_json(j) for j in self.judged)
+        yield "findings", [f.to_dict() for f in self.findings]
+
+    @staticmethod
+    def _session_json(j: Judged) -> dict[str, Any]:
+        d = j.session.to_dict() if j.session is not None else _bare_session(j)
+        d["verdict"] = j.verdict.to_dict()
+        return d
 
 
 def _bare_session(j: Judged) -> dict[str, Any]:
