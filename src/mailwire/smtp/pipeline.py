@@ -49,6 +49,7 @@ from mailwire.smtp.verdict import (
     ZeroWindowFact,
     decide,
 )
+from mailwire.tcp.analysis import Flag
 from mailwire.tcp.quality import CaptureQuality, merged
 from mailwire.tcp.reassembly import materialized
 from mailwire.workers import map_captures
@@ -337,6 +338,19 @@ class _Bulk:
     special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
     orig_row: dict[int, int] = field(default_factory=dict)  # chain original frame -> row
     wire_len: dict[int, int] = field(default_factory=dict)  # resend frame -> payload length
+    probes: dict[int, np.ndarray] = field(default_factory=dict)  # zero-window probe frames per connection
+
+
+def _probes(frames: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Zero-window probe frames per connection (the TCP stage's per-frame flags)."""
+    if "mailwire" not in frames:
+        return {}
+    hit = np.flatnonzero((frames["mailwire"] & int(Flag.ZERO_WINDOW_PROBE)) != 0)
+    conn, frame = frames["stream"][hit].astype(np.int64), frames["frame"][hit].astype(np.int64)
+    order = np.argsort(conn, kind="stable")
+    conn, frame = conn[order], frame[order]
+    cut = np.flatnonzero(np.diff(conn)) + 1
+    return {int(c[0]): f for c, f in zip(np.split(conn, cut), np.split(frame, cut), strict=True) if c.size}
 
 
 def _bulk(raw: _Raw, chains_by_conn: dict[int, list[Any]]) -> _Bulk:
@@ -394,7 +408,6 @@ def _facts(
     chains: list[Any],
     path: str,
     session: SmtpSession | None,
-    frames: dict[str, np.ndarray] | None,
     bulk: _Bulk,
 ) -> TcpFacts:
     t = TcpFacts(conn_id=conn_id, capture=path, capture_end_ts_ns=raw.last_ts_ns)
@@ -453,14 +466,7 @@ def _facts(
         # the client's segments are bounded by the MSS the server advertised
         mss = conn.s2c.mss if conn.s2c.mss else conn.c2s.mss
         t.mss = int(mss) if mss else -1
-        probe_frames = np.zeros(0, dtype=np.int64)
-        if conn.zero_window and frames is not None and frames["frame"].shape[0]:
-            from mailwire.tcp.analysis import Flag
-
-            is_probe = (frames["stream"] == conn_id) & (
-                (frames["mailwire"] & int(Flag.ZERO_WINDOW_PROBE)) != 0
-            )
-            probe_frames = frames["frame"][is_probe]
+        probe_frames = bulk.probes.get(conn_id, np.zeros(0, dtype=np.int64))
         for z in conn.zero_window:
             end = z.end_frame if z.end_frame is not None else 1 << 62
             probes = int(((probe_frames > z.start_frame) & (probe_frames < end)).sum())
@@ -691,6 +697,10 @@ def analyze_capture(
     cur[0] = None
     table = None
     raw.finish(result.frames)
+    probes = _probes(result.frames)
+    # raw holds the frame number, time, connection and direction columns it needs; the other
+    # per-frame fields are done with (17 bytes a frame)
+    result.frames = {}
     conn_by_id = {c.id: c for c in result.connections}
     chains_by_conn: dict[int, list[Any]] = defaultdict(list)
     for chain in result.chains:
@@ -698,6 +708,7 @@ def analyze_capture(
     sessions: list[SmtpSession] = []
     facts: dict[int, TcpFacts] = {}
     bulk = _bulk(raw, chains_by_conn)
+    bulk.probes = probes
     for cid, conn in sorted(conn_by_id.items()):
         c = conns.get(cid)
         server_port = conn.server_port
@@ -735,7 +746,7 @@ def analyze_capture(
                 s.server_port,
                 s.client_port,
             )
-        f = _facts(conn, cid, raw, chains_by_conn.get(cid, []), name, s, result.frames, bulk)
+        f = _facts(conn, cid, raw, chains_by_conn.get(cid, []), name, s, bulk)
         # acknowledgements count the FIN's sequence number too: clip to the stream's length
         for d, acked in (("c2s", f.c2s_acked), ("s2c", f.s2c_acked)):
             if acked is None:
