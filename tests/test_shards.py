@@ -118,3 +118,27 @@ def test_cli_splits_one_capture(captures: list[Path]) -> None:
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))
     assert outs[0] == outs[1] and outs[0]["smtp_sessions"]
+
+
+def test_connection_numbers_jumping_past_the_kernel_state_grow_it() -> None:
+    """A shard's mailwire-mode kernel is given every w-th connection number: a number far past
+    the connections it holds must grow its state first (it once wrote past the end of the
+    per-connection array: heap corruption on the 1 M-packet capture split 64 ways)."""
+    from mailwire.tcp.analysis import KernelState
+    from mailwire.tcp.engine import _OUT
+
+    mw = KernelState(mw=True)
+    cap = mw.cs.shape[0]
+    convs = np.array([0, cap - 3, cap + 5, 3 * cap + 1], dtype=np.int64)  # jumps across capacity
+    n = convs.shape[0]
+    z = np.zeros(n, dtype=np.int64)
+    cols = {k: z.copy() for k in ("seq", "ack", "win", "seglen", "wscale", "sack_sum", "ip_id", "kdir")}
+    cols |= {"key": np.arange(n, dtype=np.int64), "analysable": np.ones(n, dtype=np.bool_)}
+    cols |= {"tflags": np.full(n, 0x02, dtype=np.int64), "ts": np.arange(n, dtype=np.int64) * 1000}
+    cols |= {"frame": np.arange(1, n + 1, dtype=np.int64), "fp": np.arange(1, n + 1, dtype=np.int64)}
+    mw.ensure_keys(n)
+    out = {k: np.empty(n, dtype=dt) for k, dt in _OUT.items()}
+    out["conv"][:] = convs
+    mw.run(cols, out)
+    assert mw.n_conv == int(convs[-1]) + 1
+    assert mw.cs.shape[0] > mw.n_conv and mw.ds.shape[0] >= 2 * mw.cs.shape[0]

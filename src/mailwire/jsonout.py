@@ -16,15 +16,16 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
-import orjson
-
-_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def dumps(doc: Any) -> str:
     """``doc`` as indented JSON text (no final newline)."""
+    # imported here: the install's kernel build imports the package without its dependencies
+    import orjson
+
+    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
     try:
-        return orjson.dumps(doc, option=_OPTIONS).decode("utf-8")
+        return orjson.dumps(doc, option=options).decode("utf-8")
     except (orjson.JSONEncodeError, TypeError):
         # ensure_ascii: a lone surrogate cannot be written as UTF-8, only as an escape
         return json.dumps(_plain(doc), indent=2, ensure_ascii=True, allow_nan=False, default=str)

@@ -314,7 +314,12 @@ def run_kernel(
     n = key.shape[0]
     conv_cap = cs.shape[0]
     for i in range(start, n):
-        if g[G_FREE] < 0 or g[G_NCONV] + 1 >= conv_cap:
+        # connections this frame may create: one, or in mailwire mode up to its given number
+        # (a shard of connections sees every w-th one, so numbers jump)
+        top = g[G_NCONV]
+        if mw and conv_out[i] + 1 > top:
+            top = conv_out[i] + 1
+        if g[G_FREE] < 0 or top + 1 >= conv_cap:
             return i  # caller grows the pools and resumes here; nothing of frame i was touched
         k = key[i]
         kd = kdir[i]
@@ -754,7 +759,10 @@ class KernelState:
                 return
             if self.g[G_FREE] < 0:
                 self._grow_pool(max(4096, self.pool.shape[0]))
-            if self.g[G_NCONV] + 1 >= self.cs.shape[0]:
+            top = int(self.g[G_NCONV])
+            if self.mw:
+                top = max(top, int(out["conv"][i]) + 1)
+            while top + 1 >= self.cs.shape[0]:
                 self._grow_convs()
 
     def first_rtt(self) -> npt.NDArray[np.int64]:
