@@ -779,10 +779,12 @@ def merge_shards(parts: list[CaptureAnalysis]) -> CaptureAnalysis:
     disjoint and numbered as in the whole capture)."""
     first = parts[0]
     sessions = sorted((s for p in parts for s in p.sessions), key=lambda s: s.conn_id)
-    facts = {s.conn_id: f for s in sessions for p in parts if (f := p.facts.get(s.conn_id)) is not None}
+    order = [s.conn_id for s in sessions]  # the facts and verdicts in session order, as one process has them
+    facts = {k: v for p in parts for k, v in p.facts.items()}
+    verdicts = {k: v for p in parts for k, v in p.verdicts.items()}
+    facts, verdicts = {k: facts[k] for k in order}, {k: verdicts[k] for k in order}
     connections = sorted((c for p in parts for c in p.connections), key=lambda c: int(c.id))
     quality = merged([CaptureQuality.from_json(p.quality) for p in parts]).to_json()
-    verdicts = {s.conn_id: v for s in sessions for p in parts if (v := p.verdicts.get(s.conn_id)) is not None}
     return CaptureAnalysis(
         first.path, first.info, sessions, facts, connections, quality, first.issues, first.frames, verdicts
     )
