@@ -66,7 +66,7 @@ _KEEP_RESENDS = 64  # resends kept per chain as evidence (all are counted)
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 
 
-@dataclass
+@dataclass(slots=True)
 class _Conn:
     """Per-connection SMTP detection state."""
 
@@ -80,7 +80,7 @@ class _Conn:
     detected_by: str = ""
     c2s_base: int | None = None  # raw sequence number of client stream offset 0
     c2s_next: int = 0  # client stream offset routed so far
-    deferred: deque[Any] = field(default_factory=deque)  # server events waiting for client bytes
+    deferred: deque[Any] | None = None  # server events waiting for client bytes (made when needed)
     session: SmtpSession | None = None  # finished as soon as the connection closed (see _finish_closed)
 
 
@@ -633,6 +633,8 @@ def analyze_capture(
                 rel = (int(table.columns["ack"][row]) - c.c2s_base) % (1 << 32)
                 need = rel if rel < (1 << 31) else 0
             if c.deferred or need > c.c2s_next:
+                if c.deferred is None:
+                    c.deferred = deque()
                 c.deferred.append((need, materialized(ev)))
                 if len(c.deferred) > _HOLD_DEFERRED:
                     while c.deferred:
@@ -769,8 +771,7 @@ def analyze_capture(
     conns.clear()
     verdicts: dict[int, Verdict] = {}
     for s in sessions:  # each session on its own: here, so that shards decide theirs in parallel
-        v = verdicts[s.conn_id] = decide(s, facts[s.conn_id], name)
-        s.verdict = v.to_dict()
+        verdicts[s.conn_id] = decide(s, facts[s.conn_id], name)  # JSON takes it from here, not s.verdict
     return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames, verdicts)
 
 

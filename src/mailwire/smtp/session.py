@@ -19,6 +19,7 @@ never sees packets; byte-acknowledgement figures are filled in by the pipeline f
 
 from __future__ import annotations
 
+import sys
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ def mail_path(arg: str, prefix: str) -> str | None:
     return path.strip()[:320]
 
 
-@dataclass
+@dataclass(slots=True)
 class ReplyRecord:
     command: str | None
     code: int
@@ -85,7 +86,7 @@ class ReplyRecord:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Transaction:
     depth: int
     helo: str | None = None
@@ -145,7 +146,7 @@ class Transaction:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class SmtpSession:
     conn_id: int
     capture: str = ""
@@ -191,16 +192,15 @@ class SmtpSession:
     stats: dict[str, int] = field(default_factory=dict)
     gaps: list[dict[str, Any]] = field(default_factory=list)
     transcript_head: list[tuple[int, str, str]] = field(default_factory=list)
-    transcript_tail: deque[tuple[int, str, str]] = field(
-        default_factory=lambda: deque(maxlen=TRANSCRIPT_TAIL)
-    )
+    # made when the head is full: most sessions never need one (a deque costs 600 bytes)
+    transcript_tail: deque[tuple[int, str, str]] | None = None
     transcript_total: int = 0
     # Filled by the pipeline from TCP facts.
     bytes_c2s_sent: int = 0
     bytes_c2s_acked: int | None = None
     bytes_s2c_sent: int = 0
     bytes_s2c_acked: int | None = None
-    verdict: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None  # the JSON output fills it from the result's Verdict
 
     # --- derived views --------------------------------------------------------------------------
 
@@ -211,10 +211,11 @@ class SmtpSession:
     def transcript(self) -> list[tuple[int, str, str]]:
         """(frame, direction, line) entries kept: the head, a marker, the tail."""
         out = list(self.transcript_head)
-        elided = self.transcript_total - len(self.transcript_head) - len(self.transcript_tail)
+        tail = self.transcript_tail or ()
+        elided = self.transcript_total - len(self.transcript_head) - len(tail)
         if elided > 0:
             out.append((-1, "-", f"<{elided} transcript lines elided>"))
-        out.extend(self.transcript_tail)
+        out.extend(tail)
         return out
 
     def phase(self) -> str:
@@ -329,6 +330,12 @@ class SmtpSession:
         }
 
 
+def _shared(text: str) -> str:
+    """One copy of a short line that thousands of sessions repeat ("250 2.0.0 Ok", "PIPELINING",
+    "QUIT"): interned strings go when the last session holding them does."""
+    return sys.intern(text) if len(text) <= 120 else text
+
+
 def _n(x: int) -> str:
     """Thousands separated by a thin space, as in the issue ("66 890")."""
     return f"{x:,}".replace(",", " ")
@@ -401,6 +408,8 @@ class SessionBuilder:
         if len(s.transcript_head) < TRANSCRIPT_HEAD:
             s.transcript_head.append(entry)
         else:
+            if s.transcript_tail is None:
+                s.transcript_tail = deque(maxlen=TRANSCRIPT_TAIL)
             s.transcript_tail.append(entry)
 
     def _new_transaction(self) -> Transaction:
@@ -452,7 +461,7 @@ class SessionBuilder:
 
     def _command(self, c: Command) -> None:
         s = self.s
-        self._line(c.frame, "c2s", c.line)
+        self._line(c.frame, "c2s", _shared(c.line))
         s.last_command, s.last_command_frame = c.verb, c.frame
         cur = s.transactions[-1]
         if c.verb in ("HELO", "EHLO", "LHLO"):
@@ -481,9 +490,10 @@ class SessionBuilder:
         lines, code = r.lines, r.code
         klass = code // 100
         text = lines[0].strip() if len(lines) == 1 else r.text  # r.text, without the join for one line
-        rec = ReplyRecord(ev.command, code, r.enhanced, text[:1000], r.frame, r.ts_ns)
+        rec = ReplyRecord(ev.command, code, r.enhanced, _shared(text[:1000]), r.frame, r.ts_ns)
         short = r.short(400)
-        self._line(r.frame, "s2c", short if len(lines) <= 1 else f"{short} (+{len(lines) - 1} lines)")
+        line = short if len(lines) <= 1 else f"{short} (+{len(lines) - 1} lines)"
+        self._line(r.frame, "s2c", _shared(line))
         s.last_reply = rec
         s.last_reply_line = last_line = f"{code} {lines[-1] if lines else ''}"  # r.last_line
         cur = s.transactions[-1]
@@ -498,7 +508,7 @@ class SessionBuilder:
         if cmd == "<greeting>":
             s.greeting = rec
         elif cmd in ("EHLO", "HELO", "LHLO") and klass == 2:
-            s.extensions = [ln.split(" ", 1)[0].upper()[:40] for ln in lines[1:64]]
+            s.extensions = [_shared(ln.split(" ", 1)[0].upper()[:40]) for ln in lines[1:64]]
         elif cmd == "AUTH" and code != 334:
             s.auth_result = code
         elif cmd == "RCPT":
