@@ -1,4 +1,5 @@
-"""How mailwire runs Python's cyclic garbage collector around its big passes.
+"""How mailwire manages the process's memory around its big passes: the cyclic garbage collector,
+and freed memory handed back to the operating system.
 
 An analysis builds millions of small, long-lived, acyclic objects (per-frame facts, sessions,
 records). Reference counting frees them; the cyclic collector only rescans them, over and over
@@ -8,13 +9,22 @@ off for a pass and, on the way out, moves everything then alive into the permane
 the whole result once more (0.3 s on that capture). Frozen objects are still freed by reference
 counting when dropped; only garbage *cycles* created during the pass would outlive it, and the
 passes make none on purpose. Nested passes leave the work to the outermost one.
+
+glibc keeps freed heap memory for reuse, and after a large buffer is freed it serves buffers up to
+that size from the heap rather than from fresh mappings: the per-chunk arrays of a pass over the
+frames leave holes that the end-of-capture steps do not all reuse, and RSS would stay at the
+pass's high-water mark plus what the end adds. :func:`release_free_memory` (``malloc_trim(0)``)
+returns the free pages, the middle of the heap included, for one walk over the free lists.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 
 @contextmanager
@@ -30,4 +40,21 @@ def paused() -> Iterator[None]:
             gc.enable()
 
 
-__all__ = ["paused"]
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to hand back this way
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+def release_free_memory() -> bool:
+    """Hand the heap's free pages back to the system (see the module docstring); False where the
+    C library has no ``malloc_trim`` or nothing was released."""
+    fn = _malloc_trim()
+    return bool(fn(0)) if fn is not None else False
+
+
+__all__ = ["paused", "release_free_memory"]

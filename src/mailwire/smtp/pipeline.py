@@ -34,7 +34,7 @@ import numpy as np
 from mailwire.capture.addr import format_addr
 from mailwire.capture.read import CaptureError, CaptureInfo, iter_tables
 from mailwire.capture.table import PacketTable
-from mailwire.heap import paused
+from mailwire.heap import paused, release_free_memory
 from mailwire.smtp.findings import Finding, Judged, findings
 from mailwire.smtp.machine import looks_like_smtp
 from mailwire.smtp.session import MAX_ANOMALY_SAMPLES, SessionBuilder, SmtpSession
@@ -110,7 +110,10 @@ class _Raw:
         connection k's rows are ``rows[b[k]:b[k + 1]]``."""
         if self._by_stream is None:
             st = self.cols["stream"]
-            self._by_stream = np.argsort(st, kind="stable")
+            order = np.argsort(st, kind="stable")
+            # row numbers fit 32 bits far past any capture this reads: half the memory kept
+            self._by_stream = order.astype(np.int32) if order.shape[0] < (1 << 31) else order
+            del order
             counts = np.bincount(st, minlength=1) if st.shape[0] else np.zeros(1, np.int64)
             self._bounds = [0, *np.cumsum(counts).tolist()]
         return self._by_stream, self._bounds
@@ -132,15 +135,22 @@ class _Raw:
         c = self.cols
         if not bases or not c["frame"].shape[0]:
             return {}
-        st = c["stream"].astype(np.int64)
+        st = c["stream"]
         base = np.full(int(st.max()) + 1, -1, np.int64)
         conns = np.fromiter(bases.keys(), np.int64, len(bases))
         ok_conn = conns < base.shape[0]
         base[conns[ok_conn]] = np.fromiter(bases.values(), np.int64, len(bases))[ok_conn]
-        rows = np.flatnonzero((c["dir"] == sender_dir) & ((c["tcp_flags"] & TH_ACK) != 0) & (base[st] >= 0))
-        rel = (c["ack"][rows].astype(np.int64) - base[st[rows]]) % (1 << 32)
+        # the candidate rows first, then their connections' bases: no full-length 64-bit temporaries
+        rows = np.flatnonzero((c["dir"] == sender_dir) & ((c["tcp_flags"] & TH_ACK) != 0))
+        conn = st[rows]
+        b = base[conn]
+        has = b >= 0
+        rows, conn, b = rows[has], conn[has], b[has]
+        rel = c["ack"][rows].astype(np.int64)
+        rel -= b
+        rel %= 1 << 32
         keep = rel < (1 << 31)
-        return _max_by_conn(st[rows[keep]], rel[keep], base.shape[0])
+        return _max_by_conn(conn[keep], rel[keep], base.shape[0])
 
     def max_passed(self, cutoff: dict[int, int]) -> dict[int, int]:
         """Per connection, the largest client segment sent before frame ``cutoff[conn]`` (the
@@ -148,12 +158,13 @@ class _Raw:
         c = self.cols
         if not c["frame"].shape[0]:
             return {}
-        st = c["stream"].astype(np.int64)
+        st = c["stream"]
         limit = np.full(int(st.max()) + 1, np.iinfo(np.int64).max, np.int64)
         for conn, frame in cutoff.items():
             if conn < limit.shape[0]:
                 limit[conn] = frame
-        rows = np.flatnonzero((c["dir"] == 0) & (c["payload_len"] > 0) & (c["frame"] < limit[st]))
+        rows = np.flatnonzero((c["dir"] == 0) & (c["payload_len"] > 0))
+        rows = rows[c["frame"][rows] < limit[st[rows]]]
         return _max_by_conn(st[rows], c["payload_len"][rows].astype(np.int64), limit.shape[0])
 
     def finish(self, frames: dict[str, np.ndarray]) -> None:
@@ -698,6 +709,7 @@ def analyze_capture(
     del analyzer
     cur[0] = None
     table = None
+    release_free_memory()  # the pass's freed chunk buffers, before the end-of-capture steps
     raw.finish(result.frames)
     probes = _probes(result.frames)
     # raw holds the frame number, time, connection and direction columns it needs; the other
