@@ -20,7 +20,6 @@ returns the free pages, the middle of the heap included, for one walk over the f
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,7 +42,9 @@ def paused() -> Iterator[None]:
 @cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        # the process's own symbols (libc's among them): find_library would fork ldconfig, which
+        # from a process of a few hundred MB costs time and, for a moment, doubles its page count
+        fn = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to hand back this way
         return None
     fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
