@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -62,8 +63,11 @@ class Task:
         return self.shard == 0  # every shard reads every frame: one of them counts them
 
 
-def _call(fn: Callable[..., T], path: str, task: Task, with_progress: bool) -> T:
-    return _here(fn, path, task, _count if with_progress and task.reports_progress else None)
+def _call(fn: Callable[..., T], path: str, task: Task, with_progress: bool) -> bytes:
+    # pickled here, loaded by the caller once its own task is done: the pool's result thread
+    # would otherwise build a worker's records while the calling process is at its own peak
+    result = _here(fn, path, task, _count if with_progress and task.reports_progress else None)
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def available_cpus() -> int:
@@ -154,7 +158,7 @@ def map_captures(
     with ProcessPoolExecutor(
         max_workers=procs - 1, mp_context=ctx, initializer=_init, initargs=(counter,)
     ) as pool:
-        futures: list[Future[T]] = [
+        futures: list[Future[bytes]] = [
             pool.submit(_call, fn, str(paths[t.index]), t, progress is not None) for t in tasks[1:]
         ]
         first = tasks[0]
@@ -163,7 +167,7 @@ def map_captures(
         for j, f in enumerate(futures, start=1):  # bounded: every worker ends with its task or fails
             while True:
                 try:
-                    got[j] = (True, f.result(timeout=0.25))
+                    got[j] = (True, pickle.loads(f.result(timeout=0.25)))
                     break
                 except TimeoutError:
                     forward()
