@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,15 @@ def corpus_captures() -> list[Path]:
         for p in SHARED_CAPTURES.iterdir()
         if p.suffix in (".pcap", ".pcapng") and ".expected." not in p.name
     )
+
+
+def corpus_params(items: list[Path]) -> list[Any]:
+    """``items`` for ``parametrize``, or, when the corpus is missing, one skipped case whose
+    reason names where it was looked for (an empty parameter set skips in pytest's words)."""
+    if items or SHARED_CAPTURES.is_dir():
+        return list(items)
+    reason = f"shared capture corpus not found at {SHARED_CAPTURES}"
+    return [pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=reason))]
 
 
 def generated_capture(out: Path, seed: int = 5, packets: int = 3000) -> Path:

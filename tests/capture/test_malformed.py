@@ -36,13 +36,13 @@ from tests.capture.capture_craft import (
     tcp4_frame,
     tcp_hdr,
 )
-from tests.conftest import corpus_captures
+from tests.conftest import corpus_captures, corpus_params
 
 Write = Callable[..., Path]
 CORPUS = corpus_captures()
 
 
-@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+@pytest.mark.parametrize("path", corpus_params(CORPUS), ids=lambda p: p.name)
 def test_every_corpus_capture_reads_to_the_end(tshark: str, path: Path) -> None:
     """Same number of frames as tshark, no decode issue (the corpus files are all well-formed)."""
     t = read_table(path)

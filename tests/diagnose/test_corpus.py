@@ -12,7 +12,7 @@ from mailwire.diagnose.engine import run_diagnosis
 from mailwire.report.html import render_html
 from mailwire.report.outputs import diagnose_schema
 from mailwire.report.page import build_page
-from tests.conftest import corpus_captures
+from tests.conftest import corpus_captures, corpus_params
 
 # Hand-checked: what a mail admin would conclude from each trace alone.
 EXPECTED = {
@@ -25,7 +25,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("path", corpus_captures(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", corpus_params(corpus_captures()), ids=lambda p: p.name)
 def test_every_corpus_capture(path: Path) -> None:
     run = run_diagnosis([], [str(path)])
     doc = run.diagnosis.to_json()

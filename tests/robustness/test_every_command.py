@@ -29,7 +29,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mailwire.cli import app
-from tests.conftest import corpus_captures
+from tests.conftest import corpus_captures, corpus_params
 from tests.robustness.conftest import (
     ROOT,
     TRACEBACK,
@@ -43,7 +43,6 @@ from tests.robustness.conftest import (
 )
 
 CORPUS = corpus_captures()
-CORPUS_IDS = [p.name for p in CORPUS]
 EXIT_UNREADABLE = {"info": 2, "packets": 2, "analyze": 2, "diagnose": 2, "compare": 2, "logs": 2}
 
 
@@ -205,7 +204,7 @@ def test_analyze_corpus_terminal(corpus: list[Path]) -> None:
     assert "SMTP sessions, worst first" in run.out
 
 
-@pytest.mark.parametrize("capture", CORPUS, ids=CORPUS_IDS)
+@pytest.mark.parametrize("capture", corpus_params(CORPUS), ids=lambda p: p.name)
 def test_packets_one_record_per_frame(capture: Path, oracle: Oracle) -> None:
     run = invoke("packets", "--format", "jsonl", capture)
     expected = oracle.count(capture) or 0  # tshark prints nothing for a valid empty capture
@@ -215,13 +214,13 @@ def test_packets_one_record_per_frame(capture: Path, oracle: Oracle) -> None:
     assert [r["frame"] for r in recs] == list(range(1, len(recs) + 1))
 
 
-@pytest.mark.parametrize("capture", CORPUS, ids=CORPUS_IDS)
+@pytest.mark.parametrize("capture", corpus_params(CORPUS), ids=lambda p: p.name)
 def test_packets_table_format(capture: Path) -> None:
     run = invoke("packets", "--format", "table", capture)
     assert run.rc in (0, EXIT_UNREADABLE["packets"])
 
 
-@pytest.mark.parametrize("capture", CORPUS, ids=CORPUS_IDS)
+@pytest.mark.parametrize("capture", corpus_params(CORPUS), ids=lambda p: p.name)
 def test_diagnose_each_capture(capture: Path, oracle: Oracle) -> None:
     run = invoke("diagnose", "--json", "-", capture)
     doc = json.loads(run.out)

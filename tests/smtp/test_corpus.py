@@ -21,6 +21,7 @@ import pytest
 
 from mailwire.smtp.machine import KNOWN_VERBS
 from mailwire.smtp.pipeline import CaptureAnalysis, analyze_capture, analyze_captures
+from tests.conftest import corpus_params
 
 _CACHE: dict[Path, CaptureAnalysis] = {}
 
@@ -88,7 +89,7 @@ def zeek_logs() -> list[Path]:
     return sorted(SHARED_CAPTURES.glob("zeek__*.expected.*smtp.log"))
 
 
-@pytest.mark.parametrize("log", zeek_logs(), ids=lambda p: p.name.split(".expected.")[0])
+@pytest.mark.parametrize("log", corpus_params(zeek_logs()), ids=lambda p: p.name.split(".expected.")[0])
 def test_fields_equal_zeek_smtp_log(log: Path, shared_captures: Path) -> None:
     capture = shared_captures / log.name.split(".expected.")[0]
     ours = our_rows(analysed(capture))
