@@ -14,6 +14,7 @@ pytest_plugins = ["tests.lab.plugin"]  # the lab_run fixture (tests/lab), for ev
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CAPTURES = (ROOT.parent / "shared" / "captures").resolve()
+NO_CORPUS = f"shared capture corpus not found at {SHARED_CAPTURES}"  # the skip reason, everywhere
 
 
 def corpus_captures() -> list[Path]:
@@ -32,8 +33,7 @@ def corpus_params(items: list[Path]) -> list[Any]:
     reason names where it was looked for (an empty parameter set skips in pytest's words)."""
     if items or SHARED_CAPTURES.is_dir():
         return list(items)
-    reason = f"shared capture corpus not found at {SHARED_CAPTURES}"
-    return [pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=reason))]
+    return [pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=NO_CORPUS))]
 
 
 def generated_capture(out: Path, seed: int = 5, packets: int = 3000) -> Path:
@@ -49,7 +49,7 @@ def generated_capture(out: Path, seed: int = 5, packets: int = 3000) -> Path:
 @pytest.fixture(scope="session")
 def shared_captures() -> Path:
     if not SHARED_CAPTURES.is_dir():
-        pytest.skip(f"shared capture corpus not found at {SHARED_CAPTURES}")
+        pytest.skip(NO_CORPUS)
     return SHARED_CAPTURES
 
 

@@ -16,14 +16,14 @@ from mailwire.smtp.pipeline import analyze_captures
 from mailwire.tcp.engine import TcpAnalyzer, TcpResult
 from mailwire.tcp.quality import merged
 from mailwire.workers import MAX_SHARDS, SHARD_MIN_BYTES, available_cpus, plan
-from tests.conftest import SHARED_CAPTURES, corpus_captures, generated_capture
+from tests.conftest import NO_CORPUS, corpus_captures, generated_capture
 
 
 @pytest.fixture(scope="module")
 def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     files = corpus_captures()
     if not files:
-        pytest.skip(f"shared capture corpus not found at {SHARED_CAPTURES}")
+        pytest.skip(NO_CORPUS)
     return [*files, generated_capture(tmp_path_factory.mktemp("shards") / "gen.pcap")]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from mailwire.capture.read import iter_tables
 from mailwire.tcp.engine import ANALYSIS_FIELDS, TcpAnalyzer, TcpResult
-from tests.conftest import SHARED_CAPTURES, corpus_captures, generated_capture
+from tests.conftest import NO_CORPUS, corpus_captures, generated_capture
 
 
 def _run(path: Path, fields: str) -> TcpResult:
@@ -28,7 +28,7 @@ def _generated(tmp: Path) -> Path:
 def _captures(tmp: Path) -> list[Path]:
     files = corpus_captures()
     if not files:
-        pytest.skip(f"shared capture corpus not found at {SHARED_CAPTURES}")
+        pytest.skip(NO_CORPUS)
     return [*files, _generated(tmp)]
 
 

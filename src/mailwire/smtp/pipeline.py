@@ -783,7 +783,7 @@ def analyze_capture(
     conns.clear()
     verdicts: dict[int, Verdict] = {}
     for s in sessions:  # each session on its own: here, so that shards decide theirs in parallel
-        verdicts[s.conn_id] = decide(s, facts[s.conn_id], name)  # JSON takes it from here, not s.verdict
+        verdicts[s.conn_id] = decide(s, facts[s.conn_id], name)  # the JSON takes each from here
     return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames, verdicts)
 
 

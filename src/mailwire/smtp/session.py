@@ -200,7 +200,6 @@ class SmtpSession:
     bytes_c2s_acked: int | None = None
     bytes_s2c_sent: int = 0
     bytes_s2c_acked: int | None = None
-    verdict: dict[str, Any] | None = None  # the JSON output fills it from the result's Verdict
 
     # --- derived views --------------------------------------------------------------------------
 
@@ -326,8 +325,7 @@ class SmtpSession:
             "stats": self.stats,
             "transcript": [{"frame": f, "dir": d, "line": line} for f, d, line in self.transcript()],
             "transcript_total": self.transcript_total,
-            "verdict": self.verdict,
-        }
+        }  # "verdict" follows, from the result's Verdict (mailwire.smtp.pipeline)
 
 
 def _shared(text: str) -> str:
