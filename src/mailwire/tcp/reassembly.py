@@ -211,37 +211,67 @@ def _find_pairs(
     """Offsets ``i`` (in the bytes the pieces join into) where bytes ``i, i + 1`` are ``b0, b1``,
     across piece boundaries; returns how many there are (``out`` holds the first of them).
 
-    Eight bytes at a time: a word holding no ``b1`` byte (exact per-byte test, no carries between
-    bytes) is skipped whole; only words that do are looked at byte by byte. Measured on message
-    content: 4.4 GB/s on base64, 1.9 GB/s on text with a period every 70 bytes (a byte loop: 1.3).
+    Eight bytes at a time, without branching on content: per word, an exact per-byte equality
+    mask for each of the two bytes (no carries between bytes), the ``b0`` mask shifted one byte
+    up (plus the previous word's last byte) and ANDed with the ``b1`` mask; only a word holding a
+    pair is looked at further. Measured on message content in 1448-byte pieces: about 5 GB/s on
+    base64 and on prose alike (testing the ``b1`` byte alone and then each byte of its word ran
+    at 5.5 GB/s on base64 but 0.66 GB/s on prose, where nearly every word holds a period).
     """
     nw = buf.shape[0] // 8
     words = buf[: nw * 8].view(np.uint64)
     low7 = np.uint64(0x7F7F7F7F7F7F7F7F)
     highs = np.uint64(0x8080808080808080)
-    pat = np.uint64(b1) * np.uint64(0x0101010101010101)
+    pat0 = np.uint64(b0) * np.uint64(0x0101010101010101)
+    pat1 = np.uint64(b1) * np.uint64(0x0101010101010101)
     cnt = 0
-    off = 0
+    off = 0  # bytes of the pieces before this one
     prev = -1  # last byte of the previous piece
     for p in range(starts.shape[0]):
         a = starts[p]
         e = a + lens[p]
         i = a
-        while i < e:
-            if (i & 7) == 0 and i + 8 <= e:
-                x = words[i >> 3] ^ pat
-                if (~(((x & low7) + low7) | x) & highs) == 0:  # no byte of the word is b1
-                    i += 8
-                    continue
-                stop = i + 8
-            else:
-                stop = i + 1
-            while i < stop:
-                if buf[i] == b1 and (prev if i == a else buf[i - 1]) == b0:
+        pv = prev  # the byte before i
+        head = min(e, (a + 7) & ~7)  # byte by byte up to a word boundary
+        while i < head:
+            c = buf[i]
+            if c == b1 and pv == b0:
+                if cnt < out.shape[0]:
+                    out[cnt] = off + (i - a) - 1
+                cnt += 1
+            pv = c
+            i += 1
+        w_end = e >> 3  # words wholly inside the piece
+        if w_end * 8 > i:
+            carry = np.uint64(0x80) if pv == b0 else np.uint64(0)  # b0 just before the word
+            for wi in range(i >> 3, w_end):
+                w = words[wi]
+                x = w ^ pat1
+                y = w ^ pat0
+                z1 = ~(((x & low7) + low7) | x) & highs  # high bit of each byte equal to b1
+                z0 = ~(((y & low7) + low7) | y) & highs
+                hit = ((z0 << np.uint64(8)) | carry) & z1
+                carry = z0 >> np.uint64(56)
+                while hit != 0:  # rare: a line that starts with the pattern's second byte
+                    k = 0
+                    bits = hit
+                    while (bits & np.uint64(0x80)) == 0:
+                        bits >>= np.uint64(8)
+                        k += 1
                     if cnt < out.shape[0]:
-                        out[cnt] = off + (i - a) - 1
+                        out[cnt] = off + (wi * 8 + k - a) - 1
                     cnt += 1
-                i += 1
+                    hit &= hit - np.uint64(1)
+            i = w_end * 8
+            pv = buf[i - 1]
+        while i < e:
+            c = buf[i]
+            if c == b1 and pv == b0:
+                if cnt < out.shape[0]:
+                    out[cnt] = off + (i - a) - 1
+                cnt += 1
+            pv = c
+            i += 1
         if e > a:
             prev = buf[e - 1]
         off += e - a
