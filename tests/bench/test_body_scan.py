@@ -10,9 +10,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "body_scan.py"
 
 
 def test_body_scan_agrees_with_bytes_find() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--mb", "2", "--repeat", "1"], capture_output=True, text=True, timeout=120
-    )
+    cmd = [sys.executable, str(BENCH), "--mb", "2", "--repeat", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     # both kinds, each with its hit count, mailwire's rate and the two peers' ratios
