@@ -232,40 +232,32 @@ def _find_pairs(
         e = a + lens[p]
         i = a
         pv = prev  # the byte before i
-        head = min(e, (a + 7) & ~7)  # byte by byte up to a word boundary
-        while i < head:
-            c = buf[i]
-            if c == b1 and pv == b0:
-                if cnt < out.shape[0]:
-                    out[cnt] = off + (i - a) - 1
-                cnt += 1
-            pv = c
-            i += 1
-        w_end = e >> 3  # words wholly inside the piece
-        if w_end * 8 > i:
-            carry = np.uint64(0x80) if pv == b0 else np.uint64(0)  # b0 just before the word
-            for wi in range(i >> 3, w_end):
-                w = words[wi]
-                x = w ^ pat1
-                y = w ^ pat0
-                z1 = ~(((x & low7) + low7) | x) & highs  # high bit of each byte equal to b1
-                z0 = ~(((y & low7) + low7) | y) & highs
-                hit = ((z0 << np.uint64(8)) | carry) & z1
-                carry = z0 >> np.uint64(56)
-                while hit != 0:  # rare: a line that starts with the pattern's second byte
-                    k = 0
-                    bits = hit
-                    while (bits & np.uint64(0x80)) == 0:
-                        bits >>= np.uint64(8)
-                        k += 1
-                    if cnt < out.shape[0]:
-                        out[cnt] = off + (wi * 8 + k - a) - 1
-                    cnt += 1
-                    hit &= hit - np.uint64(1)
-            i = w_end * 8
-            pv = buf[i - 1]
         while i < e:
-            c = buf[i]
+            if (i & 7) == 0 and i + 8 <= e:  # the words wholly inside the piece
+                w_end = e >> 3
+                carry = np.uint64(0x80) if pv == b0 else np.uint64(0)  # b0 just before the word
+                for wi in range(i >> 3, w_end):
+                    w = words[wi]
+                    x = w ^ pat1
+                    y = w ^ pat0
+                    z1 = ~(((x & low7) + low7) | x) & highs  # high bit of each byte equal to b1
+                    z0 = ~(((y & low7) + low7) | y) & highs
+                    hit = ((z0 << np.uint64(8)) | carry) & z1
+                    carry = z0 >> np.uint64(56)
+                    while hit != 0:  # rare: a line that starts with the pattern's second byte
+                        k = 0
+                        bits = hit
+                        while (bits & np.uint64(0x80)) == 0:
+                            bits >>= np.uint64(8)
+                            k += 1
+                        if cnt < out.shape[0]:
+                            out[cnt] = off + (wi * 8 + k - a) - 1
+                        cnt += 1
+                        hit &= hit - np.uint64(1)
+                i = w_end * 8
+                pv = buf[i - 1]
+                continue
+            c = buf[i]  # byte by byte up to a word boundary, and after the last whole word
             if c == b1 and pv == b0:
                 if cnt < out.shape[0]:
                     out[cnt] = off + (i - a) - 1
