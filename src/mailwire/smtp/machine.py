@@ -245,6 +245,22 @@ class TlsCounts:
     not_tls_bytes: int = 0  # bytes after STARTTLS that do not parse as TLS records
 
 
+# What SmtpMachine.stats counts, in the order the JSON shows them
+STAT_KEYS = (
+    "commands",
+    "replies",
+    "lines_truncated",
+    "bytes_discarded",
+    "invalid_reply_lines",
+    "non_command_lines",
+    "unsolicited_replies",
+    "commands_unqueued",
+    "gaps",
+    "gap_bytes",
+    "body_bytes",
+    "credential_lines",
+)
+
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -373,20 +389,7 @@ class SmtpMachine:
         self.tls_started = False
         self.plaintext_after_starttls = False
         self.auth_mechanism: str | None = None
-        self.stats: dict[str, int] = {
-            "commands": 0,
-            "replies": 0,
-            "lines_truncated": 0,
-            "bytes_discarded": 0,
-            "invalid_reply_lines": 0,
-            "non_command_lines": 0,
-            "unsolicited_replies": 0,
-            "commands_unqueued": 0,
-            "gaps": 0,
-            "gap_bytes": 0,
-            "body_bytes": 0,
-            "credential_lines": 0,
-        }
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self._events: list[Event] = []
 
     # --- public API -------------------------------------------------------------------------
