@@ -84,16 +84,32 @@ class _Conn:
     session: SmtpSession | None = None  # finished as soon as the connection closed (see _finish_closed)
 
 
+# the packet-table columns the verdicts read per TCP frame, kept in the TCP stage's frame store
+RAW_COLUMNS: dict[str, Any] = {
+    "tcp_flags": np.int16,
+    "ttl": np.int16,
+    "ip_id": np.int32,
+    "payload_len": np.int32,
+    "seq": np.uint32,
+    "ack": np.uint32,
+}
+
+
 @dataclass
 class _Raw:
-    """Compact per-TCP-frame columns kept for the verdicts (20 bytes a frame; frame number, time,
-    connection and direction come from the TCP stage's store), plus ICMP errors."""
+    """What the verdicts need of each TCP frame, beyond the TCP stage's records.
 
-    parts: list[dict[str, np.ndarray]] = field(default_factory=list)
+    Per connection, sums over its frames (highest ACKs, first and last frame, largest segment,
+    usual TTL, its SYN, FIN and RST frames) are made from the rows the TCP stage's store gives up
+    (:meth:`reduce`, called by ``TcpAnalyzer.compact`` for finished connections) and from the rows
+    still there at the end; those rows (``cols``, with "dir") are kept for the connections that
+    are read row by row (retransmission chains, resets). Keyed by the key direction ("kdir") until
+    the end, when the connections' roles are known. Plus ICMP errors quoting TCP."""
+
     icmp: list[tuple[int, int, int, int, int, int, int, str]] = field(default_factory=list)
     # (frame, ts_ns, type, code, mtu, inner_sport, inner_dport, inner_dst)
     last_ts_ns: int = 0
-    cols: dict[str, np.ndarray] = field(default_factory=dict)  # concatenated, with "dir"
+    cols: dict[str, np.ndarray] = field(default_factory=dict)  # rows kept to the end, with "dir"
     ttl_mode: dict[tuple[int, int], tuple[int, int]] = field(
         default_factory=dict
     )  # (conn, dir) -> (ttl, count)
@@ -102,6 +118,21 @@ class _Raw:
     first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)  # conn -> (frame, seq_offset)
     s2c_base: dict[int, int] = field(default_factory=dict)
     first_s2c: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # per connection, once finished: (first ts, last ts, last frame); SYN/FIN/RST frames as
+    # (frame, ts_ns, tcp flags, direction, ttl, ip id); highest offsets acknowledged
+    span: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
+    s2c_acked: dict[int, int] = field(default_factory=dict)
+    c2s_acked: dict[int, int] = field(default_factory=dict)
+    # the sums while rows arrive: keyed by (conn, kdir), or for the TTLs packed as
+    # (conn * 2 + kdir) * 512 + ttl + 1; the ACK maxima per base (0: client's, 1: server's)
+    _span: dict[int, list[int]] = field(default_factory=dict)
+    _special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
+    _acked: tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]] = field(
+        default_factory=lambda: ({}, {})
+    )
+    _max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
+    _ttl: dict[int, int] = field(default_factory=dict)
     _by_stream: np.ndarray | None = None
     _bounds: list[int] = field(default_factory=list)  # rows of connection k: _by_stream[b[k]:b[k + 1]]
 
@@ -129,93 +160,165 @@ class _Raw:
             return by[:0]
         return by[b[conn] : b[conn + 1]]
 
-    def acked(self, sender_dir: int, bases: dict[int, int]) -> dict[int, int]:
-        """Per connection, the highest stream offset of the other direction that ``sender_dir``'s
-        ACKs acknowledge (offsets from ``bases``: raw sequence number of offset 0 per connection)."""
-        c = self.cols
-        if not bases or not c["frame"].shape[0]:
-            return {}
+    def reduce(self, c: dict[str, np.ndarray]) -> None:
+        """Add rows (file order; every row of a connection so far, or later rows of one already
+        added) to the per-connection sums."""
+        keep = c["stream"] >= 0
+        if not keep.all():
+            c = {name: v[keep] for name, v in c.items()}
         st = c["stream"]
-        base = np.full(int(st.max()) + 1, -1, np.int64)
-        conns = np.fromiter(bases.keys(), np.int64, len(bases))
-        ok_conn = conns < base.shape[0]
-        base[conns[ok_conn]] = np.fromiter(bases.values(), np.int64, len(bases))[ok_conn]
-        # the candidate rows first, then their connections' bases: no full-length 64-bit temporaries
-        rows = np.flatnonzero((c["dir"] == sender_dir) & ((c["tcp_flags"] & TH_ACK) != 0))
-        conn = st[rows]
-        b = base[conn]
-        has = b >= 0
-        rows, conn, b = rows[has], conn[has], b[has]
-        rel = c["ack"][rows].astype(np.int64)
-        rel -= b
-        rel %= 1 << 32
-        keep = rel < (1 << 31)
-        return _max_by_conn(conn[keep], rel[keep], base.shape[0])
+        if not st.shape[0]:
+            return
+        # client and server stream offset 0 in raw sequence numbers, from the first data event
+        for first, bases in ((self.first_c2s, self.c2s_base), (self.first_s2c, self.s2c_base)):
+            for conn, (frame, off) in first.items():
+                if conn in bases:
+                    continue
+                j = int(np.searchsorted(c["frame"], frame))
+                if j < c["frame"].shape[0] and c["frame"][j] == frame:
+                    bases[conn] = (int(c["seq"][j]) - off) % (1 << 32)
+        ncon = int(st.max()) + 1
+        key = st.astype(np.int64)
+        key *= 2
+        key += c["kdir"]
+        # the highest ACK beyond each base, per connection and key direction
+        rows = np.flatnonzero((c["tcp_flags"] & TH_ACK) != 0)
+        for bases, acked in zip((self.c2s_base, self.s2c_base), self._acked, strict=True):
+            if not bases or not rows.shape[0]:
+                continue
+            base = np.full(ncon, -1, np.int64)
+            conns = np.fromiter(bases.keys(), np.int64, len(bases))
+            ok = conns < ncon
+            base[conns[ok]] = np.fromiter(bases.values(), np.int64, len(bases))[ok]
+            b = base[st[rows]]
+            has = b >= 0
+            r, b = rows[has], b[has]
+            rel = c["ack"][r].astype(np.int64)
+            rel -= b
+            rel %= 1 << 32
+            good = rel < (1 << 31)
+            for k, v in _max_by_conn(key[r][good], rel[good], 2 * ncon).items():
+                kk = (k // 2, k % 2)
+                if v > acked.get(kk, -1):
+                    acked[kk] = v
+        # first and last frame
+        _, first_i = np.unique(st, return_index=True)
+        rev = st[::-1]
+        conns_u, last = np.unique(rev, return_index=True)
+        last = st.shape[0] - 1 - last
+        ts, fr = c["ts_ns"], c["frame"]
+        for cid, i0, i1 in zip(conns_u.tolist(), first_i.tolist(), last.tolist(), strict=True):
+            sp = self._span.get(cid)
+            if sp is None:
+                self._span[cid] = [int(ts[i0]), int(ts[i1]), int(fr[i1])]
+            else:
+                sp[1], sp[2] = int(ts[i1]), int(fr[i1])
+        # SYN, FIN and RST frames, by connection in frame order
+        sr = np.flatnonzero((c["tcp_flags"] & (TH_SYN | TH_FIN | TH_RST)) != 0)
+        sr = sr[np.argsort(st[sr], kind="stable")]
+        cols = [c[k][sr] for k in ("frame", "ts_ns", "tcp_flags", "kdir", "ttl", "ip_id")]
+        for cid, row in zip(st[sr].tolist(), zip(*(x.tolist() for x in cols), strict=True), strict=True):
+            self._special.setdefault(cid, []).append(row)
+        # largest segment and TTLs seen, per connection and key direction
+        mx = np.zeros(2 * ncon, dtype=np.int64)
+        np.maximum.at(mx, key, c["payload_len"])
+        for k in np.nonzero(mx)[0].tolist():
+            kk = (k // 2, k % 2)
+            v = int(mx[k])
+            if v > self._max_seg.get(kk, 0):
+                self._max_seg[kk] = v
+        pair = key
+        pair *= 512
+        pair += c["ttl"]
+        pair += 1
+        uniq, counts = np.unique(pair, return_counts=True)
+        tt = self._ttl
+        for p, n in zip(uniq.tolist(), counts.tolist(), strict=True):
+            tt[p] = tt.get(p, 0) + n
+
+    def forget(self, conns: np.ndarray) -> None:
+        """Drop the sums of these connections (their rows are to be added again, all at once)."""
+        gone = set(conns.tolist())
+        if not gone:
+            return
+        for d in (self._span, self._special):
+            for cid in gone & d.keys():
+                del d[cid]
+        for d2 in (*self._acked, self._max_seg):
+            for kk in [kk for kk in d2 if kk[0] in gone]:
+                del d2[kk]
+        for p in [p for p in self._ttl if (p // 512) // 2 in gone]:
+            del self._ttl[p]
 
     def max_passed(self, cutoff: dict[int, int]) -> dict[int, int]:
         """Per connection, the largest client segment sent before frame ``cutoff[conn]`` (the
-        first segment that was lost, if any): the sizes that demonstrably got through."""
+        first segment that was lost, if any): the sizes that demonstrably got through (the
+        connections with retransmissions: their rows are kept)."""
+        # without a cutoff, the largest client segment (counted as rows came)
+        out = {cid: v for (cid, d), v in self.max_seg.items() if d == 0 and cid not in cutoff}
         c = self.cols
-        if not c["frame"].shape[0]:
-            return {}
+        if not c["frame"].shape[0] or not cutoff:
+            return out
         st = c["stream"]
-        limit = np.full(int(st.max()) + 1, np.iinfo(np.int64).max, np.int64)
+        no_limit = np.iinfo(np.int64).max
+        limit = np.full(int(st.max()) + 1, no_limit, np.int64)
         for conn, frame in cutoff.items():
             if conn < limit.shape[0]:
                 limit[conn] = frame
         rows = np.flatnonzero((c["dir"] == 0) & (c["payload_len"] > 0))
         rows = rows[c["frame"][rows] < limit[st[rows]]]
-        return _max_by_conn(st[rows], c["payload_len"][rows].astype(np.int64), limit.shape[0])
+        rows = rows[limit[st[rows]] != no_limit]
+        out.update(_max_by_conn(st[rows], c["payload_len"][rows].astype(np.int64), limit.shape[0]))
+        return out
 
-    def finish(self, frames: dict[str, np.ndarray]) -> None:
-        """Join the kept columns with the TCP stage's frame store (same rows, same order)."""
-        names = ("tcp_flags", "ttl", "ip_id", "payload_len", "seq", "ack")
-        dtypes = (np.int16, np.int16, np.int32, np.int32, np.uint32, np.uint32)
-        if self.parts:
-            # one column at a time, dropping the pieces as they are joined: peak = data + one column
-            c = {k: np.concatenate([p.pop(k) for p in self.parts]) for k in names}
-        else:
-            c = {k: np.zeros(0, dtype=dt) for k, dt in zip(names, dtypes, strict=True)}
-        self.parts = []
-        for name, dt in (("frame", np.int64), ("ts_ns", np.int64), ("stream", np.int32)):
-            c[name] = frames[name] if name in frames else np.zeros(0, dt)
+    def finish(self, frames: dict[str, np.ndarray], client_kdir: dict[int, int], revived: np.ndarray) -> None:
+        """Add the TCP stage's remaining rows (``revived``: connections whose earlier rows were
+        added already and are among them again) and settle the sums by direction (client or
+        server, from each connection's ``client_kdir``)."""
+        self.forget(revived)
+        names = ("frame", "ts_ns", "stream", "kdir", *RAW_COLUMNS)
+        c = {k: frames[k] for k in names if k in frames}
+        if "frame" in c and c["frame"].shape[0]:
+            self.reduce(c)
         d = frames["direction"] if "direction" in frames else np.zeros(0, np.int8)
+        if "frame" not in c:
+            empty = (("frame", np.int64), ("ts_ns", np.int64), ("stream", np.int32))
+            c = {k: np.zeros(0, dt) for k, dt in empty}
+            c.update({k: np.zeros(0, dt) for k, dt in RAW_COLUMNS.items()})
         keep = c["stream"] >= 0
         if not keep.all():
             c = {name: v[keep] for name, v in c.items()}
             d = d[keep]
+        c.pop("kdir", None)
         c["dir"] = d
         self.cols = c
-        if c["frame"].shape[0]:
-            key = c["stream"].astype(np.int64)
-            key *= 2
-            key += d
-            mx = np.zeros(int(key.max()) + 1, dtype=np.int64)
-            np.maximum.at(mx, key, c["payload_len"])
-            for k in np.nonzero(mx)[0].tolist():
-                self.max_seg[(k // 2, k % 2)] = int(mx[k])
-            # (key, ttl) pairs as one integer: a 1-D unique, far lighter than unique(axis=1)
-            pair = key
-            pair *= 512
-            pair += c["ttl"]
-            pair += 1
-            del key
-            pair.sort()
-            starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-            uniq = pair[starts]
-            counts = np.diff(np.r_[starts, pair.shape[0]])
-            del pair, starts
-            for p, n in zip(uniq.tolist(), counts.tolist(), strict=True):
-                k, t = p // 512, p % 512 - 1
-                kk = (k // 2, k % 2)
-                if kk not in self.ttl_mode or n > self.ttl_mode[kk][1]:
-                    self.ttl_mode[kk] = (t, n)
-        # client stream offset 0 in raw sequence numbers, from the first reassembled client chunk
-        for first, bases in ((self.first_c2s, self.c2s_base), (self.first_s2c, self.s2c_base)):
-            for conn, (frame, off) in first.items():
-                j = int(np.searchsorted(c["frame"], frame))
-                if j < c["frame"].shape[0] and c["frame"][j] == frame:
-                    bases[conn] = (int(c["seq"][j]) - off) % (1 << 32)
+
+        def dir_of(cid: int, kdir: int) -> int:
+            return int(kdir != client_kdir.get(cid, 0))
+
+        self.span = {cid: (sp[0], sp[1], sp[2]) for cid, sp in self._span.items()}
+        self.special = {
+            cid: [(fr, ts, fl, dir_of(cid, kd), ttl, ip_id) for fr, ts, fl, kd, ttl, ip_id in rows]
+            for cid, rows in self._special.items()
+        }
+        self._span, self._special = {}, {}
+        self.max_seg = {(cid, dir_of(cid, kd)): v for (cid, kd), v in self._max_seg.items()}
+        # the usual TTL: the most frequent, the lowest of equally frequent ones
+        by_dir = sorted(
+            ((p >> 10), dir_of(p >> 10, (p >> 9) & 1), p % 512 - 1, n) for p, n in self._ttl.items()
+        )
+        for cid, dd, ttl, n in by_dir:
+            kk = (cid, dd)
+            if kk not in self.ttl_mode or n > self.ttl_mode[kk][1]:
+                self.ttl_mode[kk] = (ttl, n)
+        # the server's ACKs of the client's stream and the client's of the server's
+        for (cid, kd), v in self._acked[0].items():
+            if dir_of(cid, kd) == 1:
+                self.c2s_acked[cid] = v
+        for (cid, kd), v in self._acked[1].items():
+            if dir_of(cid, kd) == 0:
+                self.s2c_acked[cid] = v
+        self._max_seg, self._ttl, self._acked = {}, {}, ({}, {})
 
 
 def _max_by_conn(conn: np.ndarray, values: np.ndarray, n_conn: int) -> dict[int, int]:
@@ -300,25 +403,13 @@ def _bare_session(j: Judged) -> dict[str, Any]:
 # --- TCP adapter --------------------------------------------------------------------------------
 
 
-def _collect_raw(table: PacketTable, rows: np.ndarray, raw: _Raw) -> None:
-    """Keep the few TCP columns the verdicts need and ICMP errors quoting TCP. ``rows`` are the
-    chunk's TCP rows, in the TCP stage's frame store order: frame numbers, times, connection and
-    direction are read from that store at the end rather than kept twice."""
+def _collect_raw(table: PacketTable, raw: _Raw) -> None:
+    """The capture's last time stamp and ICMP errors quoting TCP (the per-frame TCP columns
+    the verdicts read are kept in the TCP stage's frame store: ``RAW_COLUMNS``)."""
     cols = table.columns
     if len(table) == 0:
         return
     raw.last_ts_ns = max(raw.last_ts_ns, int(cols["ts_ns"][-1]))
-    if rows.shape[0]:
-        raw.parts.append(
-            {
-                "tcp_flags": cols["tcp_flags"][rows].astype(np.int16),
-                "ttl": cols["ttl"][rows].astype(np.int16),
-                "ip_id": cols["ip_id"][rows].astype(np.int32),
-                "payload_len": cols["payload_len"][rows].astype(np.int32),
-                "seq": cols["seq"][rows].astype(np.uint32),
-                "ack": cols["ack"][rows].astype(np.uint32),
-            }
-        )
     icmp = (cols["icmp_type"] >= 0) & (cols["inner_proto"] == 6)
     for i in np.nonzero(icmp)[0][:10000]:
         raw.icmp.append(
@@ -345,7 +436,7 @@ class _Bulk:
     # (first time, last time, last frame) per connection with frames
     span: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     # SYN, FIN and RST frames per connection, in frame order:
-    # (row, frame, ts_ns, tcp flags, direction, ttl, ip id)
+    # (frame, ts_ns, tcp flags, direction, ttl, ip id)
     special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
     orig_row: dict[int, int] = field(default_factory=dict)  # chain original frame -> row
     wire_len: dict[int, int] = field(default_factory=dict)  # resend frame -> payload length
@@ -370,29 +461,10 @@ def _bulk(raw: _Raw, chains_by_conn: dict[int, list[Any]]) -> _Bulk:
         for cid, chs in chains_by_conn.items()
         if any(ch.direction == "c2s" and ch.resends for ch in chs)
     }
-    out = _Bulk(raw.acked(0, raw.s2c_base), raw.acked(1, raw.c2s_base), raw.max_passed(lost))
+    out = _Bulk(raw.s2c_acked, raw.c2s_acked, raw.max_passed(lost), raw.span, raw.special)
     c = raw.cols
     if not c["frame"].shape[0]:
         return out
-    by, b = raw.grouping()
-    bounds = np.asarray(b, dtype=np.int64)
-    has = np.flatnonzero(bounds[1:] > bounds[:-1])
-    first, last = by[bounds[has]], by[bounds[has + 1] - 1]
-    out.span = dict(
-        zip(
-            has.tolist(),
-            zip(
-                c["ts_ns"][first].tolist(), c["ts_ns"][last].tolist(), c["frame"][last].tolist(), strict=True
-            ),
-            strict=True,
-        )
-    )
-    rows = np.flatnonzero((c["tcp_flags"] & (TH_SYN | TH_FIN | TH_RST)) != 0)
-    rows = rows[np.argsort(c["stream"][rows], kind="stable")]  # by connection, frame order kept
-    cols = [rows] + [c[k][rows] for k in ("frame", "ts_ns", "tcp_flags", "dir", "ttl", "ip_id")]
-    conn_of = c["stream"][rows].tolist()
-    for cid, row in zip(conn_of, zip(*(x.tolist() for x in cols), strict=True), strict=True):
-        out.special.setdefault(cid, []).append(row)
     origs = np.fromiter((ch.original_frame for chs in chains_by_conn.values() for ch in chs), np.int64)
     resends = np.fromiter(
         (r.frame for chs in chains_by_conn.values() for ch in chs for r in ch.resends), np.int64
@@ -427,7 +499,7 @@ def _facts(
     if conn_id in bulk.span:
         t.first_ts_ns, t.last_ts_ns, t.last_frame = bulk.span[conn_id]
     mine: np.ndarray | None = None  # this connection's rows, only where a fact needs to look back
-    for i, frame, ts, fl, d, ttl, ip_id in bulk.special.get(conn_id, ()):
+    for frame, ts, fl, d, ttl, ip_id in bulk.special.get(conn_id, ()):
         who = role[d]
         if fl & TH_SYN and not fl & TH_ACK:
             t.syn_frames.append(frame)
@@ -440,7 +512,7 @@ def _facts(
             mine = raw.rows_of(conn_id) if mine is None else mine
             usual_ttl, usual_n = raw.ttl_mode.get((conn_id, d), (-1, 0))
             # the sender's IP id just before the RST (ids of one host grow; a forged RST's rarely fit)
-            earlier = mine[: int(np.searchsorted(mine, i))]
+            earlier = mine[c["frame"][mine] < frame]  # a connection with a reset keeps its rows
             before = earlier[
                 (c["dir"][earlier] == d) & ((c["tcp_flags"][earlier].astype(np.int64) & TH_RST) == 0)
             ]
@@ -671,6 +743,14 @@ def analyze_capture(
             if c.smtp and c.builder is not None and not c.deferred:
                 c.session = c.builder.finish()
                 c.builder = None
+        if analyzer.compaction_due:
+            # rows of closed connections leave the TCP stage's store, summed up first; not those
+            # with server events still waiting (their first server bytes are not routed yet)
+            done = closed.copy()
+            for cid, c in conns.items():
+                if c.deferred and cid < done.shape[0]:
+                    done[cid] = False
+            analyzer.compact(done, raw.reduce)
 
     def flush_deferred() -> None:
         for c in conns.values():
@@ -682,7 +762,12 @@ def analyze_capture(
     # one event per segment (each names its frame) but for message content; long events are
     # read from the capture buffer only as far as the dissector needs them
     analyzer = TcpAnalyzer(
-        on_stream=on_event, segment_events=True, lazy_min=_LAZY_MIN, frame_fields="analysis", shard=shard
+        on_stream=on_event,
+        segment_events=True,
+        lazy_min=_LAZY_MIN,
+        frame_fields="analysis",
+        shard=shard,
+        keep_columns=RAW_COLUMNS,
     )
     raw = _Raw()
     issues: list[str] = []
@@ -691,11 +776,11 @@ def analyze_capture(
         table: PacketTable | None = None
         for table in iter_tables(path, info=info, chunk_bytes=_CHUNK_BYTES):
             cur[0] = table
-            ch = analyzer.feed(table)
+            analyzer.feed(table)
             process_batch(table)
             finish_closed(analyzer)
             n_frames += len(table)
-            _collect_raw(table, ch.rows, raw)
+            _collect_raw(table, raw)
             issues.extend(str(i) for i in table.issues[:100])
             if progress is not None:
                 progress(len(table))
@@ -710,7 +795,7 @@ def analyze_capture(
     cur[0] = None
     table = None
     release_free_memory()  # the pass's freed chunk buffers, before the end-of-capture steps
-    raw.finish(result.frames)
+    raw.finish(result.frames, {c.id: c.client_kdir for c in result.connections}, result.revived)
     probes = _probes(result.frames)
     # raw holds the frame number, time, connection and direction columns it needs; the other
     # per-frame fields are done with (17 bytes a frame)

@@ -15,6 +15,7 @@ frames that matter later (TCP frames), and reassembled bytes only within a per-d
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,7 +24,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mailwire.capture.table import PacketTable
-from mailwire.tcp.analysis import FLAG_NAMES, Flag, KernelState
+from mailwire.tcp.analysis import (
+    F_DUPLICATE_FRAME,
+    F_OUT_OF_ORDER,
+    F_RETRANSMISSION,
+    F_ZERO_WINDOW_PROBE,
+    FLAG_NAMES,
+    Flag,
+    KernelState,
+)
 from mailwire.tcp.chains import Chain, build_chains
 from mailwire.tcp.connections import KeyRegistry, TcpFrames, select_tcp
 from mailwire.tcp.quality import CaptureQuality, QualityCounter, capture_quality
@@ -77,6 +86,13 @@ FRAME_FIELDS: dict[str, npt.DTypeLike] = {
 # ``TcpAnalyzer(frame_fields="analysis")`` keeps only these (38 of the 120 bytes a frame)
 ANALYSIS_FIELDS = ("frame", "ts_ns", "stream", "kdir", "seglen", "wireshark", "mailwire", "orig_frame")
 
+# A connection with one of these (mailwire mask) is read row by row at the end (retransmission
+# chains, window probes); so is one with a reset (the IP id before it): its rows stay in the store
+_ROW_NEEDS = F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME | F_ZERO_WINDOW_PROBE
+_TH_RST = 0x04
+_COMPACT_MIN = 1 << 18  # rows in the store before a compaction is worth its pass
+_SPILL_BLOCK = 1 << 18  # rows read back from the spill file at a time
+
 _VALUES = ("ack_rtt_ns", "initial_rtt_ns", "bytes_in_flight", "rto_ns", "rto_frame",
            "dupack_num", "dupack_frame", "acks_frame")  # fmt: skip
 
@@ -117,7 +133,8 @@ class ChunkAnalysis:
 class TcpResult:
     """Everything the TCP stage learnt about one capture."""
 
-    frames: dict[str, np.ndarray]  # FRAME_FIELDS, one row per TCP frame, file order
+    # FRAME_FIELDS, one row per TCP frame kept (all, unless TcpAnalyzer.compact moved some out), file order
+    frames: dict[str, np.ndarray]
     connections: list[Connection]
     chains: list[Chain]
     quality: CaptureQuality
@@ -125,6 +142,9 @@ class TcpResult:
     n_frames: int = 0  # all frames of the capture, TCP or not
     # connection -> (payload bytes past a FIN, ignored as the receiver ignores them; first frame; direction)
     after_fin: dict[int, tuple[int, int, str]] = field(default_factory=dict)
+    # connections whose rows had left the store (TcpAnalyzer.compact) and were read back for the
+    # end: the caller's per-connection sums of those rows count them twice unless it drops them
+    revived: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def flags_of(self, frame: int, *, mode: str = "mailwire") -> list[str]:
         """Flag names of one frame (Wireshark frame number)."""
@@ -161,6 +181,7 @@ class TcpAnalyzer:
         lazy_min: int | None = None,
         frame_fields: Literal["all", "analysis", "none"] = "all",
         shard: tuple[int, int] | None = None,
+        keep_columns: dict[str, npt.DTypeLike] | None = None,
     ) -> None:
         """``frame_fields`` says what is kept per TCP frame for the result's ``frames``: every
         field of :data:`FRAME_FIELDS` (``"all"``, the library default), only what the analysis
@@ -171,7 +192,12 @@ class TcpAnalyzer:
         the numbering (one of ``w`` processes each reading the whole capture). Connection numbers
         stay those of the whole capture, so the ``w`` results are disjoint parts of one result:
         frames, connections and chains of their connections, capture quality counted over them
-        (:func:`mailwire.tcp.quality.merged` joins the parts)."""
+        (:func:`mailwire.tcp.quality.merged` joins the parts).
+
+        ``keep_columns``: packet-table columns kept in the frame store beside ``frame_fields``
+        (name -> dtype), for callers that read more of each TCP frame at the end.
+
+        :meth:`compact` moves the rows of finished connections out of the store (see there)."""
         if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
             raise ValueError(f"shard {shard!r}: want (k, w) with 0 <= k < w")
         self.keys = KeyRegistry()
@@ -209,6 +235,18 @@ class TcpAnalyzer:
         )
         self._path = ""
         self._shard = shard
+        self._extra = dict(keep_columns or {})
+        if self._fields:
+            self._fields = (*self._fields, *(k for k in self._extra if k not in self._fields))
+        # mailwire flag counts per connection (the connection records), counted as frames pass
+        self._flag_counts: dict[str, np.ndarray] = {}
+        # per connection: read row by row at the end (_ROW_NEEDS or a reset); rows left the store
+        self._needs = np.zeros(0, dtype=np.bool_)
+        self._left = np.zeros(0, dtype=np.bool_)
+        self._kept_after = 0  # rows in the store after the last compaction
+        self._spill: Any = None  # temporary file of the rows that left, in file order
+        self._spill_dtype: np.dtype[Any] | None = None
+        self._spill_ok = True
 
     def feed(self, table: PacketTable) -> ChunkAnalysis:
         n = len(table)
@@ -251,13 +289,118 @@ class TcpAnalyzer:
             "mw_rto_frame": mw_out["rto_frame"].astype(np.int32),
             "orig_frame": mw_out["orig_frame"].astype(np.int32),
         }
+        for name, dt in self._extra.items():
+            part[name] = table.columns[name][sel.rows].astype(dt)
+        self._mark(part, sel.cols["tflags"])
         self._keep(part)
         self.summary.feed(table, sel, part)
-        self.quality.feed(table, sel, part["stream"])
+        self.quality.feed(table, sel, part)
         if self._reasm is not None:
             self._reasm.feed(table, sel, part, self.ws)
 
         return ChunkAnalysis(n, sel.rows, part)
+
+    def _mark(self, part: dict[str, np.ndarray], tflags: np.ndarray) -> None:
+        """Per-connection bookkeeping of one chunk: flag counts, and which connections the end
+        of the capture reads row by row."""
+        n = self.ws.n_conv
+        if self._needs.shape[0] < n:
+            cap = max(2 * self._needs.shape[0], n, 1024)
+            self._needs = np.concatenate([self._needs, np.zeros(cap - self._needs.shape[0], np.bool_)])
+            self._left = np.concatenate([self._left, np.zeros(cap - self._left.shape[0], np.bool_)])
+        stream, mw = part["stream"], part["mailwire"]
+        need = ((mw & np.uint32(_ROW_NEEDS)) != 0) | ((tflags & _TH_RST) != 0)
+        if need.any():
+            self._needs[stream[need]] = True
+        nz = np.flatnonzero(mw)
+        if not nz.size:
+            return
+        s, m = stream[nz], mw[nz]
+        for bit, name in FLAG_NAMES.items():
+            hit = (m & np.uint32(bit)) != 0
+            if not hit.any():
+                continue
+            arr = self._flag_counts.get(name)
+            if arr is None or arr.shape[0] < n:
+                grown = np.zeros(max(n, 2 * (0 if arr is None else arr.shape[0]), 1024), np.int64)
+                if arr is not None:
+                    grown[: arr.shape[0]] = arr
+                self._flag_counts[name] = arr = grown
+            u, c = np.unique(s[hit], return_counts=True)
+            arr[u] += c
+
+    @property
+    def compaction_due(self) -> bool:
+        """Whether :meth:`compact` would look at the store now."""
+        return bool(self._store) and self._spill_ok and self._rows >= max(_COMPACT_MIN, 2 * self._kept_after)
+
+    def compact(self, done: np.ndarray, reduce: Callable[[dict[str, np.ndarray]], None] | None = None) -> int:
+        """Move the rows of connections marked in ``done`` (per connection number: finished, no
+        frame can change what was found for them) out of the frame store, so that the store holds
+        the open connections and those read row by row at the end (resent bytes, window probes,
+        resets), not the whole capture. ``reduce`` is given the leaving rows' columns first (for
+        per-connection sums the caller keeps); the rows go to a temporary file, read back in
+        :meth:`finish` for a connection that gains such a frame later. Runs only once the store
+        has doubled since the last compaction (amortised: each row is moved a bounded number of
+        times). Returns the number of rows moved."""
+        if not self.compaction_due:
+            return 0
+        n = self._rows
+        go = np.zeros(self._needs.shape[0], dtype=np.bool_)
+        m = min(done.shape[0], go.shape[0])
+        go[:m] = done[:m]
+        go &= ~self._needs
+        leave = go[self._store["stream"][:n]]
+        k = int(np.count_nonzero(leave))
+        if k == 0:
+            self._kept_after = n
+            return 0
+        cols = {f: a[:n][leave] for f, a in self._store.items()}
+        try:
+            if self._spill is None:
+                # closed in finish() (or with the analyzer): it outlives this call
+                self._spill = tempfile.TemporaryFile(prefix="mailwire-rows-")  # noqa: SIM115
+                self._spill_dtype = np.dtype([(f, a.dtype) for f, a in self._store.items()])
+            rec = np.empty(k, dtype=self._spill_dtype)
+            for f, v in cols.items():
+                rec[f] = v
+            rec.tofile(self._spill)
+            del rec
+        except OSError:
+            # no room for the file: keep every row in memory from here on (the result is the same)
+            self._spill_ok = False
+            return 0
+        if reduce is not None:
+            reduce(cols)
+        self._left[np.unique(cols["stream"])] = True
+        del cols
+        stay = ~leave
+        kept = n - k
+        for a in self._store.values():
+            a[:kept] = a[:n][stay]
+        self._rows = self._kept_after = kept
+        return k
+
+    def _read_back(self, frames: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The store's rows joined with the spilled rows of connections that need them after all
+        (file order kept), and those connections' numbers."""
+        revived = np.flatnonzero(self._needs & self._left)
+        if self._spill is None or revived.size == 0 or self._spill_dtype is None:
+            return frames, revived[:0]
+        want = np.zeros(self._needs.shape[0], dtype=np.bool_)
+        want[revived] = True
+        got: list[np.ndarray] = []
+        self._spill.flush()
+        self._spill.seek(0)
+        while True:
+            block = np.fromfile(self._spill, dtype=self._spill_dtype, count=_SPILL_BLOCK)
+            if block.shape[0] == 0:
+                break
+            got.append(block[want[block["stream"]]])
+        back = np.concatenate(got) if got else np.zeros(0, self._spill_dtype)
+        order = np.argsort(np.concatenate([frames["frame"], back["frame"]]), kind="stable")
+        joined = {f: np.concatenate([frames[f], back[f]])[order] for f in frames}
+        return joined, revived
 
     def _keep(self, part: dict[str, np.ndarray]) -> None:
         has = part["ack_rtt_ns"] > 0
@@ -296,24 +439,39 @@ class TcpAnalyzer:
             raise RuntimeError("TcpAnalyzer(frame_fields='none') keeps no frames to finish with")
         frames: dict[str, np.ndarray] = {}
         for k in self._fields:
-            frames[k] = self._store[k][: self._rows] if self._store else np.zeros(0, FRAME_FIELDS[k])
+            dt = FRAME_FIELDS[k] if k in FRAME_FIELDS else self._extra[k]
+            frames[k] = self._store[k][: self._rows] if self._store else np.zeros(0, dt)
+        frames, revived = self._read_back(frames)
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+        nrows = frames["frame"].shape[0]
         if self._rtt:
             rtt = (np.concatenate([c for c, _ in self._rtt]), np.concatenate([v for _, v in self._rtt]))
         else:
             rtt = (np.zeros(0, np.int32), np.zeros(0, np.int64))
         self._rtt = []
-        connections = self.summary.finish(self.keys, self.ws, frames, rtt, shard=self._shard)
+        nconv = self.ws.n_conv
+        counts = {}
+        for name in FLAG_NAMES.values():  # in flag order, as the records list them
+            if name not in self._flag_counts:
+                continue
+            arr = self._flag_counts[name]
+            full = np.zeros(nconv, np.int64)
+            full[: min(nconv, arr.shape[0])] = arr[:nconv]
+            counts[name] = full
+        connections = self.summary.finish(self.keys, self.ws, counts, rtt, shard=self._shard)
         # client -> server direction per frame, from each connection's roles
         client_kdir = np.zeros(self.ws.n_conv, dtype=np.int8)
         for c in connections:
             client_kdir[c.id] = c.client_kdir
-        frames["direction"] = np.zeros(self._rows, dtype=np.int8)
+        frames["direction"] = np.zeros(nrows, dtype=np.int8)
         if frames["stream"].shape[0]:
             np.not_equal(
                 frames["kdir"], client_kdir[frames["stream"]], out=frames["direction"], casting="unsafe"
             )
         chains = build_chains(frames, connections)
-        quality = capture_quality(self._path, self._n_frames, frames, connections, self.quality)
+        quality = capture_quality(self._path, self._n_frames, connections, self.quality)
         streams = self._reasm.finish(connections) if self._reasm is not None else {}
         return TcpResult(
             frames=frames,
@@ -323,6 +481,7 @@ class TcpAnalyzer:
             streams=streams,
             n_frames=self._n_frames,
             after_fin=dict(self._reasm.after_fin) if self._reasm is not None else {},
+            revived=revived,
         )
 
 

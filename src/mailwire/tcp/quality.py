@@ -60,36 +60,44 @@ class CaptureQuality:
 
 
 class QualityCounter:
-    """Per-connection counts of capture warnings, carried across chunks."""
+    """Per-connection counts of capture warnings and capture-loss flags, carried across chunks
+    (the connections of the frames flagged, one array a chunk: such frames are few)."""
 
     def __init__(self) -> None:
         self.trunc: list[np.ndarray] = []
         self.tso: list[np.ndarray] = []
+        self.ack_lost: list[np.ndarray] = []
+        self.lost: list[np.ndarray] = []
+        self.dups: list[np.ndarray] = []
         self.acks = 0
+        self.tcp_frames = 0
 
-    def feed(self, table: PacketTable, sel: TcpFrames, stream: np.ndarray) -> None:
+    def feed(self, table: PacketTable, sel: TcpFrames, part: dict[str, np.ndarray]) -> None:
         if sel.rows.shape[0] == 0:
             return
+        stream, ws, mw = part["stream"], part["wireshark"], part["mailwire"]
         w = table.columns["warnings"][sel.rows]
         self.trunc.append(stream[(w & _TRUNC) != 0].astype(np.int64))
         self.tso.append(stream[(w & int(Warn.SUPER_SEGMENT)) != 0].astype(np.int64))
+        self.ack_lost.append(stream[(ws & np.uint32(F_ACK_LOST_SEGMENT)) != 0].astype(np.int64))
+        self.lost.append(stream[(ws & np.uint32(F_LOST_SEGMENT)) != 0].astype(np.int64))
+        self.dups.append(stream[(mw & np.uint32(F_DUPLICATE_FRAME)) != 0].astype(np.int64))
         self.acks += int(np.count_nonzero((sel.cols["tflags"] & 0x10) != 0))
+        self.tcp_frames += int(stream.shape[0])
 
 
 def capture_quality(
-    path: str, n_frames: int, frames: dict[str, np.ndarray], connections: list[Connection], qc: QualityCounter
+    path: str, n_frames: int, connections: list[Connection], qc: QualityCounter
 ) -> CaptureQuality:
     nconv = connections[-1].id + 1 if connections else 0  # numbers of a shard's: k, k + w, …
-    stream, ws, mw = frames["stream"], frames["wireshark"], frames["mailwire"]  # no copies: at peak
 
-    def per_conn(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(stream[mask], minlength=nconv)
+    def per_conn(parts: list[np.ndarray]) -> np.ndarray:
+        if not parts:
+            return np.zeros(nconv, np.int64)
+        return np.bincount(np.concatenate(parts), minlength=nconv)
 
-    ack_lost = per_conn((ws & F_ACK_LOST_SEGMENT) != 0)
-    lost = per_conn((ws & F_LOST_SEGMENT) != 0)
-    dups = per_conn((mw & F_DUPLICATE_FRAME) != 0)
-    trunc = np.bincount(np.concatenate(qc.trunc), minlength=nconv) if qc.trunc else np.zeros(nconv, np.int64)
-    tso = np.bincount(np.concatenate(qc.tso), minlength=nconv) if qc.tso else np.zeros(nconv, np.int64)
+    ack_lost, lost, dups = per_conn(qc.ack_lost), per_conn(qc.lost), per_conn(qc.dups)
+    trunc, tso = per_conn(qc.trunc), per_conn(qc.tso)
     conns: list[ConnQuality] = []
     one_dir = 0
     for c in connections:
@@ -104,7 +112,7 @@ def capture_quality(
     q = CaptureQuality(
         path=path,
         frames=n_frames,
-        tcp_frames=int(stream.shape[0]),
+        tcp_frames=qc.tcp_frames,
         acks=qc.acks,
         acked_unseen=acked_unseen,
         capture_loss_pct=100.0 * acked_unseen / qc.acks if qc.acks else 0.0,

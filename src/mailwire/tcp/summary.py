@@ -453,12 +453,14 @@ class SummaryState:
         self,
         keys: KeyRegistry,
         ws: KernelState,
-        frames: dict[str, np.ndarray],
+        flag_counts: dict[str, npt.NDArray[np.int64]],
         rtt: tuple[np.ndarray, np.ndarray],
         shard: tuple[int, int] | None = None,
     ) -> list[Connection]:
-        """Connection records in number order; ``rtt`` is every RTT sample as (stream, ns)
-        arrays. ``shard=(k, w)``: only the connections numbered ``k`` modulo ``w``."""
+        """Connection records in number order; ``flag_counts`` is, per mailwire flag name, the
+        frames flagged per connection number (at least ``ws.n_conv`` long); ``rtt`` is every RTT
+        sample as (stream, ns) arrays. ``shard=(k, w)``: only the connections numbered ``k``
+        modulo ``w``."""
         words = keys.words()
         nconv = ws.n_conv
         self._ensure(max(nconv, 1))
@@ -471,15 +473,6 @@ class SummaryState:
         order = np.lexsort((rtt_val, rtt_conv))
         rtt_conv, rtt_val = rtt_conv[order], rtt_val[order]
         bounds = np.searchsorted(rtt_conv, np.arange(nconv + 1))
-        # mailwire flag counts per connection
-        mw = frames["mailwire"]
-        flag_counts: dict[str, npt.NDArray[np.int64]] = {}
-        from mailwire.tcp.analysis import FLAG_NAMES
-
-        for bit, name in FLAG_NAMES.items():
-            sel = (mw & bit) != 0
-            if sel.any():
-                flag_counts[name] = np.bincount(frames["stream"][sel], minlength=nconv)
         # per-connection assembly in plain Python ints (one step per connection, not per packet);
         # rows are converted one connection at a time: whole-array lists of Python ints cost
         # ~100 MB of peak at 13 k connections

@@ -1,0 +1,193 @@
+"""Rows of finished connections leave the TCP stage's frame store during the pass
+(``TcpAnalyzer.compact``) and the analysis stays the same: connections summed up early, rows
+spilled to a temporary file and read back when a late frame (a resent FIN, a reset) makes a
+closed connection one that is read row by row after all.
+
+The expectation is the same analysis with every row kept (the path the tshark and Zeek agreement
+tests check), plus what the crafted capture was made to show."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mailwire.smtp.pipeline as pipeline
+import mailwire.tcp.engine as engine
+from mailwire.capture.read import iter_tables
+from mailwire.smtp.pipeline import analyze_captures
+from mailwire.tcp.analysis import flag_names
+from mailwire.tcp.engine import TcpAnalyzer
+from tests.conftest import corpus_captures, corpus_params, generated_capture
+from tests.craft import Flow, ms, write
+
+GREETING = b"220 mx.example.net ESMTP\r\n"
+SERVER = "198.51.100.25"
+
+
+def _dialogue(f: Flow, t: int) -> tuple[list[tuple[int, bytes]], int]:
+    out = [*f.handshake(t)]
+    t += ms(30)
+    lines = [("s2c", GREETING), ("c2s", b"EHLO client.example.org\r\n"), ("s2c", b"250 mx.example.net\r\n"),
+             ("c2s", b"QUIT\r\n"), ("s2c", b"221 bye\r\n")]  # fmt: skip
+    for d, data in lines:
+        out.append(f.send(t, d, data))
+        t += ms(10)
+    out.append(f.fin(t, "s2c"))
+    out.append(f.fin(t + ms(5), "c2s"))
+    out.append(f.ack(t + ms(10), "s2c"))
+    return out, t + ms(40)
+
+
+def _capture(path: Path) -> tuple[Path, dict[str, Any]]:
+    """Connection 0 closes, then resends its FIN long after; connection 1 closes, then the server
+    resets it; connection 2 has a data segment resent mid-dialogue; twelve more close cleanly."""
+    a, b, c = (Flow(f"192.0.2.{10 + i}", 41001 + i, SERVER, 25) for i in range(3))
+    frames, t = _dialogue(a, 0)
+    a_fin = len(frames) - 2  # index of the client's FIN (before the server's ACK of it)
+    more, t = _dialogue(b, t)
+    frames += more
+    # connection 2: its EHLO is sent, lost, and sent again
+    frames += c.handshake(t)
+    t += ms(30)
+    frames.append(c.send(t, "s2c", GREETING))
+    seq = c.nxt["c2s"]
+    frames.append(c.send(t + ms(10), "c2s", b"EHLO client.example.org\r\n"))
+    ehlo = len(frames)
+    frames.append(c.resend(t + ms(310), "c2s", seq, b"EHLO client.example.org\r\n"))
+    frames.append(c.send(t + ms(320), "s2c", b"250 mx.example.net\r\n"))
+    t += ms(400)
+    for i in range(12):
+        filler, t = _dialogue(Flow(f"203.0.113.{10 + i}", 42001 + i, SERVER, 25), t)
+        frames += filler
+    # the late frames: connection 0's client FIN again (its final ACK was lost), the server's ACK,
+    # and a reset of connection 1 from the server
+    fin_frame = frames[a_fin][1]
+    frames.append((t, fin_frame))
+    late_fin = len(frames)  # 1-based frame number of the resent FIN
+    frames.append(a.ack(t + ms(1), "s2c"))
+    frames.append(b.rst(t + ms(50), "s2c", ip_id=4242))
+    late_rst = len(frames)
+    path = write(path, sorted(frames, key=lambda x: x[0]))
+    return path, {"a_fin": a_fin + 1, "late_fin": late_fin, "late_rst": late_rst, "n_a": 13, "ehlo": ehlo}
+
+
+def _everything(path: Path) -> dict[str, Any]:
+    """The analyze document and the TCP facts of every session (what the verdicts read)."""
+    facts = {k: asdict(v) for k, v in pipeline.analyze_capture(path).facts.items()}
+    return {"doc": analyze_captures([path], jobs=1).to_json(), "facts": facts}
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows moved by each compaction from here on (the real method, counted)."""
+    moved: list[int] = []
+    real = TcpAnalyzer.compact
+
+    def counted(self: TcpAnalyzer, *args: Any, **kw: Any) -> int:
+        moved.append(real(self, *args, **kw))
+        return moved[-1]
+
+    monkeypatch.setattr(TcpAnalyzer, "compact", counted)
+    return moved
+
+
+def _analyze(path: Path, *, chunk: int, compact: bool) -> tuple[engine.TcpResult, int]:
+    a = TcpAnalyzer(frame_fields="analysis", on_stream=lambda ev: None, segment_events=True)
+    moved = 0
+    for table in iter_tables(path, chunk_bytes=chunk):
+        a.feed(table)
+        if compact:
+            moved += a.compact(a.closed())
+    return a.finish(), moved
+
+
+def test_late_frames_bring_a_closed_connections_rows_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, known = _capture(tmp_path / "late.pcap")
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)  # compact at every doubling, from the first rows
+    kept, _ = _analyze(path, chunk=1 << 20, compact=False)
+    res, moved = _analyze(path, chunk=1 << 9, compact=True)
+    assert moved > 0
+    # the resent FIN and the reset came after connections 0 and 1 had left the store
+    assert sorted(res.revived.tolist()) == [0, 1]
+    # connection 0 has every one of its frames again, in frame order
+    conn0 = res.frames["frame"][res.frames["stream"] == 0]
+    assert conn0.shape[0] == known["n_a"]
+    assert (np.diff(conn0) > 0).all()
+    # the resent FIN is a retransmission (tshark 4.0 says so too), the server's ACK a duplicate
+    fin = int(np.searchsorted(res.frames["frame"], known["late_fin"]))
+    names = [flag_names(int(res.frames[m][fin])) for m in ("wireshark", "mailwire")]
+    assert names == [["retransmission"], ["retransmission"]]
+    assert flag_names(int(res.frames["wireshark"][fin + 1])) == ["duplicate_ack"]
+    # connection 2's resent EHLO: a chain from the frame first carrying it
+    assert [(ch.conn_id, ch.original_frame, [r.frame for r in ch.resends]) for ch in res.chains] == [
+        (2, known["ehlo"], [known["ehlo"] + 1])
+    ]
+    # the clean connections are gone from the store; the one with a resent segment stayed
+    left = set(np.unique(res.frames["stream"]).tolist())
+    assert {0, 1, 2} <= left and len(left) < len(res.connections)
+    # what is computed from the rows is what it is with every row kept
+    assert [c.to_json() for c in res.connections] == [c.to_json() for c in kept.connections]
+    assert [ch.to_json() for ch in res.chains] == [ch.to_json() for ch in kept.chains]
+    assert res.quality.to_json() == kept.quality.to_json()
+
+
+@pytest.mark.parametrize("chunk", [1 << 9, 1 << 12])
+def test_the_analysis_is_the_same_with_rows_moved_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    path, known = _capture(tmp_path / "late.pcap")
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", chunk)
+    every_row = analyze_captures([path], jobs=1).to_json()
+    every_fact = {k: asdict(v) for k, v in pipeline.analyze_capture(path).facts.items()}
+    moved = _counting(monkeypatch)
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    compacted = analyze_captures([path], jobs=1).to_json()
+    assert sum(moved) > 0
+    assert compacted == every_row
+    sessions = {s["client_port"]: s for s in compacted["smtp_sessions"]}
+    assert len(sessions) == 15
+    # the late reset of connection 1, though its other rows had left: from the server, its IP id
+    # far from the server's earlier ones (9001-9005), so a middlebox is suspected
+    all_facts = pipeline.analyze_capture(path).facts
+    # every fact the verdicts read (SYN, FIN and RST frames, ACK maxima, spans, chains) is the same
+    assert {k: asdict(v) for k, v in all_facts.items()} == every_fact
+    facts = all_facts[1]
+    assert [(r.frame, r.sender, r.ip_id, r.sender_ip_id_near, r.middlebox_suspected) for r in facts.rsts] == [
+        (known["late_rst"], "server", 4242, False, True)
+    ]
+
+
+def test_no_room_for_the_spill_file_keeps_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = _capture(tmp_path / "late.pcap")
+    kept, _ = _analyze(path, chunk=1 << 9, compact=False)
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
+    res, moved = _analyze(path, chunk=1 << 9, compact=True)
+    assert moved == 0 and res.revived.size == 0
+    assert res.frames["frame"].tolist() == kept.frames["frame"].tolist()
+    assert [ch.to_json() for ch in res.chains] == [ch.to_json() for ch in kept.chains]
+
+
+def test_generated_capture_same_with_rows_moved_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = generated_capture(tmp_path / "gen.pcap")
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", 1 << 16)
+    every_row = _everything(out)
+    moved = _counting(monkeypatch)
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    assert _everything(out) == every_row
+    assert len(every_row["doc"]["smtp_sessions"]) > 100
+    assert sum(moved) > 1000  # most of the capture's rows left the store on the way
+
+
+@pytest.mark.parametrize("path", corpus_params(corpus_captures()), ids=lambda p: p.name if p else "none")
+def test_corpus_same_with_rows_moved_out(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", 1 << 15)
+    every_row = _everything(path)
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    assert _everything(path) == every_row
