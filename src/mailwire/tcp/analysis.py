@@ -708,8 +708,11 @@ class KernelState:
         self.key_conv = np.full(1024, -1, dtype=np.int64)
         self.cs = np.zeros((1024, C_NFIELDS), dtype=np.int64)
         self.ds = np.zeros((2048, D_NFIELDS), dtype=np.int64)
-        self.holes = np.zeros((2048, N_HOLES, 2), dtype=np.int64)
-        self.dupring = np.zeros((2048, N_DUPRING, 3), dtype=np.int64)
+        # holes and the duplicate ring are mailwire mode's alone (every use is under `if mw`):
+        # one row for the Wireshark mode, 640 bytes a connection less
+        side = 2048 if mw else 1
+        self.holes = np.zeros((side, N_HOLES, 2), dtype=np.int64)
+        self.dupring = np.zeros((side, N_DUPRING, 3), dtype=np.int64)
         self.pool = np.zeros((0, P_NFIELDS), dtype=np.int64)
         self.g = np.zeros(G_NFIELDS, dtype=np.int64)
         self.g[G_FREE] = -1
@@ -739,8 +742,9 @@ class KernelState:
         cap = 2 * self.cs.shape[0]
         self.cs = _grown(self.cs, cap)
         self.ds = _grown(self.ds, 2 * cap)
-        self.holes = _grown(self.holes, 2 * cap)
-        self.dupring = _grown(self.dupring, 2 * cap)
+        if self.mw:
+            self.holes = _grown(self.holes, 2 * cap)
+            self.dupring = _grown(self.dupring, 2 * cap)
 
     def run(self, cols: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
         """Run the kernel over one chunk's TCP frames (``cols``), writing ``out``."""
@@ -764,6 +768,17 @@ class KernelState:
                 top = max(top, int(out["conv"][i]) + 1)
             while top + 1 >= self.cs.shape[0]:
                 self._grow_convs()
+
+    def release(self, *, keep_summary: bool = False) -> None:
+        """Free the per-connection state once the last chunk is done (the end-of-capture records
+        are built after this). ``keep_summary``: keep what :meth:`first_rtt`, :meth:`win_scale`
+        and :meth:`base_seq` read. No chunk may be run after this."""
+        self.pool = np.zeros((0, P_NFIELDS), dtype=np.int64)
+        self.holes = np.zeros((0, N_HOLES, 2), dtype=np.int64)
+        self.dupring = np.zeros((0, N_DUPRING, 3), dtype=np.int64)
+        self.key_conv = np.zeros(0, dtype=np.int64)
+        if not keep_summary:
+            self.cs, self.ds = np.zeros((0, C_NFIELDS), np.int64), np.zeros((0, D_NFIELDS), np.int64)
 
     def first_rtt(self) -> npt.NDArray[np.int64]:
         """Initial RTT per connection in ns, -1 when unknown."""

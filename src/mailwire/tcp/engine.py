@@ -90,7 +90,7 @@ ANALYSIS_FIELDS = ("frame", "ts_ns", "stream", "kdir", "seglen", "wireshark", "m
 # chains, window probes); so is one with a reset (the IP id before it): its rows stay in the store
 _ROW_NEEDS = F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME | F_ZERO_WINDOW_PROBE
 _TH_RST = 0x04
-_COMPACT_MIN = 1 << 18  # rows in the store before a compaction is worth its pass
+_COMPACT_MIN = 1 << 16  # rows in the store before a compaction is worth its pass
 _SPILL_BLOCK = 1 << 18  # rows read back from the spill file at a time
 
 _VALUES = ("ack_rtt_ns", "initial_rtt_ns", "bytes_in_flight", "rto_ns", "rto_frame",
@@ -355,25 +355,33 @@ class TcpAnalyzer:
         if k == 0:
             self._kept_after = n
             return 0
-        cols = {f: a[:n][leave] for f, a in self._store.items()}
+        pos = -1
         try:
             if self._spill is None:
                 # closed in finish() (or with the analyzer): it outlives this call
                 self._spill = tempfile.TemporaryFile(prefix="mailwire-rows-")  # noqa: SIM115
                 self._spill_dtype = np.dtype([(f, a.dtype) for f, a in self._store.items()])
+            # the leaving rows once, as the file's records (the reducer reads the same memory)
             rec = np.empty(k, dtype=self._spill_dtype)
-            for f, v in cols.items():
-                rec[f] = v
+            for f, a in self._store.items():
+                rec[f] = a[:n][leave]
+            pos = self._spill.tell()
             rec.tofile(self._spill)
-            del rec
         except OSError:
-            # no room for the file: keep every row in memory from here on (the result is the same)
+            # no room for the file: keep every row in memory from here on (the result is the
+            # same); a part written is cut off, so that no row is read back twice
             self._spill_ok = False
+            if pos >= 0:
+                try:
+                    self._spill.truncate(pos)
+                except OSError:
+                    self._spill.close()
+                    self._spill = None
             return 0
         if reduce is not None:
-            reduce(cols)
-        self._left[np.unique(cols["stream"])] = True
-        del cols
+            reduce({f: rec[f] for f in self._store})
+        self._left[np.unique(rec["stream"])] = True
+        del rec
         stay = ~leave
         kept = n - k
         for a in self._store.values():
@@ -451,6 +459,10 @@ class TcpAnalyzer:
         else:
             rtt = (np.zeros(0, np.int32), np.zeros(0, np.int64))
         self._rtt = []
+        # the kernels' per-connection state is done with (the records read a few columns of
+        # the Wireshark mode's): freed before the records are built, the end's memory peak
+        self.mw.release()
+        self.ws.release(keep_summary=True)
         nconv = self.ws.n_conv
         counts = {}
         for name in FLAG_NAMES.values():  # in flag order, as the records list them
