@@ -115,7 +115,8 @@ class _Raw:
     )  # (conn, dir) -> (ttl, count)
     max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
     c2s_base: dict[int, int] = field(default_factory=dict)  # conn -> raw seq of client stream offset 0
-    first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)  # conn -> (frame, seq_offset)
+    # conn -> (frame, seq_offset) of its first data event, until its base is found
+    first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)
     s2c_base: dict[int, int] = field(default_factory=dict)
     first_s2c: dict[int, tuple[int, int]] = field(default_factory=dict)
     # per connection, once finished: (first ts, last ts, last frame); SYN/FIN/RST frames as
@@ -170,13 +171,19 @@ class _Raw:
         if not st.shape[0]:
             return
         # client and server stream offset 0 in raw sequence numbers, from the first data event
+        frames = np.ascontiguousarray(c["frame"])  # the rows may be a record's strided fields
         for first, bases in ((self.first_c2s, self.c2s_base), (self.first_s2c, self.s2c_base)):
-            for conn, (frame, off) in first.items():
-                if conn in bases:
-                    continue
-                j = int(np.searchsorted(c["frame"], frame))
-                if j < c["frame"].shape[0] and c["frame"][j] == frame:
-                    bases[conn] = (int(c["seq"][j]) - off) % (1 << 32)
+            todo = [(conn, fo[0], fo[1]) for conn, fo in first.items()]
+            if not todo:
+                continue
+            want = np.fromiter((t[1] for t in todo), np.int64, len(todo))
+            j = np.minimum(np.searchsorted(frames, want), frames.shape[0] - 1)
+            hit = np.flatnonzero(frames[j] == want)
+            seqs = c["seq"][j[hit]].tolist()
+            for h, sq in zip(hit.tolist(), seqs, strict=True):
+                conn, _, off = todo[h]
+                bases[conn] = (int(sq) - off) % (1 << 32)
+                del first[conn]  # pending no more: each reduce looks only at the unresolved
         ncon = int(st.max()) + 1
         key = st.astype(np.int64)
         key *= 2
@@ -648,8 +655,10 @@ def analyze_capture(
             c.builder.gap(d, ev.length, ev.frame, ev.ts_ns)
 
     def route(ev: Any) -> None:
-        first = raw.first_c2s if ev.direction == "c2s" else raw.first_s2c
-        if ev.conn_id not in first and hasattr(ev, "data"):
+        first, known = (
+            (raw.first_c2s, raw.c2s_base) if ev.direction == "c2s" else (raw.first_s2c, raw.s2c_base)
+        )
+        if ev.conn_id not in first and ev.conn_id not in known and hasattr(ev, "data"):
             first[ev.conn_id] = (ev.frame, ev.seq_offset)
         c = conns[ev.conn_id]
         if c.decided:
