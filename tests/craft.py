@@ -238,3 +238,25 @@ __all__ = [
     "tcp_options",
     "write",
 ]
+
+
+SMTP_GREETING = b"220 mx.example.net ESMTP\r\n"
+
+
+def smtp_dialogue(f: Flow, t: int, after_fin: bytes = b"") -> tuple[list[Frame], int]:
+    """A short SMTP session on ``f`` from ``t``: handshake, greeting, EHLO, QUIT, the server's FIN
+    then the client's, the last ACK; ``after_fin`` is text the client writes after its FIN (RFC
+    9293: the server ignores it). Returns the frames and a time after them."""
+    out = [*f.handshake(t)]
+    t += ms(30)
+    lines = [("s2c", SMTP_GREETING), ("c2s", b"EHLO client.example.org\r\n"),
+             ("s2c", b"250 mx.example.net\r\n"), ("c2s", b"QUIT\r\n"), ("s2c", b"221 bye\r\n")]  # fmt: skip
+    for d, data in lines:
+        out.append(f.send(t, d, data))
+        t += ms(10)
+    out.append(f.fin(t, "s2c"))
+    out.append(f.fin(t + ms(5), "c2s"))
+    out.append(f.ack(t + ms(10), "s2c"))
+    if after_fin:
+        out.append(f.send(t + ms(20), "c2s", after_fin))
+    return out, t + ms(40)

@@ -12,36 +12,18 @@ from mailwire.capture.read import iter_tables
 from mailwire.smtp.pipeline import analyze_captures
 from mailwire.tcp.engine import TcpAnalyzer
 from tests.conftest import generated_capture
-from tests.craft import Flow, ms, write
-
-GREETING = b"220 mx.example.net ESMTP\r\n"
-
-
-def _dialogue(f: Flow, t: int, after_fin: bytes = b"") -> tuple[list[tuple[int, bytes]], int]:
-    out = [*f.handshake(t)]
-    t += ms(30)
-    lines = [("s2c", GREETING), ("c2s", b"EHLO client.example.org\r\n"), ("s2c", b"250 mx.example.net\r\n"),
-             ("c2s", b"QUIT\r\n"), ("s2c", b"221 bye\r\n")]  # fmt: skip
-    for d, data in lines:
-        out.append(f.send(t, d, data))
-        t += ms(10)
-    out.append(f.fin(t, "s2c"))
-    out.append(f.fin(t + ms(5), "c2s"))
-    out.append(f.ack(t + ms(10), "s2c"))
-    if after_fin:  # a client that writes after its FIN (RFC 9293: the server ignores the text)
-        out.append(f.send(t + ms(20), "c2s", after_fin))
-    return out, t + ms(40)
+from tests.craft import SMTP_GREETING, Flow, ms, smtp_dialogue, write
 
 
 def _capture(path: Path) -> Path:
     a = Flow("192.0.2.10", 40001, "198.51.100.25", 25)
     b = Flow("192.0.2.11", 40002, "198.51.100.25", 25)
-    fa, t = _dialogue(a, 0)
-    fb, _ = _dialogue(b, t, after_fin=b"NOOP\r\nRSET\r\n")
+    fa, t = smtp_dialogue(a, 0)
+    fb, _ = smtp_dialogue(b, t, after_fin=b"NOOP\r\nRSET\r\n")
     frames = fa + fb
     # a third connection left open: it is finished at the end of the capture
     c = Flow("192.0.2.12", 40003, "198.51.100.25", 25)
-    frames += [*c.handshake(t + ms(500)), c.send(t + ms(540), "s2c", GREETING)]
+    frames += [*c.handshake(t + ms(500)), c.send(t + ms(540), "s2c", SMTP_GREETING)]
     return write(path, frames)
 
 

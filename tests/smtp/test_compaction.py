@@ -23,38 +23,23 @@ from mailwire.smtp.pipeline import analyze_captures
 from mailwire.tcp.analysis import flag_names
 from mailwire.tcp.engine import TcpAnalyzer
 from tests.conftest import corpus_captures, corpus_params, generated_capture
-from tests.craft import Flow, ms, write
+from tests.craft import SMTP_GREETING, Flow, ms, smtp_dialogue, write
 
-GREETING = b"220 mx.example.net ESMTP\r\n"
 SERVER = "198.51.100.25"
-
-
-def _dialogue(f: Flow, t: int) -> tuple[list[tuple[int, bytes]], int]:
-    out = [*f.handshake(t)]
-    t += ms(30)
-    lines = [("s2c", GREETING), ("c2s", b"EHLO client.example.org\r\n"), ("s2c", b"250 mx.example.net\r\n"),
-             ("c2s", b"QUIT\r\n"), ("s2c", b"221 bye\r\n")]  # fmt: skip
-    for d, data in lines:
-        out.append(f.send(t, d, data))
-        t += ms(10)
-    out.append(f.fin(t, "s2c"))
-    out.append(f.fin(t + ms(5), "c2s"))
-    out.append(f.ack(t + ms(10), "s2c"))
-    return out, t + ms(40)
 
 
 def _capture(path: Path) -> tuple[Path, dict[str, Any]]:
     """Connection 0 closes, then resends its FIN long after; connection 1 closes, then the server
     resets it; connection 2 has a data segment resent mid-dialogue; twelve more close cleanly."""
     a, b, c = (Flow(f"192.0.2.{10 + i}", 41001 + i, SERVER, 25) for i in range(3))
-    frames, t = _dialogue(a, 0)
+    frames, t = smtp_dialogue(a, 0)
     a_fin = len(frames) - 2  # index of the client's FIN (before the server's ACK of it)
-    more, t = _dialogue(b, t)
+    more, t = smtp_dialogue(b, t)
     frames += more
     # connection 2: its EHLO is sent, lost, and sent again
     frames += c.handshake(t)
     t += ms(30)
-    frames.append(c.send(t, "s2c", GREETING))
+    frames.append(c.send(t, "s2c", SMTP_GREETING))
     seq = c.nxt["c2s"]
     frames.append(c.send(t + ms(10), "c2s", b"EHLO client.example.org\r\n"))
     ehlo = len(frames)
@@ -62,7 +47,7 @@ def _capture(path: Path) -> tuple[Path, dict[str, Any]]:
     frames.append(c.send(t + ms(320), "s2c", b"250 mx.example.net\r\n"))
     t += ms(400)
     for i in range(12):
-        filler, t = _dialogue(Flow(f"203.0.113.{10 + i}", 42001 + i, SERVER, 25), t)
+        filler, t = smtp_dialogue(Flow(f"203.0.113.{10 + i}", 42001 + i, SERVER, 25), t)
         frames += filler
     # the late frames: connection 0's client FIN again (its final ACK was lost), the server's ACK,
     # and a reset of connection 1 from the server
