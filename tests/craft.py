@@ -224,22 +224,6 @@ class Flow:
         return [self.syn(t0), self.synack(t0 + rtt // 2), self.ack(t0 + rtt)]
 
 
-__all__ = [
-    "ACK",
-    "FIN",
-    "PSH",
-    "RST",
-    "SYN",
-    "Flow",
-    "Frame",
-    "icmp_unreachable",
-    "ms",
-    "tcp_frame",
-    "tcp_options",
-    "write",
-]
-
-
 SMTP_GREETING = b"220 mx.example.net ESMTP\r\n"
 
 
@@ -260,3 +244,21 @@ def smtp_dialogue(f: Flow, t: int, after_fin: bytes = b"") -> tuple[list[Frame],
     if after_fin:
         out.append(f.send(t + ms(20), "c2s", after_fin))
     return out, t + ms(40)
+
+
+__all__ = [
+    "ACK",
+    "FIN",
+    "PSH",
+    "RST",
+    "SMTP_GREETING",
+    "SYN",
+    "Flow",
+    "Frame",
+    "icmp_unreachable",
+    "ms",
+    "smtp_dialogue",
+    "tcp_frame",
+    "tcp_options",
+    "write",
+]
