@@ -1,7 +1,8 @@
 """Rows of finished connections leave the TCP stage's frame store during the pass
 (``TcpAnalyzer.compact``) and the analysis stays the same: connections summed up early, rows
 spilled to a temporary file and read back when a late frame (a resent FIN, a reset) makes a
-closed connection one that is read row by row after all.
+closed connection one that is read row by row after all; a finished connection that is read row
+by row (resent bytes, a reset) *thinned*: only the rows its facts read stay.
 
 The expectation is the same analysis with every row kept (the path the tshark and Zeek agreement
 tests check), plus what the crafted capture was made to show."""
@@ -176,3 +177,141 @@ def test_corpus_same_with_rows_moved_out(path: Path, monkeypatch: pytest.MonkeyP
     every_row = _everything(path)
     monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
     assert _everything(path) == every_row
+
+
+# --- thinning: a finished connection read row by row keeps only the rows its end reads ----------
+
+
+def _rows(spec: list[tuple[int, int, int, str, int, int, int, int, int]]) -> dict[str, np.ndarray]:
+    """Store rows from (frame, stream, kdir, tcp flags, seq, ack, payload, mailwire, orig_frame)."""
+    bits = {"S": 0x02, "F": 0x01, "R": 0x04, "A": 0x10, "P": 0x08}
+    cols: dict[str, list[int]] = {k: [] for k in ("frame", "stream", "kdir", "tcp_flags", "seq", "ack",
+                                                  "payload_len", "mailwire", "orig_frame")}  # fmt: skip
+    for fr, st, kd, fl, seq, ack, plen, mw, orig in spec:
+        for k, v in zip(cols, (fr, st, kd, sum(bits[c] for c in fl), seq, ack, plen, mw, orig), strict=True):
+            cols[k].append(v)
+    dt = {"frame": np.int64, "stream": np.int32, "kdir": np.int8, "tcp_flags": np.int16,
+          "seq": np.uint32, "ack": np.uint32, "payload_len": np.int32, "mailwire": np.uint32,
+          "orig_frame": np.int32}  # fmt: skip
+    out = {k: np.array(v, dtype=dt[k]) for k, v in cols.items()}
+    out["seglen"] = out["payload_len"].copy()
+    out["ts_ns"] = out["frame"] * 1000
+    return out
+
+
+def test_witness_rows_are_the_ones_the_facts_read() -> None:
+    from mailwire.tcp.analysis import F_RETRANSMISSION
+
+    rt = F_RETRANSMISSION
+    c = _rows([
+        (1, 0, 0, "S", 999, 0, 0, 0, -1),
+        (2, 0, 1, "SA", 4999, 1000, 0, 0, -1),
+        (3, 0, 0, "A", 1000, 5000, 0, 0, -1),
+        (4, 0, 0, "PA", 1000, 5000, 100, 0, -1),
+        (5, 0, 0, "PA", 1100, 5000, 300, 0, -1),  # the largest before the first lost segment
+        (6, 0, 1, "PA", 5000, 1100, 250, 0, -1),  # the server's data: nothing of it was resent
+        (7, 0, 0, "PA", 1400, 5250, 200, 0, -1),  # lost: bytes 1400-1600
+        (8, 0, 1, "A", 5000, 1400, 0, 0, -1),  # after it, short of its end
+        (9, 0, 0, "PA", 1400, 5000, 200, rt, 7),  # sent again
+        (10, 0, 1, "A", 5000, 1600, 0, 0, -1),  # the first ACK past its end
+        (11, 0, 1, "A", 5000, 1600, 0, 0, -1),
+        (12, 0, 0, "A", 1600, 5000, 0, 0, -1),  # the client's last frame before its reset
+        (13, 0, 1, "A", 5000, 1600, 0, 0, -1),
+        (14, 0, 0, "R", 1600, 0, 0, 0, -1),
+        (15, 1, 1, "A", 7000, 3000, 0, 0, -1),  # another connection: the server's last before its RST
+        (16, 1, 0, "A", 3000, 7000, 0, 0, -1),
+        (17, 1, 1, "RA", 7000, 3000, 0, 0, -1),
+    ])  # fmt: skip
+    keep = pipeline._Raw().witnesses(c)
+    # SYNs and resets; the frames before each reset by their senders (12; 15, not 16 nor 13);
+    # the first ACK covering the lost bytes (10, not 8 or 11); the largest earlier segment (5)
+    assert c["frame"][keep].tolist() == [1, 2, 5, 10, 12, 14, 15, 17]
+
+
+def _troubled_dialogue(f: Flow, t: int, rst_after: str = "") -> tuple[list[Any], int]:
+    """Handshake, greeting, an EHLO sent and sent again 300 ms later, the reply, QUIT, both FINs,
+    the last ACK (then a reset from ``rst_after`` at once, if given)."""
+    out = [*f.handshake(t)]
+    t += ms(30)
+    out.append(f.send(t, "s2c", SMTP_GREETING))
+    seq = f.nxt["c2s"]
+    out.append(f.send(t + ms(10), "c2s", b"EHLO client.example.org\r\n"))
+    out.append(f.resend(t + ms(310), "c2s", seq, b"EHLO client.example.org\r\n"))
+    t += ms(320)
+    for d, data in (("s2c", b"250 mx.example.net\r\n"), ("c2s", b"QUIT\r\n"), ("s2c", b"221 bye\r\n")):
+        out.append(f.send(t, d, data))
+        t += ms(10)
+    out += [f.fin(t, "s2c"), f.fin(t + ms(5), "c2s"), f.ack(t + ms(10), "s2c")]
+    if rst_after:
+        out.append(f.rst(t + ms(11), rst_after, ip_id=7777))
+    return out, t + ms(40)
+
+
+def _thinned_capture(path: Path) -> Path:
+    """Connections 0-2 resend their EHLO and close; 2 is reset by its client right after its
+    last ACK; twelve clean ones follow, then a late reset of connection 1 by the server."""
+    flows = [Flow(f"192.0.2.{30 + i}", 43001 + i, SERVER, 25) for i in range(3)]
+    frames: list[Any] = []
+    t = 0
+    for i, f in enumerate(flows):
+        more, t = _troubled_dialogue(f, t, rst_after="c2s" if i == 2 else "")
+        frames += more
+    for i in range(12):
+        filler, t = smtp_dialogue(Flow(f"203.0.113.{40 + i}", 44001 + i, SERVER, 25), t)
+        frames += filler
+    frames.append(flows[1].rst(t, "s2c", ip_id=4242))
+    return write(path, sorted(frames, key=lambda x: x[0]))
+
+
+def _finishing(monkeypatch: pytest.MonkeyPatch) -> list[tuple[engine.TcpResult, dict[str, np.ndarray]]]:
+    """The TCP results the analyses from here on finish with, and their frames as they came
+    (the pipeline lets them go once read): the real method, recorded."""
+    got: list[tuple[engine.TcpResult, dict[str, np.ndarray]]] = []
+    real = TcpAnalyzer.finish
+
+    def recorded(self: TcpAnalyzer) -> engine.TcpResult:
+        res = real(self)
+        got.append((res, dict(res.frames)))
+        return res
+
+    monkeypatch.setattr(TcpAnalyzer, "finish", recorded)
+    return got
+
+
+@pytest.mark.parametrize("chunk", [1 << 9, 1 << 12])
+def test_thinned_connections_keep_the_rows_their_facts_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    path = _thinned_capture(tmp_path / "thin.pcap")
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", chunk)
+    every_row = _everything(path)
+    results = _finishing(monkeypatch)
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    assert _everything(path) == every_row  # the facts and the whole document
+    res, frames = results[-1]
+    summed, revived = set(res.summed.tolist()), set(res.revived.tolist())
+    # connections 0 and 2 were thinned and stayed so (2 with its reset: the row before it stays);
+    # 1 was thinned, then reset: every row came back
+    assert {0, 2} <= summed and 1 in revived and 1 not in summed
+    # of connection 0's twelve frames: SYN, SYN-ACK, the EHLO and its resend, the reply that
+    # acknowledged it, both FINs (frames 1-12 in capture order)
+    assert frames["frame"][frames["stream"] == 0].tolist() == [1, 2, 5, 6, 7, 10, 11]
+    assert (frames["stream"] == 1).sum() == 13
+    facts = pipeline.analyze_capture(path).facts
+    assert [(r.sender, r.ip_id) for r in facts[1].rsts] == [("server", 4242)]
+    # connection 2's reset right after its last ACK: the client's IP id before it is its ACK's
+    assert [(r.sender, r.ip_id) for r in facts[2].rsts] == [("client", 7777)]
+    assert [(ch.orig_frame, ch.acked, ch.ack_frame) for ch in facts[0].chains] == [(5, True, 7)]
+
+
+def test_no_room_for_the_spill_file_thins_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _thinned_capture(tmp_path / "thin.pcap")
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", 1 << 9)
+    every_row = _everything(path)
+    results = _finishing(monkeypatch)
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
+    assert _everything(path) == every_row
+    res, frames = results[-1]
+    assert res.summed.size == 0 and res.revived.size == 0
+    assert (frames["stream"] == 0).sum() == 12  # every row of connection 0 stayed

@@ -50,6 +50,7 @@ from mailwire.smtp.verdict import (
     decide,
 )
 from mailwire.tcp.analysis import Flag
+from mailwire.tcp.chains import original_rows, resent_rows
 from mailwire.tcp.quality import CaptureQuality, merged
 from mailwire.tcp.reassembly import materialized
 from mailwire.workers import map_captures
@@ -257,6 +258,64 @@ class _Raw:
         for p in [p for p in self._ttl if (p // 512) // 2 in gone]:
             del self._ttl[p]
 
+    def witnesses(self, c: dict[str, np.ndarray]) -> np.ndarray:
+        """Of finished connections' rows (whole connections, file order), the ones :func:`_facts`
+        and :meth:`max_passed` read beyond the resends and the frames first carrying their bytes
+        (the TCP stage keeps those): SYN, FIN and RST frames, zero-window probes, the sender's last
+        frame before each reset (its IP id), per resent original the peer's first ACK after it
+        that covers it, and per direction the largest segments sent before its first resent
+        original. With these rows alone, those facts come out as with every row."""
+        n = c["frame"].shape[0]
+        fl = c["tcp_flags"].astype(np.int64)
+        keep = (fl & (TH_SYN | TH_FIN | TH_RST)) != 0
+        keep |= (c["mailwire"] & np.uint32(Flag.ZERO_WINDOW_PROBE)) != 0
+        g = c["stream"].astype(np.int64) * 2 + c["kdir"]  # connection and direction
+        frame = c["frame"].astype(np.int64)
+        rst = np.flatnonzero((fl & TH_RST) != 0)
+        if rst.shape[0]:
+            # the last row without RST before each RST, of the same connection and direction
+            order = np.argsort(g, kind="stable")
+            at = np.empty(n, np.int64)
+            at[order] = np.arange(n)  # each row's place in that order
+            last = np.where((fl[order] & TH_RST) == 0, np.arange(n), -1)
+            np.maximum.accumulate(last, out=last)
+            i = at[rst]
+            prev = last[np.maximum(i - 1, 0)]
+            ok = (i > 0) & (prev >= 0)
+            ok[ok] = g[order[prev[ok]]] == g[rst[ok]]
+            keep[order[prev[ok]]] = True
+        resent = resent_rows(c["mailwire"], c["orig_frame"])
+        if not resent.shape[0]:
+            return keep
+        orig = original_rows(frame, c["orig_frame"][resent].astype(np.int64))
+        # per original, the peer's first ACK after it at or past its end (wrap-safe)
+        acks = np.flatnonzero((fl & TH_ACK) != 0)
+        key = (g[acks] << 32) | frame[acks]
+        srt = np.argsort(key, kind="stable")
+        key, acks = key[srt], acks[srt]
+        ack_val = c["ack"][acks].astype(np.int64)
+        peer = g[orig] ^ 1
+        lo = np.searchsorted(key, (peer << 32) | frame[orig], side="right")
+        hi = np.searchsorted(key, (peer + 1) << 32, side="left")
+        ends = (c["seq"][orig].astype(np.int64) + c["seglen"][orig]) % (1 << 32)
+        for a, b, end in zip(lo.tolist(), hi.tolist(), ends.tolist(), strict=True):  # one per chain
+            if b > a:
+                ok = ((ack_val[a:b] - end) % (1 << 32)) < (1 << 31)
+                j = int(np.argmax(ok))
+                if ok[j]:
+                    keep[acks[a + j]] = True
+        # the largest segments of each direction before its first resent original
+        cut = np.full(int(g.max()) + 1, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(cut, g[orig], frame[orig])
+        plen = c["payload_len"].astype(np.int64)
+        # (a direction without one is summed as rows pass: max_seg)
+        before = (plen > 0) & (frame < cut[g]) & (cut[g] != np.iinfo(np.int64).max)
+        if before.any():
+            best = np.full(cut.shape[0], -1, np.int64)
+            np.maximum.at(best, g[before], plen[before])
+            keep |= before & (plen == best[g])
+        return keep
+
     def max_passed(self, cutoff: dict[int, int]) -> dict[int, int]:
         """Per connection, the largest client segment sent before frame ``cutoff[conn]`` (the
         first segment that was lost, if any): the sizes that demonstrably got through (the
@@ -278,15 +337,29 @@ class _Raw:
         out.update(_max_by_conn(st[rows], c["payload_len"][rows].astype(np.int64), limit.shape[0]))
         return out
 
-    def finish(self, frames: dict[str, np.ndarray], client_kdir: dict[int, int], revived: np.ndarray) -> None:
+    def finish(
+        self,
+        frames: dict[str, np.ndarray],
+        client_kdir: dict[int, int],
+        revived: np.ndarray,
+        summed: np.ndarray | None = None,
+    ) -> None:
         """Add the TCP stage's remaining rows (``revived``: connections whose earlier rows were
-        added already and are among them again) and settle the sums by direction (client or
-        server, from each connection's ``client_kdir``)."""
+        added already and are among them again; ``summed``: connections all of whose rows were
+        added when they were thinned, whose remaining rows are only read) and settle the sums by
+        direction (client or server, from each connection's ``client_kdir``)."""
         self.forget(revived)
         names = ("frame", "ts_ns", "stream", "kdir", *RAW_COLUMNS)
         c = {k: frames[k] for k in names if k in frames}
         if "frame" in c and c["frame"].shape[0]:
-            self.reduce(c)
+            if summed is not None and summed.shape[0]:
+                st = c["stream"].astype(np.int64)
+                done = np.zeros(max(int(st.max()), int(summed.max())) + 1, np.bool_)
+                done[summed] = True
+                fresh = (st < 0) | ~done[np.maximum(st, 0)]
+                self.reduce({k: v[fresh] for k, v in c.items()})
+            else:
+                self.reduce(c)
         d = frames["direction"] if "direction" in frames else np.zeros(0, np.int8)
         if "frame" not in c:
             empty = (("frame", np.int64), ("ts_ns", np.int64), ("stream", np.int32))
@@ -759,7 +832,7 @@ def analyze_capture(
             for cid, c in conns.items():
                 if c.deferred and cid < done.shape[0]:
                     done[cid] = False
-            analyzer.compact(done, raw.reduce)
+            analyzer.compact(done, raw.reduce, raw.witnesses)
 
     def flush_deferred() -> None:
         for c in conns.values():
@@ -804,7 +877,8 @@ def analyze_capture(
     cur[0] = None
     table = None
     release_free_memory()  # the pass's freed chunk buffers, before the end-of-capture steps
-    raw.finish(result.frames, {c.id: c.client_kdir for c in result.connections}, result.revived)
+    roles = {c.id: c.client_kdir for c in result.connections}
+    raw.finish(result.frames, roles, result.revived, result.summed)
     probes = _probes(result.frames)
     # raw holds the frame number, time, connection and direction columns it needs; the other
     # per-frame fields are done with (17 bytes a frame)

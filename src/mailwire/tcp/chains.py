@@ -91,12 +91,24 @@ def is_doubling(intervals: list[float]) -> bool:
     return all(b > 0 and 1.4 <= b / a <= 2.6 for a, b in itertools.pairwise(intervals) if a > 0)
 
 
+def resent_rows(mailwire: np.ndarray, orig_frame: np.ndarray) -> np.ndarray:
+    """Rows that carry bytes sent before (a chain's resends): their mailwire flag says so and
+    they name the frame that first carried the bytes."""
+    flagged = (mailwire & np.uint32(F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME)) != 0
+    return np.flatnonzero(flagged & (orig_frame >= 0))
+
+
+def original_rows(frame: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Rows of the ``wanted`` frame numbers in the sorted ``frame`` column (those found)."""
+    if frame.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    j = np.minimum(np.searchsorted(frame, wanted), frame.shape[0] - 1)
+    return np.unique(j[frame[j] == wanted])
+
+
 def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -> list[Chain]:
     mw = frames["mailwire"]
-    resent = ((mw & np.uint32(F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME)) != 0) & (
-        frames["orig_frame"] >= 0
-    )
-    idx = np.flatnonzero(resent)
+    idx = resent_rows(mw, frames["orig_frame"])
     if idx.size == 0:
         return []
     orig = frames["orig_frame"][idx]
@@ -134,4 +146,4 @@ def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -
     return chains
 
 
-__all__ = ["Chain", "Resend", "build_chains", "cause_of", "is_doubling"]
+__all__ = ["Chain", "Resend", "build_chains", "cause_of", "is_doubling", "original_rows", "resent_rows"]

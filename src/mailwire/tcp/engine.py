@@ -33,7 +33,7 @@ from mailwire.tcp.analysis import (
     Flag,
     KernelState,
 )
-from mailwire.tcp.chains import Chain, build_chains
+from mailwire.tcp.chains import Chain, build_chains, original_rows, resent_rows
 from mailwire.tcp.connections import KeyRegistry, TcpFrames, select_tcp
 from mailwire.tcp.quality import CaptureQuality, QualityCounter, capture_quality
 from mailwire.tcp.reassembly import Reassembler, StreamEvent
@@ -145,6 +145,9 @@ class TcpResult:
     # connections whose rows had left the store (TcpAnalyzer.compact) and were read back for the
     # end: the caller's per-connection sums of those rows count them twice unless it drops them
     revived: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # connections thinned by TcpAnalyzer.compact: every row was given to the caller's reducer
+    # there, and only the rows its end reads are in ``frames``; its sums must not add them again
+    summed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def flags_of(self, frame: int, *, mode: str = "mailwire") -> list[str]:
         """Flag names of one frame (Wireshark frame number)."""
@@ -243,10 +246,15 @@ class TcpAnalyzer:
         # per connection: read row by row at the end (_ROW_NEEDS or a reset); rows left the store
         self._needs = np.zeros(0, dtype=np.bool_)
         self._left = np.zeros(0, dtype=np.bool_)
+        # per connection: thinned by a compaction (only the rows its end reads stayed), and
+        # thinned but given more rows since (its spilled rows are read back after all)
+        self._thinned = np.zeros(0, dtype=np.bool_)
+        self._dirty = np.zeros(0, dtype=np.bool_)
         self._kept_after = 0  # rows in the store after the last compaction
         self._spill: Any = None  # temporary file of the rows that left, in file order
         self._spill_dtype: np.dtype[Any] | None = None
         self._spill_ok = True
+        self._any_thinned = False
 
     def feed(self, table: PacketTable) -> ChunkAnalysis:
         n = len(table)
@@ -308,7 +316,13 @@ class TcpAnalyzer:
             cap = max(2 * self._needs.shape[0], n, 1024)
             self._needs = np.concatenate([self._needs, np.zeros(cap - self._needs.shape[0], np.bool_)])
             self._left = np.concatenate([self._left, np.zeros(cap - self._left.shape[0], np.bool_)])
+            self._thinned = np.concatenate([self._thinned, np.zeros(cap - self._thinned.shape[0], np.bool_)])
+            self._dirty = np.concatenate([self._dirty, np.zeros(cap - self._dirty.shape[0], np.bool_)])
         stream, mw = part["stream"], part["mailwire"]
+        if self._any_thinned and stream.shape[0]:
+            late = self._thinned[stream]
+            if late.any():
+                self._dirty[stream[late]] = True
         need = ((mw & np.uint32(_ROW_NEEDS)) != 0) | ((tflags & _TH_RST) != 0)
         if need.any():
             self._needs[stream[need]] = True
@@ -334,23 +348,55 @@ class TcpAnalyzer:
         """Whether :meth:`compact` would look at the store now."""
         return bool(self._store) and self._spill_ok and self._rows >= max(_COMPACT_MIN, 2 * self._kept_after)
 
-    def compact(self, done: np.ndarray, reduce: Callable[[dict[str, np.ndarray]], None] | None = None) -> int:
+    def compact(
+        self,
+        done: np.ndarray,
+        reduce: Callable[[dict[str, np.ndarray]], None] | None = None,
+        keep: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None,
+    ) -> int:
         """Move the rows of connections marked in ``done`` (per connection number: finished, no
         frame can change what was found for them) out of the frame store, so that the store holds
-        the open connections and those read row by row at the end (resent bytes, window probes,
-        resets), not the whole capture. ``reduce`` is given the leaving rows' columns first (for
-        per-connection sums the caller keeps); the rows go to a temporary file, read back in
-        :meth:`finish` for a connection that gains such a frame later. Runs only once the store
-        has doubled since the last compaction (amortised: each row is moved a bounded number of
-        times). Returns the number of rows moved."""
+        the open connections and, of those read row by row at the end (resent bytes, window
+        probes, resets), the rows that end reads, not the whole capture. ``reduce`` is given the
+        leaving rows' columns first (for per-connection sums the caller keeps); the rows go to a
+        temporary file, read back in :meth:`finish` for a connection that gains such a frame
+        later.
+
+        With ``keep`` (and ``reduce``), a finished connection that is read row by row is
+        *thinned*: ``reduce`` is given all its rows, and only its resends, the frames first
+        carrying their bytes, and the rows ``keep`` marks (what the caller's end reads, as a
+        mask over the rows it is given: rows of whole connections, file order) stay; the others
+        go to the file. A later frame of a thinned connection brings its rows back at the end
+        (:attr:`TcpResult.revived`); the others are listed in :attr:`TcpResult.summed`.
+
+        Runs only once the store has doubled since the last compaction (amortised: each row is
+        moved a bounded number of times). Returns the number of rows moved."""
         if not self.compaction_due:
             return 0
         n = self._rows
+        st = self._store["stream"][:n]
         go = np.zeros(self._needs.shape[0], dtype=np.bool_)
         m = min(done.shape[0], go.shape[0])
         go[:m] = done[:m]
+        thin = None
+        if keep is not None and reduce is not None:
+            thin = go & self._needs & ~self._left & ~self._thinned
         go &= ~self._needs
-        leave = go[self._store["stream"][:n]]
+        leave = go[st]
+        thin_rows = np.zeros(0, np.int64)
+        thin_cols: dict[str, np.ndarray] = {}
+        if thin is not None and thin.any():
+            thin_rows = np.flatnonzero(thin[st])
+            thin_cols = {f: a[:n][thin_rows] for f, a in self._store.items()}
+            stays = np.zeros(thin_rows.shape[0], np.bool_)
+            resent = resent_rows(thin_cols["mailwire"], thin_cols["orig_frame"])
+            stays[resent] = True
+            stays[original_rows(thin_cols["frame"], thin_cols["orig_frame"][resent].astype(np.int64))] = True
+            assert keep is not None
+            stays |= keep(thin_cols)
+            gone = thin_rows[~stays]
+            leave = leave.copy()
+            leave[gone] = True
         k = int(np.count_nonzero(leave))
         if k == 0:
             self._kept_after = n
@@ -379,9 +425,17 @@ class TcpAnalyzer:
                     self._spill = None
             return 0
         if reduce is not None:
-            reduce({f: rec[f] for f in self._store})
+            if thin_rows.shape[0]:
+                whole = go[rec["stream"]]  # rows of connections leaving whole
+                reduce({f: rec[f][whole] for f in self._store})
+                reduce(thin_cols)  # a thinned connection's rows, all of them
+            else:
+                reduce({f: rec[f] for f in self._store})
         self._left[np.unique(rec["stream"])] = True
-        del rec
+        if thin_rows.shape[0]:
+            self._thinned[np.unique(thin_cols["stream"])] = True
+            self._any_thinned = True
+        del rec, thin_cols
         stay = ~leave
         kept = n - k
         for a in self._store.values():
@@ -392,7 +446,8 @@ class TcpAnalyzer:
     def _read_back(self, frames: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The store's rows joined with the spilled rows of connections that need them after all
         (file order kept), and those connections' numbers."""
-        revived = np.flatnonzero(self._needs & self._left)
+        # thinned connections come back only if they had frames after (their sums are redone)
+        revived = np.flatnonzero(self._needs & self._left & (~self._thinned | self._dirty))
         if self._spill is None or revived.size == 0 or self._spill_dtype is None:
             return frames, revived[:0]
         want = np.zeros(self._needs.shape[0], dtype=np.bool_)
@@ -494,6 +549,7 @@ class TcpAnalyzer:
             n_frames=self._n_frames,
             after_fin=dict(self._reasm.after_fin) if self._reasm is not None else {},
             revived=revived,
+            summed=np.flatnonzero(self._thinned & ~self._dirty),
         )
 
 
