@@ -68,8 +68,13 @@ class _Buffers:
         pool = self._pool
         for i in range(len(pool)):
             # references: the pool's and getrefcount's own argument; any view or table adds one
-            if pool[i].shape[0] >= n and sys.getrefcount(pool[i]) <= 2:
-                return pool[i]
+            if sys.getrefcount(pool[i]) <= 2:
+                if pool[i].shape[0] >= n:
+                    return pool[i]
+                # free but too small (the first chunk's buffer had no carry to hold): let it go
+                # rather than keep it beside a new one (a chunk's worth of memory for nothing)
+                pool[i] = np.empty(0, np.uint8)
+        pool[:] = [b for b in pool if b.shape[0]]
         buf = np.empty(-(-n // (1 << 20)) << 20, np.uint8)  # whole MiB: the next carry fits too
         if len(pool) < self._keep:
             pool.append(buf)
@@ -109,7 +114,8 @@ def iter_tables(
     info.compression = src.compression
     buffers = _Buffers()
     with src:
-        buf = buffers.get(chunk_bytes)[:chunk_bytes]
+        # room for a carry beside a chunk from the start: this buffer is reused, not replaced
+        buf = buffers.get(chunk_bytes + (1 << 20))[:chunk_bytes]
         got = src.readinto(memoryview(buf))  # type: ignore[arg-type]
         buf = buf[:got]
         first = bytes(buf[:64])
