@@ -1,13 +1,16 @@
-"""mailwire.heap: freed heap memory goes back to the system, the collector pause restores state."""
+"""mailwire.heap: freed heap memory goes back to the system, large buffers are mapped on their own,
+the collector pause restores state."""
 
 from __future__ import annotations
 
 import gc
 import platform
+import subprocess
+import sys
 
 import pytest
 
-from mailwire.heap import paused, release_free_memory
+from mailwire.heap import map_large_buffers, paused, release_free_memory
 
 
 def _rss_mb() -> float:
@@ -37,3 +40,39 @@ def test_paused_turns_the_collector_off_and_back_on() -> None:
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+_PLACE = """
+import sys
+import numpy as np
+from mailwire.heap import map_large_buffers
+if sys.argv[1] == "fixed":
+    assert map_large_buffers() is True
+big = np.ones(16 << 20, np.uint8)  # a mapping of its own either way (above 128 kB at the start)
+del big  # glibc's dynamic rule: now buffers up to 16 MiB come from the heap
+later = np.ones(4 << 20, np.uint8)
+addr = later.ctypes.data
+for line in open("/proc/self/maps"):
+    span, *rest = line.split()
+    lo, hi = (int(x, 16) for x in span.split("-"))
+    if lo <= addr < hi:
+        print("heap" if rest[-1] == "[heap]" else "own mapping")
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's threshold is glibc's")
+@pytest.mark.parametrize(("mode", "expected"), [("fixed", "own mapping"), ("default", "heap")])
+def test_large_buffers_are_mapped_on_their_own(mode: str, expected: str) -> None:
+    # a fresh process each: the setting is per process. The default case shows what the fixed
+    # threshold prevents (a 4 MiB buffer placed in the heap, its pages kept after it is freed)
+    out = subprocess.run(
+        [sys.executable, "-c", _PLACE, mode], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == expected, out.stderr
+
+
+def test_paused_fixes_the_threshold_for_the_pass() -> None:
+    with paused():
+        pass
+    # cached: the pass set it, a second call finds it set (True where glibc is the C library)
+    assert map_large_buffers() is (platform.libc_ver()[0] == "glibc")

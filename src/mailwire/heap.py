@@ -15,6 +15,14 @@ that size from the heap rather than from fresh mappings: the per-chunk arrays of
 frames leave holes that the end-of-capture steps do not all reuse, and RSS would stay at the
 pass's high-water mark plus what the end adds. :func:`release_free_memory` (``malloc_trim(0)``)
 returns the free pages, the middle of the heap included, for one walk over the free lists.
+
+That rule (glibc's dynamic mmap threshold: each freed mapping raises the size below which
+allocations come from the heap, up to 32 MiB) is also why the pass's peak RSS stood well above the
+memory it held: its per-chunk arrays of a few MiB came from the heap, between long-lived objects,
+and their holes stayed resident. :func:`map_large_buffers` fixes the threshold at 1 MiB (glibc's
+``M_MMAP_THRESHOLD``), so that every larger buffer is a mapping of its own, returned whole when
+freed (measured, one process, 1 M and 2 M packets: peak RSS 213 -> 191 MB and 315 -> 297 MB, the
+same run time).
 """
 
 from __future__ import annotations
@@ -25,10 +33,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 
+_M_MMAP_THRESHOLD = -3  # mallopt() parameter number (glibc's malloc.h)
+MMAP_THRESHOLD = 1 << 20
+
 
 @contextmanager
 def paused() -> Iterator[None]:
-    """Run the enclosed pass with the cyclic collector off (see the module docstring)."""
+    """Run the enclosed pass with the cyclic collector off, large buffers mapped on their own
+    (see the module docstring)."""
+    map_large_buffers()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -51,6 +64,19 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return fn
 
 
+@cache
+def map_large_buffers() -> bool:
+    """Fix the C library's mmap threshold at :data:`MMAP_THRESHOLD` for this process and the
+    workers it forks (once; see the module docstring). False where there is no ``mallopt``
+    (not glibc) or it refused."""
+    try:
+        fn = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(fn(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
 def release_free_memory() -> bool:
     """Hand the heap's free pages back to the system (see the module docstring); False where the
     C library has no ``malloc_trim`` or nothing was released."""
@@ -58,4 +84,4 @@ def release_free_memory() -> bool:
     return bool(fn(0)) if fn is not None else False
 
 
-__all__ = ["paused", "release_free_memory"]
+__all__ = ["MMAP_THRESHOLD", "map_large_buffers", "paused", "release_free_memory"]
