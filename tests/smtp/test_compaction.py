@@ -278,17 +278,28 @@ def _finishing(monkeypatch: pytest.MonkeyPatch) -> list[tuple[engine.TcpResult, 
     return got
 
 
+def _same_compacted(
+    path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, *, spill_dir: Path | None = None
+) -> list[tuple[engine.TcpResult, dict[str, np.ndarray]]]:
+    """Analyse ``path`` in chunks of ``chunk`` bytes with every row kept, then compacting at
+    every doubling (the spill file in ``spill_dir``, if given): the same facts and document.
+    Returns the TCP results of the compacted analyses."""
+    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", chunk)
+    every_row = _everything(path)
+    results = _finishing(monkeypatch)
+    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    if spill_dir is not None:
+        monkeypatch.setattr(tempfile, "tempdir", str(spill_dir))
+    assert _everything(path) == every_row  # the facts and the whole document
+    return results
+
+
 @pytest.mark.parametrize("chunk", [1 << 9, 1 << 12])
 def test_thinned_connections_keep_the_rows_their_facts_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     path = _thinned_capture(tmp_path / "thin.pcap")
-    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", chunk)
-    every_row = _everything(path)
-    results = _finishing(monkeypatch)
-    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
-    assert _everything(path) == every_row  # the facts and the whole document
-    res, frames = results[-1]
+    res, frames = _same_compacted(path, monkeypatch, chunk)[-1]
     summed, revived = set(res.summed.tolist()), set(res.revived.tolist())
     # connections 0 and 2 were thinned and stayed so (2 with its reset: the row before it stays);
     # 1 was thinned, then reset: every row came back
@@ -306,12 +317,6 @@ def test_thinned_connections_keep_the_rows_their_facts_read(
 
 def test_no_room_for_the_spill_file_thins_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _thinned_capture(tmp_path / "thin.pcap")
-    monkeypatch.setattr(pipeline, "_CHUNK_BYTES", 1 << 9)
-    every_row = _everything(path)
-    results = _finishing(monkeypatch)
-    monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
-    assert _everything(path) == every_row
-    res, frames = results[-1]
+    res, frames = _same_compacted(path, monkeypatch, 1 << 9, spill_dir=tmp_path / "no-such-dir")[-1]
     assert res.summed.size == 0 and res.revived.size == 0
     assert (frames["stream"] == 0).sum() == 12  # every row of connection 0 stayed
