@@ -21,7 +21,7 @@ allocations come from the heap, up to 32 MiB) is also why the pass's peak RSS st
 memory it held: its per-chunk arrays of a few MiB came from the heap, between long-lived objects,
 and their holes stayed resident. :func:`map_large_buffers` fixes the threshold at 1 MiB (glibc's
 ``M_MMAP_THRESHOLD``), so that every larger buffer is a mapping of its own, returned whole when
-freed (measured, one process, 1 M and 2 M packets: peak RSS 213 -> 191 MB and 315 -> 297 MB, the
+freed (measured, one process, 1 M and 2 M packets: peak RSS 213 -> 189 MB and 315 -> 294 MB, the
 same run time).
 """
 

@@ -320,3 +320,25 @@ def test_no_room_for_the_spill_file_thins_nothing(tmp_path: Path, monkeypatch: p
     res, frames = _same_compacted(path, monkeypatch, 1 << 9, spill_dir=tmp_path / "no-such-dir")[-1]
     assert res.summed.size == 0 and res.revived.size == 0
     assert (frames["stream"] == 0).sum() == 12  # every row of connection 0 stayed
+
+
+def test_a_thinned_connection_whose_rows_all_stayed_is_summed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # connection 0: SYN, the SYN sent again, SYN-ACK, both FINs (each acknowledging the other's
+    # bytes): every row is one its facts read, so thinning moves none; a reset comes much later
+    a = Flow("192.0.2.50", 45001, SERVER, 25)
+    syn = a.syn(0)
+    frames = [syn, (ms(1000), syn[1]), a.synack(ms(1010))]
+    a.nxt["c2s"], a.nxt["s2c"] = (a.isn["c2s"] + 1) & 0xFFFFFFFF, (a.isn["s2c"] + 1) & 0xFFFFFFFF
+    frames += [a.fin(ms(1020), "c2s"), a.fin(ms(1030), "s2c")]
+    t = ms(1100)
+    for i in range(12):
+        filler, t = smtp_dialogue(Flow(f"203.0.113.{60 + i}", 46001 + i, SERVER, 25), t)
+        frames += filler
+    frames.append(a.rst(t, "s2c", ip_id=5151))
+    path = write(tmp_path / "stayed.pcap", sorted(frames, key=lambda x: x[0]))
+    res, _ = _same_compacted(path, monkeypatch, 1 << 9)[-1]
+    assert 0 in set(res.revived.tolist()) and 0 not in set(res.summed.tolist())
+    facts = pipeline.analyze_capture(path).facts[0]
+    assert facts.syn_frames == [1, 2] and [r.ip_id for r in facts.rsts] == [5151]

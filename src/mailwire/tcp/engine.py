@@ -254,7 +254,6 @@ class TcpAnalyzer:
         self._spill: Any = None  # temporary file of the rows that left, in file order
         self._spill_dtype: np.dtype[Any] | None = None
         self._spill_ok = True
-        self._any_thinned = False
 
     def feed(self, table: PacketTable) -> ChunkAnalysis:
         n = len(table)
@@ -319,10 +318,9 @@ class TcpAnalyzer:
             self._thinned = np.concatenate([self._thinned, np.zeros(cap - self._thinned.shape[0], np.bool_)])
             self._dirty = np.concatenate([self._dirty, np.zeros(cap - self._dirty.shape[0], np.bool_)])
         stream, mw = part["stream"], part["mailwire"]
-        if self._any_thinned and stream.shape[0]:
-            late = self._thinned[stream]
-            if late.any():
-                self._dirty[stream[late]] = True
+        late = self._thinned[stream]
+        if late.any():
+            self._dirty[stream[late]] = True
         need = ((mw & np.uint32(_ROW_NEEDS)) != 0) | ((tflags & _TH_RST) != 0)
         if need.any():
             self._needs[stream[need]] = True
@@ -394,9 +392,7 @@ class TcpAnalyzer:
             stays[original_rows(thin_cols["frame"], thin_cols["orig_frame"][resent].astype(np.int64))] = True
             assert keep is not None
             stays |= keep(thin_cols)
-            gone = thin_rows[~stays]
-            leave = leave.copy()
-            leave[gone] = True
+            leave[thin_rows[~stays]] = True
         k = int(np.count_nonzero(leave))
         if k == 0:
             self._kept_after = n
@@ -434,7 +430,6 @@ class TcpAnalyzer:
         self._left[np.unique(rec["stream"])] = True
         if thin_rows.shape[0]:
             self._thinned[np.unique(thin_cols["stream"])] = True
-            self._any_thinned = True
         del rec, thin_cols
         stay = ~leave
         kept = n - k
@@ -446,8 +441,9 @@ class TcpAnalyzer:
     def _read_back(self, frames: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The store's rows joined with the spilled rows of connections that need them after all
         (file order kept), and those connections' numbers."""
-        # thinned connections come back only if they had frames after (their sums are redone)
-        revived = np.flatnonzero(self._needs & self._left & (~self._thinned | self._dirty))
+        # thinned connections come back if they had frames after, whether or not any of their
+        # rows left (their sums are redone from all of them)
+        revived = np.flatnonzero((self._needs & self._left & ~self._thinned) | self._dirty)
         if self._spill is None or revived.size == 0 or self._spill_dtype is None:
             return frames, revived[:0]
         want = np.zeros(self._needs.shape[0], dtype=np.bool_)
