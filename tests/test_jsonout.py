@@ -3,9 +3,11 @@ document the commands can build, and still writes what orjson refuses."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailwire import jsonout
+from mailwire.capture.read import iter_tables
 from mailwire.smtp.pipeline import analyze_captures
-from tests.conftest import ROOT
+from tests.conftest import ROOT, corpus_captures
 
 _scalars = (
     st.none()
@@ -77,3 +80,58 @@ def test_analyze_writes_its_document_streamed(tmp_path: Any) -> None:
     jsonout.write_streamed(res.json_parts(), out)
     assert out.getvalue() == jsonout.dumps(res.to_json()) + "\n"
     assert len(res.to_json()["smtp_sessions"]) > 0
+
+
+@dataclass(slots=True)
+class _Leaf:
+    n: int
+    pair: tuple[int, int] | None
+    name: str = ""
+
+
+@dataclass
+class _Node:
+    leaf: _Leaf
+    leaves: list[_Leaf] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    extra: Any = None
+
+
+_leaves = st.builds(
+    _Leaf, st.integers(), st.none() | st.tuples(st.integers(), st.integers()), st.text(max_size=5)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(_Node, _leaves, st.lists(_leaves, max_size=4), st.dictionaries(st.text(), st.integers()),
+                 _docs))  # fmt: skip
+def test_a_record_is_what_asdict_makes(node: _Node) -> None:
+    """The standard library's ``dataclasses.asdict`` is the reference: the same values, the same
+    container types (tuples stay tuples), and nothing shared with the record (lists are copies)."""
+    got = jsonout.as_record(node)
+    assert got == dataclasses.asdict(node)
+    assert type(got["leaf"]["pair"]) is type(node.leaf.pair)
+    assert got["leaves"] is not node.leaves and got["counts"] is not node.counts
+
+
+def test_connection_records_are_what_asdict_makes() -> None:
+    """Every connection and chain record of the bundled incident and of the corpus captures that
+    have retransmissions, against ``dataclasses.asdict`` of the same records."""
+    from mailwire.tcp import analyze
+
+    inc = ROOT / "examples" / "incident"
+    paths = [inc / "sender.pcap", inc / "edge.pcap", *corpus_captures()]
+    n_conn = n_chain = 0
+    for p in paths:
+        res = analyze(iter_tables(p), reassemble=False)
+        for c in res.connections:
+            ref = dataclasses.asdict(c)
+            ref.pop("client_kdir")
+            assert c.to_json() == ref, (p, c.id)
+            n_conn += 1
+        for ch in res.chains:
+            ref = dataclasses.asdict(ch)
+            ref["intervals_s"] = ch.intervals_s
+            assert ch.to_json() == ref, (p, ch.conn_id)
+            n_chain += 1
+    assert n_conn > 10 and n_chain > 0

@@ -10,6 +10,7 @@ standard library, with surrogates written as escapes, so a document is always wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -44,6 +45,31 @@ def _plain(v: Any) -> Any:
     return v
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def as_record(v: Any) -> Any:
+    """A dataclass record as plain dictionaries, lists and tuples, field by field, as
+    ``dataclasses.asdict`` makes it; but values are not deep-copied, and each class's field
+    names are looked up once (``asdict`` took 1.7 s for the 6 589 connection records of the
+    1 M-packet bench capture)."""
+    t = type(v)
+    if t in _SCALARS:
+        return v
+    names = _FIELDS.get(t)
+    if names is not None:
+        return {n: as_record(getattr(v, n)) for n in names}
+    if t is list or t is tuple:
+        return t(as_record(x) for x in v)
+    if t is dict:
+        return {k: as_record(x) for k, x in v.items()}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        _FIELDS[t] = tuple(f.name for f in dataclasses.fields(v))
+        return as_record(v)
+    return v
+
+
 def write(doc: Any, out: IO[str]) -> None:
     """``doc`` as indented JSON text and a newline, to ``out``."""
     out.write(dumps(doc))
@@ -74,4 +100,4 @@ def write_streamed(parts: Iterable[tuple[str, Any]], out: IO[str]) -> None:
     out.write("\n}\n" if not first else "}\n")
 
 
-__all__ = ["dumps", "write", "write_streamed"]
+__all__ = ["as_record", "dumps", "write", "write_streamed"]

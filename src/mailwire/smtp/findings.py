@@ -32,7 +32,7 @@ from mailwire.smtp.session import SmtpSession
 from mailwire.smtp.verdict import FAILURES, NETWORK_OUTCOMES, Evidence, TcpFacts, Verdict
 
 
-@dataclass
+@dataclass(slots=True)
 class Judged:
     """One session as the finders see it."""
 
@@ -43,7 +43,7 @@ class Judged:
     verdict: Verdict
 
 
-@dataclass
+@dataclass(slots=True)
 class Finding:
     id: str
     severity: str  # "failure" | "warning" | "info"

@@ -69,14 +69,14 @@ _TIMEOUT_TEXT = re.compile(r"time ?out|timed out|idle|waiting for client", re.IG
 # --- the interface to the TCP stage ---------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Resend:
     frame: int
     ts_ns: int
     interval_s: float  # time since the previous transmission of the same bytes
 
 
-@dataclass
+@dataclass(slots=True)
 class ChainFact:
     """One segment's bytes sent again and again (a retransmission chain)."""
 
@@ -101,7 +101,7 @@ class ChainFact:
         return self.span_s if self.span_s >= 0 else sum(r.interval_s for r in self.resends)
 
 
-@dataclass
+@dataclass(slots=True)
 class RstFact:
     frame: int
     ts_ns: int
@@ -113,7 +113,7 @@ class RstFact:
     middlebox_suspected: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class ZeroWindowFact:
     sender: str  # who advertised the zero window
     start_frame: int
@@ -123,7 +123,7 @@ class ZeroWindowFact:
     probes: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class IcmpFact:
     frame: int
     ts_ns: int
@@ -134,7 +134,7 @@ class IcmpFact:
     unreachable: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class TcpFacts:
     """What the SMTP verdicts need from TCP for one connection."""
 
@@ -166,7 +166,7 @@ class TcpFacts:
 # --- the verdict record -----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Evidence:
     frame: int
     shows: str
@@ -176,7 +176,7 @@ class Evidence:
         return {"capture": self.capture, "frame": self.frame, "shows": self.shows}
 
 
-@dataclass
+@dataclass(slots=True)
 class Verdict:
     outcome: str
     summary: str
@@ -205,7 +205,7 @@ class Verdict:
         return d
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     session: SmtpSession | None
     tcp: TcpFacts

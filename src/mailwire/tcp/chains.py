@@ -20,11 +20,12 @@ one chain per original segment, e.g. the stalled DATA segment of an SMTP session
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mailwire.jsonout import as_record
 from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_FAST_RETRANSMISSION,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from mailwire.tcp.summary import Connection
 
 
-@dataclass
+@dataclass(slots=True)
 class Resend:
     frame: int
     ts_ns: int
@@ -46,7 +47,7 @@ class Resend:
     cause: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Chain:
     """One original segment and every later copy of it."""
 
@@ -63,7 +64,7 @@ class Chain:
         return [r.interval_s for r in self.resends]
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d: dict[str, Any] = as_record(self)
         d["intervals_s"] = self.intervals_s
         return d
 

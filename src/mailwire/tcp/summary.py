@@ -18,7 +18,7 @@ PARTIAL, ESTABLISHED, CLOSED, RESET) with Zeek's own decision table (conn/main.z
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +26,7 @@ import numpy as np
 from mailwire.capture.addr import format_addr
 from mailwire.capture.table import PacketTable
 from mailwire.compiled import helper, kernel
+from mailwire.jsonout import as_record
 from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_OUT_OF_ORDER,
@@ -331,7 +332,7 @@ def _accumulate(
     return nzw
 
 
-@dataclass
+@dataclass(slots=True)
 class ZeroWindowEpisode:
     """A receiver advertised window 0 from ``start_frame`` until ``end_frame`` (None: never reopened)."""
 
@@ -344,7 +345,7 @@ class ZeroWindowEpisode:
     open_at_end: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Direction:
     """What one endpoint sent."""
 
@@ -368,7 +369,7 @@ class Direction:
     stall_unresolved: bool  # the capture ended inside that stall
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     """One TCP connection (stable record; ``id`` == tshark's ``tcp.stream``)."""
 
@@ -402,7 +403,7 @@ class Connection:
     client_kdir: int = 0  # internal: canonical key direction of client -> server
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d: dict[str, Any] = as_record(self)
         d.pop("client_kdir", None)
         return d
 
