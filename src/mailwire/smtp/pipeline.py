@@ -868,14 +868,16 @@ def analyze_capture(
                 progress(len(table))
     except CaptureError as exc:
         issues.append(str(exc))
+    # the last chunk's buffer (a chunk's worth of capture bytes) goes before the TCP stage's
+    # records are made, the pass's memory peak: events held past their chunk own their bytes
+    cur[0] = None
+    table = None
     result = analyzer.finish()
     process_batch(None)  # held data and gaps declared at the end of the capture
     flush_deferred()
-    # the TCP stage's state (kernels, accumulators, reassembly) and the last chunk are done with:
-    # drop them before the per-session records are built, the command's memory peak
+    # the TCP stage's state (kernels, accumulators, reassembly) is done with: drop it before
+    # the per-session records are built
     del analyzer
-    cur[0] = None
-    table = None
     release_free_memory()  # the pass's freed chunk buffers, before the end-of-capture steps
     roles = {c.id: c.client_kdir for c in result.connections}
     raw.finish(result.frames, roles, result.revived, result.summed)
