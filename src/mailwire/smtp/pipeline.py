@@ -126,14 +126,16 @@ class _Raw:
     special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
     s2c_acked: dict[int, int] = field(default_factory=dict)
     c2s_acked: dict[int, int] = field(default_factory=dict)
-    # the sums while rows arrive: keyed by (conn, kdir), or for the TTLs packed as
-    # (conn * 2 + kdir) * 512 + ttl + 1; the ACK maxima per base (0: client's, 1: server's)
-    _span: dict[int, list[int]] = field(default_factory=dict)
-    _special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
-    _acked: tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]] = field(
-        default_factory=lambda: ({}, {})
-    )
-    _max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
+    # the sums while rows arrive, in arrays indexed by connection (rows "conn * 2 + kdir" where by
+    # direction; a few dozen bytes a connection, where dictionaries of tuples took hundreds):
+    # first time, last time and last frame (-1: no row yet); the highest ACK beyond each base
+    # (row 0: the client's, 1: the server's; -1: none); the largest segment; and, for the TTLs,
+    # counts keyed (conn * 2 + kdir) * 512 + ttl + 1. SYN, FIN and RST rows are kept as arrays
+    # of (conn, frame, ts_ns, tcp flags, kdir, ttl, ip id), one per reduce.
+    _span_a: np.ndarray = field(default_factory=lambda: np.full((0, 3), -1, np.int64))
+    _acked_a: np.ndarray = field(default_factory=lambda: np.full((2, 0), -1, np.int64))
+    _max_seg_a: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _special_a: list[np.ndarray] = field(default_factory=list)
     _ttl: dict[int, int] = field(default_factory=dict)
     _by_stream: np.ndarray | None = None
     _bounds: list[int] = field(default_factory=list)  # rows of connection k: _by_stream[b[k]:b[k + 1]]
@@ -189,9 +191,10 @@ class _Raw:
         key = st.astype(np.int64)
         key *= 2
         key += c["kdir"]
+        self._room(ncon)
         # the highest ACK beyond each base, per connection and key direction
         rows = np.flatnonzero((c["tcp_flags"] & TH_ACK) != 0)
-        for bases, acked in zip((self.c2s_base, self.s2c_base), self._acked, strict=True):
+        for bases, acked in zip((self.c2s_base, self.s2c_base), self._acked_a, strict=True):
             if not bases or not rows.shape[0]:
                 continue
             base = np.full(ncon, -1, np.int64)
@@ -205,36 +208,25 @@ class _Raw:
             rel -= b
             rel %= 1 << 32
             good = rel < (1 << 31)
-            for k, v in _max_by_conn(key[r][good], rel[good], 2 * ncon).items():
-                kk = (k // 2, k % 2)
-                if v > acked.get(kk, -1):
-                    acked[kk] = v
-        # first and last frame
+            np.maximum.at(acked, key[r][good], rel[good])
+        # first and last frame (rows in file order: the first row of a connection new here, the
+        # last row of every connection here)
         _, first_i = np.unique(st, return_index=True)
         rev = st[::-1]
         conns_u, last = np.unique(rev, return_index=True)
         last = st.shape[0] - 1 - last
-        ts, fr = c["ts_ns"], c["frame"]
-        for cid, i0, i1 in zip(conns_u.tolist(), first_i.tolist(), last.tolist(), strict=True):
-            sp = self._span.get(cid)
-            if sp is None:
-                self._span[cid] = [int(ts[i0]), int(ts[i1]), int(fr[i1])]
-            else:
-                sp[1], sp[2] = int(ts[i1]), int(fr[i1])
-        # SYN, FIN and RST frames, by connection in frame order
+        span = self._span_a
+        new = span[conns_u, 0] < 0
+        span[conns_u[new], 0] = c["ts_ns"][first_i[new]]
+        span[conns_u, 1] = c["ts_ns"][last]
+        span[conns_u, 2] = c["frame"][last]
+        # SYN, FIN and RST frames
         sr = np.flatnonzero((c["tcp_flags"] & (TH_SYN | TH_FIN | TH_RST)) != 0)
-        sr = sr[np.argsort(st[sr], kind="stable")]
-        cols = [c[k][sr] for k in ("frame", "ts_ns", "tcp_flags", "kdir", "ttl", "ip_id")]
-        for cid, row in zip(st[sr].tolist(), zip(*(x.tolist() for x in cols), strict=True), strict=True):
-            self._special.setdefault(cid, []).append(row)
+        if sr.shape[0]:
+            names = ("stream", "frame", "ts_ns", "tcp_flags", "kdir", "ttl", "ip_id")
+            self._special_a.append(np.stack([c[k][sr].astype(np.int64) for k in names], axis=1))
         # largest segment and TTLs seen, per connection and key direction
-        mx = np.zeros(2 * ncon, dtype=np.int64)
-        np.maximum.at(mx, key, c["payload_len"])
-        for k in np.nonzero(mx)[0].tolist():
-            kk = (k // 2, k % 2)
-            v = int(mx[k])
-            if v > self._max_seg.get(kk, 0):
-                self._max_seg[kk] = v
+        np.maximum.at(self._max_seg_a, key, c["payload_len"])
         pair = key
         pair *= 512
         pair += c["ttl"]
@@ -249,14 +241,28 @@ class _Raw:
         gone = set(conns.tolist())
         if not gone:
             return
-        for d in (self._span, self._special):
-            for cid in gone & d.keys():
-                del d[cid]
-        for d2 in (*self._acked, self._max_seg):
-            for kk in [kk for kk in d2 if kk[0] in gone]:
-                del d2[kk]
+        cid = conns[conns < self._span_a.shape[0]].astype(np.int64)
+        self._span_a[cid] = -1
+        both = np.concatenate([2 * cid, 2 * cid + 1])
+        self._acked_a[:, both] = -1
+        self._max_seg_a[both] = 0
+        self._special_a = [a[~np.isin(a[:, 0], cid)] for a in self._special_a]
         for p in [p for p in self._ttl if (p // 512) // 2 in gone]:
             del self._ttl[p]
+
+    def _room(self, ncon: int) -> None:
+        """The sums' arrays grown to hold connections below ``ncon`` (doubling)."""
+        have = self._span_a.shape[0]
+        if ncon <= have:
+            return
+        cap = max(ncon, 2 * have, 1024)
+        span = np.full((cap, 3), -1, np.int64)
+        span[:have] = self._span_a
+        acked = np.full((2, 2 * cap), -1, np.int64)
+        acked[:, : 2 * have] = self._acked_a
+        mx = np.zeros(2 * cap, np.int64)
+        mx[: 2 * have] = self._max_seg_a
+        self._span_a, self._acked_a, self._max_seg_a = span, acked, mx
 
     def witnesses(self, c: dict[str, np.ndarray]) -> np.ndarray:
         """Of finished connections' rows (whole connections, file order), the ones :func:`_facts`
@@ -376,13 +382,20 @@ class _Raw:
         def dir_of(cid: int, kdir: int) -> int:
             return int(kdir != client_kdir.get(cid, 0))
 
-        self.span = {cid: (sp[0], sp[1], sp[2]) for cid, sp in self._span.items()}
-        self.special = {
-            cid: [(fr, ts, fl, dir_of(cid, kd), ttl, ip_id) for fr, ts, fl, kd, ttl, ip_id in rows]
-            for cid, rows in self._special.items()
+        span = self._span_a
+        has = np.flatnonzero(span[:, 0] >= 0)
+        self.span = dict(zip(has.tolist(), map(tuple, span[has].tolist()), strict=True))
+        # SYN, FIN and RST rows by connection, each in frame order (a connection's rows arrive in
+        # frame order, and those of a revived one were forgotten before they came again)
+        sp = np.concatenate(self._special_a) if self._special_a else np.zeros((0, 7), np.int64)
+        sp = sp[np.argsort(sp[:, 0], kind="stable")]
+        for cid, fr, ts, fl, kd, ttl, ip_id in sp.tolist():
+            self.special.setdefault(cid, []).append((fr, ts, fl, dir_of(cid, kd), ttl, ip_id))
+        mx = self._max_seg_a
+        seg = np.flatnonzero(mx > 0)
+        self.max_seg = {
+            (k // 2, dir_of(k // 2, k % 2)): v for k, v in zip(seg.tolist(), mx[seg].tolist(), strict=True)
         }
-        self._span, self._special = {}, {}
-        self.max_seg = {(cid, dir_of(cid, kd)): v for (cid, kd), v in self._max_seg.items()}
         # the usual TTL: the most frequent, the lowest of equally frequent ones
         by_dir = sorted(
             ((p >> 10), dir_of(p >> 10, (p >> 9) & 1), p % 512 - 1, n) for p, n in self._ttl.items()
@@ -392,13 +405,15 @@ class _Raw:
             if kk not in self.ttl_mode or n > self.ttl_mode[kk][1]:
                 self.ttl_mode[kk] = (ttl, n)
         # the server's ACKs of the client's stream and the client's of the server's
-        for (cid, kd), v in self._acked[0].items():
-            if dir_of(cid, kd) == 1:
-                self.c2s_acked[cid] = v
-        for (cid, kd), v in self._acked[1].items():
-            if dir_of(cid, kd) == 0:
-                self.s2c_acked[cid] = v
-        self._max_seg, self._ttl, self._acked = {}, {}, ({}, {})
+        for base, (out, by) in enumerate(((self.c2s_acked, 1), (self.s2c_acked, 0))):
+            acked = self._acked_a[base]
+            for k in np.flatnonzero(acked >= 0).tolist():
+                if dir_of(k // 2, k % 2) == by:
+                    out[k // 2] = int(acked[k])
+        self._ttl, self._special_a = {}, []
+        self._span_a = np.full((0, 3), -1, np.int64)
+        self._acked_a = np.full((2, 0), -1, np.int64)
+        self._max_seg_a = np.zeros(0, np.int64)
 
 
 def _max_by_conn(conn: np.ndarray, values: np.ndarray, n_conn: int) -> dict[int, int]:
