@@ -81,6 +81,7 @@ KNOWN_VERBS = frozenset(
         "SAML",
     ]
 )
+_VERB_COPY = {v: v for v in KNOWN_VERBS}
 
 _VERB_PREFIXES = frozenset(v[:4].encode() for v in KNOWN_VERBS)
 
@@ -593,6 +594,10 @@ class SmtpMachine:
         raw_verb = printable(verb_b, 32)
         verb = raw_verb.upper()
         known = verb in KNOWN_VERBS and verb_b.isascii()
+        if known:  # one copy of each verb, not one per command kept in the records
+            verb = _VERB_COPY[verb]
+            if raw_verb == verb:
+                raw_verb = verb
         if self.cmode == "auth" and not known:
             # A SASL response: credentials. Count it, never keep it.
             self.stats["credential_lines"] += 1

@@ -524,6 +524,10 @@ class TcpAnalyzer:
             full[: min(nconv, arr.shape[0])] = arr[:nconv]
             counts[name] = full
         connections = self.summary.finish(self.keys, self.ws, counts, rtt, shard=self._shard)
+        # the accumulators and the rest of the kernels' state are in the records now: let them go
+        # before the chains and the reassembler's last events are made
+        self.summary.release()
+        self.ws.release()
         # client -> server direction per frame, from each connection's roles
         client_kdir = np.zeros(self.ws.n_conv, dtype=np.int8)
         for c in connections:

@@ -430,6 +430,14 @@ class SummaryState:
             new[: old.shape[0]] = old
             setattr(self, name, new)
 
+    def release(self) -> None:
+        """Free the accumulators once :meth:`finish` has made the records (nothing may be fed or
+        finished after this)."""
+        self.acc = np.zeros((0, A_NFIELDS), dtype=np.int64)
+        self.cs = np.zeros((0, K_NFIELDS), dtype=np.int64)
+        self.hist = np.zeros((0, HIST_MAX), dtype=np.int64)
+        self.zw = []
+
     def feed(self, table: PacketTable, sel: TcpFrames, part: dict[str, np.ndarray]) -> None:
         if sel.rows.shape[0] == 0:
             return
