@@ -17,6 +17,7 @@ from mailwire.tcp.engine import TcpAnalyzer, TcpResult
 from mailwire.tcp.quality import merged
 from mailwire.workers import MAX_SHARDS, SHARD_MIN_BYTES, available_cpus, plan
 from tests.conftest import NO_CORPUS, corpus_captures, generated_capture
+from tests.craft import Flow, ms, write
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,35 @@ def test_connection_numbers_jumping_past_the_kernel_state_grow_it() -> None:
     mw.run(cols, out)
     assert mw.n_conv == int(convs[-1]) + 1
     assert mw.cs.shape[0] > mw.n_conv and mw.ds.shape[0] >= 2 * mw.cs.shape[0]
+
+
+def test_a_shard_holds_state_for_its_own_connections(tmp_path: Path) -> None:
+    """The Wireshark-mode kernel of every shard numbers every connection (first appearance,
+    port reuse); the mailwire-mode kernel and the connection accumulators of shard k of w hold
+    rows for connections k, k + w, k + 2w … only (row n // w), so a shard's state shrinks with w.
+    The parts still add up to the whole: crafted connections 0-6, where connection 5 (shard 1 of
+    4, its row 1) has a zero-window episode that must stay connection 5's."""
+    frames = []
+    for i in range(7):
+        f = Flow("192.0.2.10", 40010 + i, "198.51.100.20", 25)
+        t = ms(1000 * i)
+        frames += f.handshake(t)
+        frames.append(f.send(t + ms(100), "c2s", b"x" * 1000))
+        if i == 5:
+            frames.append(f.ack(t + ms(200), "s2c", win=0))  # the server's window closes …
+            frames.append(f.ack(t + ms(700), "s2c", win=8192))  # … for 0.5 s
+        else:
+            frames.append(f.ack(t + ms(200), "s2c"))
+    path = write(tmp_path / "zw.pcap", frames)
+    whole = _tcp(path, None)
+    assert len(whole.connections) == 7 and [len(c.zero_window) for c in whole.connections] == [0] * 5 + [1, 0]
+    w = 4
+    for k in range(w):
+        a = TcpAnalyzer(shard=(k, w))
+        for table in iter_tables(path, chunk_bytes=1 << 16):
+            a.feed(table)
+        assert a.ws.n_conv == 7  # every connection numbered
+        own = len(range(k, 7, w))
+        assert a.summary.n_conv <= own and a.mw.n_conv <= own, (k, a.summary.n_conv, a.mw.n_conv)
+        part = a.finish()
+        assert [c.to_json() for c in part.connections] == [c.to_json() for c in whole.connections[k::w]]

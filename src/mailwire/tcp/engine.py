@@ -206,7 +206,7 @@ class TcpAnalyzer:
         self.keys = KeyRegistry()
         self.ws = KernelState(mw=False)
         self.mw = KernelState(mw=True)
-        self.summary = SummaryState()
+        self.summary = SummaryState(shard)
         # per-frame fields for the whole capture: one growable array per field (capacity doubles),
         # so finish() slices instead of concatenating chunk parts (measured on 1 M packets: the
         # concatenation cost ~50 MB of extra peak RSS, heap fragmentation included, and 0.1-0.2 s)
@@ -273,7 +273,8 @@ class TcpAnalyzer:
             ws_out = {c: v[mine] for c, v in ws_out.items()}
             m = mine.shape[0]
         mw_out = {k: np.empty(m, dtype=dt) for k, dt in _OUT.items()}
-        mw_out["conv"][:] = ws_out["conv"]
+        # the mailwire-mode state of a shard holds its own connections only: numbered n // w
+        mw_out["conv"][:] = ws_out["conv"] if self._shard is None else ws_out["conv"] // self._shard[1]
         self.mw.run(sel.cols, mw_out)
 
         part: dict[str, np.ndarray] = {

@@ -411,7 +411,10 @@ class Connection:
 class SummaryState:
     """Per-connection accumulators, carried across chunks."""
 
-    def __init__(self) -> None:
+    def __init__(self, shard: tuple[int, int] | None = None) -> None:
+        # a shard's connections (numbers k, k + w, k + 2w …) have rows n // w: a shard holds its
+        # own, not every connection's
+        self._k, self._w = shard if shard is not None else (0, 1)
         self.acc = np.zeros((2048, A_NFIELDS), dtype=np.int64)
         self.cs = np.zeros((1024, K_NFIELDS), dtype=np.int64)
         self.hist = np.zeros((1024, HIST_MAX), dtype=np.int64)
@@ -442,6 +445,8 @@ class SummaryState:
         if sel.rows.shape[0] == 0:
             return
         conv = part["stream"].astype(np.int64)
+        if self._w > 1:
+            conv //= self._w
         self.n_conv = max(self.n_conv, int(conv.max()) + 1)
         self._ensure(self.n_conv)
         c = table.columns
@@ -456,6 +461,8 @@ class SummaryState:
             c["cap_payload_len"][rows].astype(np.int64), self.acc, self.cs, self.hist, zw, 0,
         )  # fmt: skip
         if n:
+            if self._w > 1:
+                zw[:n, 0] = zw[:n, 0] * self._w + self._k  # episodes name the connection number
             self.zw.append(zw[:n])
 
     def finish(
@@ -472,7 +479,10 @@ class SummaryState:
         modulo ``w``."""
         words = keys.words()
         nconv = ws.n_conv
-        self._ensure(max(nconv, 1))
+        if shard is not None and shard != (self._k, self._w):
+            raise ValueError(f"shard {shard!r}: these accumulators are shard {(self._k, self._w)!r}'s")
+        w = self._w
+        self._ensure(max(-(-nconv // w), 1))
         key_of = ws.cs[:nconv, 0]
         wscale = ws.win_scale()
         irtt = ws.first_rtt()
@@ -497,11 +507,12 @@ class SummaryState:
         counts = {n: v.tolist() for n, v in flag_counts.items()}
         addr_cache: dict[tuple[int, int], str] = {}
         out: list[Connection] = []
-        for k in range(nconv) if shard is None else range(shard[0], nconv, shard[1]):
+        for k in range(self._k, nconv, w):
             rtts = rtt_val[bounds_l[k] : bounds_l[k + 1]].tolist()
+            j = k // w  # its accumulator rows
             out.append(
                 self._one(
-                    k, acc[2 * k].tolist(), acc[2 * k + 1].tolist(), cs[k].tolist(), hist[k].tolist(),
+                    k, acc[2 * j].tolist(), acc[2 * j + 1].tolist(), cs[j].tolist(), hist[j].tolist(),
                     words_l[key_l[k]], wscale_l, irtt_l[k], zw_by.get(k, []), rtts,
                     {n: v[k] for n, v in counts.items() if v[k]}, addr_cache,
                 )
