@@ -51,6 +51,42 @@ def test_workers_are_other_processes(captures: list[Path]) -> None:
     assert sum(seen) == 14
 
 
+def _dies_in_worker(path: str, progress: Any = None) -> tuple[str, int]:
+    if os.getpid() != _PARENT:
+        os._exit(3)  # a worker that dies before writing its result (killed, out of memory)
+    return path, os.getpid()
+
+
+_PARENT = os.getpid()
+
+
+def _open_files() -> set[str]:
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue  # the descriptor listdir itself used
+    return out
+
+
+def test_results_come_back_through_files_that_leave_nothing_behind(captures: list[Path]) -> None:
+    """A worker's result is pickled into an unnamed file the calling process made before the fork:
+    afterwards no descriptor of it is open and no file is left in the temporary directory, also
+    when the worker died before writing it (its task is then run in the calling process)."""
+    import tempfile
+
+    tmp = Path(tempfile.gettempdir())
+    before_fds, before_tmp = _open_files(), set(tmp.iterdir())
+    got = map_captures(_pid, captures, jobs=2)
+    assert got[1][0] == str(captures[1]) and got[1][1] != os.getpid()
+    dead = map_captures(_dies_in_worker, captures, jobs=2)
+    assert dead == [(str(c), os.getpid()) for c in captures]  # both done here in the end
+    leaked = {f for f in _open_files() - before_fds if "(deleted)" in f or f.startswith(str(tmp))}
+    assert not leaked
+    assert set(tmp.iterdir()) <= before_tmp
+
+
 def test_a_failing_worker_fails_as_one_process_would(captures: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot do a\.pcap"):
         map_captures(_boom, captures, jobs=2)

@@ -3,8 +3,8 @@ large capture split by connection across the CPUs it would otherwise leave idle.
 
 The analysis of one capture is single-threaded Python and NumPy, so processes are the unit of
 parallelism. Workers are forked: they start with every module (and the compiled kernels) already
-loaded, and a result comes back pickled (about 20 MB and 0.5 s per million packets). The calling
-process works too: it runs the first task itself while the others run in the pool.
+loaded, and a result comes back pickled in a file (about 20 MB and 0.5 s per million packets).
+The calling process works too: it runs the first task itself while the others run in the pool.
 
 A capture is split into *shards* when there are more CPUs than captures: each of ``w`` workers
 reads and decodes the whole capture and numbers its connections, then analyses only those
@@ -20,9 +20,11 @@ process, so errors read exactly as they would without workers.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -63,11 +65,18 @@ class Task:
         return self.shard == 0  # every shard reads every frame: one of them counts them
 
 
-def _call(fn: Callable[..., T], path: str, task: Task, with_progress: bool) -> bytes:
-    # pickled here, loaded by the caller once its own task is done: the pool's result thread
-    # would otherwise build a worker's records while the calling process is at its own peak
+def _call(fn: Callable[..., T], path: str, task: Task, with_progress: bool, fd: int) -> int:
+    """Run the task; its result is pickled into the caller's file ``fd`` (inherited at the fork),
+    and loaded by the caller once its own task is done: the pool's result thread would otherwise
+    build a worker's records while the calling process is at its own peak. Through the pool's
+    pipe it came as one bytes object, received and copied whole (about 20 MB per million packets,
+    twice, at the caller's peak); from the file it is read a frame at a time."""
     result = _here(fn, path, task, _count if with_progress and task.reports_progress else None)
-    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out:
+        out.seek(0)
+        out.truncate()
+        pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
+        return out.tell()
 
 
 def available_cpus() -> int:
@@ -155,25 +164,33 @@ def map_captures(
         forward()
 
     got: list[tuple[bool, Any]] = [(False, None)] * len(tasks)
-    with ProcessPoolExecutor(
-        max_workers=procs - 1, mp_context=ctx, initializer=_init, initargs=(counter,)
-    ) as pool:
-        futures: list[Future[bytes]] = [
-            pool.submit(_call, fn, str(paths[t.index]), t, progress is not None) for t in tasks[1:]
-        ]
-        first = tasks[0]
-        own = mine if progress is not None and first.reports_progress else None
-        got[0] = (True, _here(fn, str(paths[first.index]), first, own))
-        for j, f in enumerate(futures, start=1):  # bounded: every worker ends with its task or fails
-            while True:
-                try:
-                    got[j] = (True, pickle.loads(f.result(timeout=0.25)))
-                    break
-                except TimeoutError:
-                    forward()
-                except Exception:
-                    break
-            forward()
+    # one unnamed file per worker task, made before the workers are forked so that they inherit
+    # it: nothing is left behind, however this process ends
+    with contextlib.ExitStack() as files:
+        outs = [files.enter_context(tempfile.TemporaryFile()) for _ in tasks[1:]]
+        with ProcessPoolExecutor(
+            max_workers=procs - 1, mp_context=ctx, initializer=_init, initargs=(counter,)
+        ) as pool:
+            futures: list[Future[int]] = [
+                pool.submit(_call, fn, str(paths[t.index]), t, progress is not None, fh.fileno())
+                for t, fh in zip(tasks[1:], outs, strict=True)
+            ]
+            first = tasks[0]
+            own = mine if progress is not None and first.reports_progress else None
+            got[0] = (True, _here(fn, str(paths[first.index]), first, own))
+            for j, (f, fh) in enumerate(zip(futures, outs, strict=True), start=1):
+                while True:  # bounded: every worker ends with its task or fails
+                    try:
+                        f.result(timeout=0.25)
+                        fh.seek(0)
+                        got[j] = (True, pickle.load(fh))
+                        break
+                    except TimeoutError:
+                        forward()
+                    except Exception:
+                        break
+                fh.close()  # its disk space goes at once
+                forward()
     # a failed task is run again here, so its error reads as it would without workers
     results = [
         r if ok else _here(fn, str(paths[t.index]), t, None) for t, (ok, r) in zip(tasks, got, strict=True)
