@@ -3,10 +3,12 @@ Numba's JIT computes, and a call that does not match a kernel's signature is ref
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +148,28 @@ def test_ahead_of_time_and_jit_agree() -> None:
     assert len(aot) == len(caps)
     differ = sorted(k for k in aot if aot[k] != jit.get(k))
     assert not differ, differ
+
+
+def test_a_build_leaves_no_scratch_files(tmp_path: Path) -> None:
+    """The ahead-of-time build as ``pip install`` runs it (a child process, kernels in JIT mode),
+    into a fresh target: the module is made, loads, and carries the digest of these sources; and
+    the temporary directory it was given is as empty afterwards as before (pycc's compiler probe
+    used to leave two directories there at every install)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    target = tmp_path / "out" / f"_aot{suffix}"
+    target.parent.mkdir()
+    code = "import sys; from mailwire.compiled import build; build(sys.argv[1])"
+    env = dict(os.environ, MAILWIRE_JIT="1", TMPDIR=str(scratch))
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(target)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert target.is_file()
+    spec = importlib.util.spec_from_file_location("_aot", target)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.source_digest() == compiled.source_digest()
+    assert list(scratch.iterdir()) == []

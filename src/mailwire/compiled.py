@@ -236,6 +236,21 @@ def build(target: str) -> str:
     before the first import of mailwire)."""
     if AOT is not None:
         raise RuntimeError("build() needs the JIT kernels: set MAILWIRE_JIT=1 before importing mailwire")
+    import shutil
+    import tempfile
+
+    # pycc's probe of the C compiler leaves its scratch directory behind (two per build, in the
+    # system's temporary directory): everything pycc makes goes into one of ours, removed after
+    scratch = tempfile.mkdtemp(prefix="mailwire-build-")
+    default, tempfile.tempdir = tempfile.tempdir, scratch
+    try:
+        return _build(target)
+    finally:
+        tempfile.tempdir = default
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build(target: str) -> str:
     import warnings
 
     with warnings.catch_warnings():
