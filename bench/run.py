@@ -473,19 +473,26 @@ RATIOS = [  # (peer, reference) pairs printed as "peer / reference = N×"
 
 
 def memory_scaling(
-    a: argparse.Namespace, have: set[str], packets: int, small: dict[str, object], log: TextIO
+    a: argparse.Namespace,
+    have: set[str],
+    packets: int,
+    small: dict[str, object],
+    log: TextIO,
+    name: str = "mailwire analyze -j1",
 ) -> dict[str, object] | None:
-    """``mailwire analyze -j 1`` (one process: all the memory in one place) on a second capture:
-    peak RSS against capture size, as a straight line through the two runs (MB per million
-    packets, the fixed part, and where it reaches 512 MB)."""
+    """Tool ``name`` on a second capture: peak RSS against capture size, as a straight line
+    through the two runs (MB per million packets, the fixed part, and where it reaches 512 MB).
+    ``mailwire analyze -j1`` has all the memory in one process; ``mailwire analyze`` as a user
+    runs it (workers for a large capture) is reported by its largest process, which is the
+    calling one, holding every shard's records at the end."""
     if small.get("status") != "ok":
-        print("  memory scaling: mailwire analyze -j1 did not run on the first capture", file=log)
+        print(f"  memory scaling: {name} did not run on the first capture", file=log)
         return None
     big_packets, big_size = pcap_counts(a.scale)
     warm(a.scale)
-    tool = next(t for t in tools(a.scale, have) if t.name == "mailwire analyze -j1")
+    tool = next(t for t in tools(a.scale, have) if t.name == name)
     r = run_one(tool, a.timeout)
-    print(f"  mailwire analyze -j1 ({a.scale.name}) {r.get('status')} {r.get('wall_s', '')} s", file=log)
+    print(f"  {name} ({a.scale.name}) {r.get('status')} {r.get('wall_s', '')} s", file=log)
     if r.get("status") != "ok" or big_packets == packets:
         return {"status": r.get("status"), "detail": r.get("detail", "same packet count")}
     r1, r2 = float(small["peak_rss_mb"]), float(r["peak_rss_mb"])  # type: ignore[arg-type]
@@ -493,7 +500,7 @@ def memory_scaling(
     fixed = r1 - per_m * packets / 1e6
     at_512 = (512 - fixed) / per_m if per_m > 0 else None
     text = (
-        f"memory scaling, mailwire analyze -j1: {packets:,} packets {r1:.0f} MB, {big_packets:,} packets "
+        f"memory scaling, {name}: {packets:,} packets {r1:.0f} MB, {big_packets:,} packets "
         f"{r2:.0f} MB ({float(r['wall_s']):.2f} s): {per_m:.0f} MB per million packets over "  # type: ignore[arg-type]
         f"{fixed:.0f} MB; 512 MB "
         + (f"reached at about {at_512:.1f} M packets" if at_512 is not None else "not reached")
@@ -651,6 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     scale = memory_scaling(a, have, packets, by.get("mailwire analyze -j1", {}), log) if a.scale else None
     if scale is not None:
         print(scale["text"])
+    scale_w = None
+    if a.scale and "mailwire analyze" in by:
+        scale_w = memory_scaling(a, have, packets, by["mailwire analyze"], log, "mailwire analyze")
+        if scale_w is not None:
+            print(scale_w["text"])
 
     if a.json:
         doc = {
@@ -671,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
             "tools": [{"name": t.name, "kind": t.kind, "command": t.what, **t.result} for t in selected],
             "ratios": ratios,
             "memory_scaling": scale,
+            "memory_scaling_workers": scale_w,
         }
         text = json.dumps(doc, indent=2)
         if str(a.json) == "-":

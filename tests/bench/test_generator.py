@@ -251,3 +251,10 @@ def test_runner_memory_scaling(tmp_path: Path) -> None:
     assert abs(sc["mb_per_million_packets"] - slope) < 0.1
     assert abs(sc["fixed_mb"] - (first["peak_rss_mb"] - slope * 2000 / 1e6)) < 0.1
     assert "memory scaling, mailwire analyze -j1: 2,000 packets" in out
+    # the command as users run it, measured the same way
+    users = next(t for t in doc["tools"] if t["name"] == "mailwire analyze")
+    sw = doc["memory_scaling_workers"]
+    assert users["status"] == "ok" and sw["packets"] == 6000 and sw["peak_rss_mb"] > 0
+    slope = (sw["peak_rss_mb"] - users["peak_rss_mb"]) / (4000 / 1e6)
+    assert abs(sw["mb_per_million_packets"] - slope) < 0.1
+    assert "memory scaling, mailwire analyze: 2,000 packets" in out
