@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailwire.smtp.pipeline import analyze_captures
-from mailwire.workers import PARALLEL_MIN_BYTES, available_cpus, jobs_for, map_captures
+from mailwire.workers import (
+    PARALLEL_MIN_BYTES,
+    available_cpus,
+    dump_result,
+    jobs_for,
+    load_result,
+    map_captures,
+)
 from tests.conftest import ROOT, generated_capture
 
 
@@ -143,3 +151,56 @@ def test_diagnose_with_workers_is_the_same() -> None:
     # the lab's ground truth: a box dropping large segments between the two points
     assert json.loads((inc / "truth.json").read_text())["fault"]["kind"] == "size_drop"
     assert one["conclusions"][0]["cause"] == "path_loss_size_dependent"
+
+
+@dataclass(slots=True)
+class _Rec:
+    n: int
+    name: str
+    parts: list[int]
+
+
+@dataclass
+class _Result:
+    path: str
+    records: list[_Rec]
+    by_id: dict[int, _Rec]
+    small: list[int]
+
+
+def _loaded_peak(load: Any, blob: bytes) -> tuple[Any, int, int]:
+    """(what ``load`` made of ``blob``, bytes it still holds, bytes held at the peak of the load)."""
+    import io
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        got = load(io.BytesIO(blob))
+        now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return got, now, peak
+
+
+def test_a_result_is_loaded_in_pieces() -> None:
+    """dump_result / load_result give back an equal result (lists, dictionaries in their order,
+    other values, a non-dataclass whole), and loading slotted records costs about what they hold:
+    one pickle of them all held a dictionary per record until its end, half the peak."""
+    import io
+    import pickle
+
+    recs = [_Rec(i, f"r{i}", list(range(i % 7))) for i in range(20000)]
+    res = _Result("x.pcap", recs, {r.n: r for r in reversed(recs[:3000])}, [1, 2, 3])
+    out = io.BytesIO()
+    dump_result(res, out)
+    got, now, peak = _loaded_peak(load_result, out.getvalue())
+    assert got == res and list(got.by_id) == list(res.by_id)
+    assert peak < 1.2 * now, (peak, now)
+    whole = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)  # the control: one pickle
+    got2, now2, peak2 = _loaded_peak(pickle.load, whole)
+    assert got2 == res and peak2 > 1.5 * now2, (peak2, now2)
+    for other in ({"a": [1, 2]}, None, "text"):
+        buf = io.BytesIO()
+        dump_result(other, buf)
+        buf.seek(0)
+        assert load_result(buf) == other
