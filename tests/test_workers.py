@@ -204,3 +204,18 @@ def test_a_result_is_loaded_in_pieces() -> None:
         dump_result(other, buf)
         buf.seek(0)
         assert load_result(buf) == other
+
+
+def test_no_room_for_result_files_means_one_process(
+    captures: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the temporary directory refuses the result files (full, read-only), the captures are
+    analysed in the calling process, with the same results."""
+    import tempfile
+
+    def refuse(*a: Any, **k: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    got = map_captures(_pid, captures, jobs=2)
+    assert [(str(p), pid) for p, pid in got] == [(str(c), os.getpid()) for c in captures]

@@ -215,7 +215,10 @@ def map_captures(
     # one unnamed file per worker task, made before the workers are forked so that they inherit
     # it: nothing is left behind, however this process ends
     with contextlib.ExitStack() as files:
-        outs = [files.enter_context(tempfile.TemporaryFile()) for _ in tasks[1:]]
+        try:
+            outs = [files.enter_context(tempfile.TemporaryFile()) for _ in tasks[1:]]
+        except OSError:  # no temporary directory to write in: everything in this process
+            return [fn(p, progress=progress) for p in paths]
         with ProcessPoolExecutor(
             max_workers=procs - 1, mp_context=ctx, initializer=_init, initargs=(counter,)
         ) as pool:
