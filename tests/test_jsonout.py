@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from mailwire import jsonout
 from mailwire.capture.read import iter_tables
 from mailwire.smtp.pipeline import analyze_captures
-from tests.conftest import ROOT, corpus_captures
+from tests.conftest import ROOT, corpus_captures, generated_capture
 
 _scalars = (
     st.none()
@@ -114,13 +114,15 @@ def test_a_record_is_what_asdict_makes(node: _Node) -> None:
     assert got["leaves"] is not node.leaves and got["counts"] is not node.counts
 
 
-def test_connection_records_are_what_asdict_makes() -> None:
-    """Every connection and chain record of the bundled incident and of the corpus captures that
-    have retransmissions, against ``dataclasses.asdict`` of the same records."""
+def test_connection_records_are_what_asdict_makes(tmp_path: Any) -> None:
+    """Every connection and chain record of the bundled incident, a generated capture full of
+    retransmission chains and (where present) the corpus captures, against ``dataclasses.asdict``
+    of the same records."""
     from mailwire.tcp import analyze
 
     inc = ROOT / "examples" / "incident"
-    paths = [inc / "sender.pcap", inc / "edge.pcap", *corpus_captures()]
+    gen = generated_capture(tmp_path / "gen.pcap")
+    paths = [inc / "sender.pcap", inc / "edge.pcap", gen, *corpus_captures()]
     n_conn = n_chain = 0
     for p in paths:
         res = analyze(iter_tables(p), reassemble=False)
