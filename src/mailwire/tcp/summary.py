@@ -145,7 +145,7 @@ def _unwrap(prev_hi: int, raw: int, base: int) -> int:
 
 @kernel(
     "i8(i8[::1], i8[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], "
-    "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[:, ::1], i8[:, ::1], i8[:, "
+    "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[:, ::1], i8[:, ::1], u1[:, "
     "::1], i8[:, ::1], i8)"
 )
 def _accumulate(
@@ -417,7 +417,8 @@ class SummaryState:
         self._k, self._w = shard if shard is not None else (0, 1)
         self.acc = np.zeros((2048, A_NFIELDS), dtype=np.int64)
         self.cs = np.zeros((1024, K_NFIELDS), dtype=np.int64)
-        self.hist = np.zeros((1024, HIST_MAX), dtype=np.int64)
+        # one byte a letter (a code below 11, the direction in bit 7)
+        self.hist = np.zeros((1024, HIST_MAX), dtype=np.uint8)
         self.zw: list[np.ndarray] = []
         self.n_conv = 0
 
@@ -438,7 +439,7 @@ class SummaryState:
         finished after this)."""
         self.acc = np.zeros((0, A_NFIELDS), dtype=np.int64)
         self.cs = np.zeros((0, K_NFIELDS), dtype=np.int64)
-        self.hist = np.zeros((0, HIST_MAX), dtype=np.int64)
+        self.hist = np.zeros((0, HIST_MAX), dtype=np.uint8)
         self.zw = []
 
     def feed(self, table: PacketTable, sel: TcpFrames, part: dict[str, np.ndarray]) -> None:
