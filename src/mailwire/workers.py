@@ -66,7 +66,7 @@ class Task:
         return self.shard == 0  # every shard reads every frame: one of them counts them
 
 
-def _call(fn: Callable[..., T], path: str, task: Task, with_progress: bool, fd: int) -> int:
+def _call(fn: Callable[..., T], path: str, task: Task, with_progress: bool, fd: int) -> None:
     """Run the task; its result is pickled into the caller's file ``fd`` (inherited at the fork),
     and loaded by the caller once its own task is done: the pool's result thread would otherwise
     build a worker's records while the calling process is at its own peak. Through the pool's
@@ -77,7 +77,6 @@ def _call(fn: Callable[..., T], path: str, task: Task, with_progress: bool, fd: 
         out.seek(0)
         out.truncate()
         dump_result(result, out)
-        return out.tell()
 
 
 _RECORDS_PER_PICKLE = 256
@@ -222,7 +221,7 @@ def map_captures(
         with ProcessPoolExecutor(
             max_workers=procs - 1, mp_context=ctx, initializer=_init, initargs=(counter,)
         ) as pool:
-            futures: list[Future[int]] = [
+            futures: list[Future[None]] = [
                 pool.submit(_call, fn, str(paths[t.index]), t, progress is not None, fh.fileno())
                 for t, fh in zip(tasks[1:], outs, strict=True)
             ]

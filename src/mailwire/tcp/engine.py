@@ -524,7 +524,7 @@ class TcpAnalyzer:
             full = np.zeros(nconv, np.int64)
             full[: min(nconv, arr.shape[0])] = arr[:nconv]
             counts[name] = full
-        connections = self.summary.finish(self.keys, self.ws, counts, rtt, shard=self._shard)
+        connections = self.summary.finish(self.keys, self.ws, counts, rtt)
         # the accumulators and the rest of the kernels' state are in the records now: let them go
         # before the chains and the reassembler's last events are made
         self.summary.release()

@@ -472,16 +472,13 @@ class SummaryState:
         ws: KernelState,
         flag_counts: dict[str, npt.NDArray[np.int64]],
         rtt: tuple[np.ndarray, np.ndarray],
-        shard: tuple[int, int] | None = None,
     ) -> list[Connection]:
         """Connection records in number order; ``flag_counts`` is, per mailwire flag name, the
         frames flagged per connection number (at least ``ws.n_conv`` long); ``rtt`` is every RTT
-        sample as (stream, ns) arrays. ``shard=(k, w)``: only the connections numbered ``k``
-        modulo ``w``."""
+        sample as (stream, ns) arrays. A shard's state gives the records of its own connections
+        (numbered ``k`` modulo ``w``)."""
         words = keys.words()
         nconv = ws.n_conv
-        if shard is not None and shard != (self._k, self._w):
-            raise ValueError(f"shard {shard!r}: these accumulators are shard {(self._k, self._w)!r}'s")
         w = self._w
         self._ensure(max(-(-nconv // w), 1))
         key_of = ws.cs[:nconv, 0]
