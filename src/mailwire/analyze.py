@@ -88,12 +88,10 @@ def render(
         con.print(table)
     if len(ranked) > max_rows:
         con.print(Text(f"… {len(ranked) - max_rows} more session(s) not shown (all are in --json)"))
-    shown = 0
-    for j in ranked:
+    # delivered sessions are told only with --frames: left out by rank, none of them is read
+    told = ranked if frames else result.worst_first(without=("delivered",))
+    for shown, j in enumerate(told, start=1):
         v = j.verdict
-        if v.outcome == "delivered" and not frames:
-            continue
-        shown += 1
         if shown > max_rows:
             con.print(Text("… more sessions in --json"))
             break

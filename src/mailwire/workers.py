@@ -20,7 +20,6 @@ process, so errors read exactly as they would without workers.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -31,6 +30,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+from mailwire.spill import Spilled, from_pieces
 
 T = TypeVar("T")
 
@@ -99,7 +100,15 @@ def dump_result(result: Any, out: IO[bytes]) -> None:
     _put(("fields", type(result), names), out)
     for name in names:
         v = getattr(result, name)
-        if type(v) in (list, dict) and len(v) > _RECORDS_PER_PICKLE:
+        if isinstance(v, Spilled) and v.in_file:
+            # the worker's records file copied piece by piece, without loading a record
+            _put(("spilled", v.keys, v.layout), out)
+            for _count, data in v.raw_pieces():
+                out.write(data)
+        elif isinstance(v, Spilled):
+            _put(("spilled_list", v.keys), out)
+            _dump_list(list(v), out)
+        elif type(v) in (list, dict) and len(v) > _RECORDS_PER_PICKLE:
             items = list(v.items()) if type(v) is dict else v
             n = _RECORDS_PER_PICKLE
             _put((type(v).__name__, -(-len(items) // n)), out)
@@ -109,16 +118,33 @@ def dump_result(result: Any, out: IO[bytes]) -> None:
             _put(("value", v), out)
 
 
+def _dump_list(items: list[Any], out: IO[bytes]) -> None:
+    n = _RECORDS_PER_PICKLE
+    _put(("list", -(-len(items) // n)), out)
+    for i in range(0, len(items), n):
+        _put(items[i : i + n], out)
+
+
 def load_result(fh: IO[bytes]) -> Any:
-    """What :func:`dump_result` wrote."""
+    """What :func:`dump_result` wrote. Records that the worker had in a file stay in ``fh``, read
+    from there when they are reached (the result keeps ``fh`` open)."""
     kind, *rest = pickle.load(fh)
     if kind == "whole":
         return rest[0]
     cls, names = rest
     obj = cls.__new__(cls)
     for name in names:
-        tag, v = pickle.load(fh)
-        if tag == "list":
+        tag, *args = pickle.load(fh)
+        v = args[0]
+        if tag == "spilled":
+            keys, layout = args
+            start = fh.tell()
+            v = from_pieces(fh, keys, start, layout)
+            fh.seek(start + sum(size for size, _ in layout))
+        elif tag == "spilled_list":
+            _tag, n = pickle.load(fh)
+            v = Spilled(args[0], items=[x for _ in range(n) for x in pickle.load(fh)])
+        elif tag == "list":
             v = [x for _ in range(v) for x in pickle.load(fh)]
         elif tag == "dict":
             v = {k: x for _ in range(v) for k, x in pickle.load(fh)}
@@ -212,12 +238,17 @@ def map_captures(
 
     got: list[tuple[bool, Any]] = [(False, None)] * len(tasks)
     # one unnamed file per worker task, made before the workers are forked so that they inherit
-    # it: nothing is left behind, however this process ends
-    with contextlib.ExitStack() as files:
-        try:
-            outs = [files.enter_context(tempfile.TemporaryFile()) for _ in tasks[1:]]
-        except OSError:  # no temporary directory to write in: everything in this process
-            return [fn(p, progress=progress) for p in paths]
+    # it: nothing is left behind, however this process ends. A result whose records stay in its
+    # file keeps the file open; the others are closed once loaded (their disk space goes at once)
+    outs: list[IO[bytes]] = []
+    try:
+        for _ in tasks[1:]:
+            outs.append(tempfile.TemporaryFile())  # noqa: SIM115
+    except OSError:  # no temporary directory to write in: everything in this process
+        for fh in outs:
+            fh.close()
+        return [fn(p, progress=progress) for p in paths]
+    try:
         with ProcessPoolExecutor(
             max_workers=procs - 1, mp_context=ctx, initializer=_init, initargs=(counter,)
         ) as pool:
@@ -239,8 +270,11 @@ def map_captures(
                         forward()
                     except Exception:
                         break
-                fh.close()  # its disk space goes at once
+                if not got[j][0]:
+                    fh.close()
                 forward()
+    finally:
+        outs.clear()  # each file closes with the last result that reads from it
     # a failed task is run again here, so its error reads as it would without workers
     results = [
         r if ok else _here(fn, str(paths[t.index]), t, None) for t, (ok, r) in zip(tasks, got, strict=True)

@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 Input: every session's verdict with its :class:`~mailwire.smtp.verdict.TcpFacts` (and SMTP
 session when there was one). Output: a list of :class:`Finding` records, each produced by one
-small named function in :data:`FINDERS`:
+small finder class in :data:`FINDERS`, fed every session once (one pass, so that the
+sessions can be read from disk):
 
 * ``destination_mix`` — per destination (server address) the mix of outcomes and whether the
   failures are *intermittent* (the same destination sometimes fine);
@@ -24,14 +25,16 @@ destination mix of a healthy capture) never claim a failure.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailwire.smtp.session import SmtpSession
 from mailwire.smtp.verdict import FAILURES, NETWORK_OUTCOMES, Evidence, TcpFacts, Verdict
+from mailwire.spill import positional
 
 
+@positional
 @dataclass(slots=True)
 class Judged:
     """One session as the finders see it."""
@@ -43,6 +46,7 @@ class Judged:
     verdict: Verdict
 
 
+@positional
 @dataclass(slots=True)
 class Finding:
     id: str
@@ -67,137 +71,220 @@ class Finding:
         }
 
 
-def _by_dest(items: list[Judged]) -> dict[str, list[Judged]]:
-    out: dict[str, list[Judged]] = defaultdict(list)
-    for j in items:
-        out[j.destination].append(j)
-    return out
+class _Tally:
+    """Counts by value, in the order the values first appeared (ties in ``most_common`` come out
+    in that order, however the parts were merged)."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: dict[Any, list[int]] = {}  # value: [first position, count]
+
+    def add(self, value: Any, pos: int) -> None:
+        got = self.seen.get(value)
+        if got is None:
+            self.seen[value] = [pos, 1]
+        else:
+            got[1] += 1
+
+    def merge(self, other: _Tally) -> None:
+        for value, (pos, n) in other.seen.items():
+            got = self.seen.get(value)
+            if got is None:
+                self.seen[value] = [pos, n]
+            else:
+                got[0], got[1] = min(got[0], pos), got[1] + n
+
+    def counter(self) -> Counter[Any]:
+        return Counter({v: n for v, (_, n) in sorted(self.seen.items(), key=lambda x: x[1][0])})
 
 
-def find_destination_mix(items: list[Judged]) -> list[Finding]:
-    out = []
-    for dest, js in sorted(_by_dest(items).items()):
-        mix = Counter(j.verdict.outcome for j in js)
-        failed = sum(n for o, n in mix.items() if o in FAILURES)
-        ok = mix.get("delivered", 0)
-        intermittent = failed > 0 and ok > 0
-        text = ", ".join(f"{n} {o}" for o, n in mix.most_common())
-        if failed == 0:
+class DestinationMix:
+    """``destination_mix``: per destination, the mix of outcomes and whether failures are
+    intermittent (counts and the evidence of its first failure and first delivery, kept as the
+    sessions pass)."""
+
+    def __init__(self) -> None:
+        self.mix: dict[str, _Tally] = defaultdict(_Tally)
+        self.first_bad: dict[str, tuple[int, list[Evidence]]] = {}  # (position, evidence)
+        self.good: dict[str, tuple[int, list[Evidence]]] = {}
+
+    def add(self, j: Judged, pos: int) -> None:
+        dest, v = j.destination, j.verdict
+        self.mix[dest].add(v.outcome, pos)
+        if v.outcome in FAILURES and dest not in self.first_bad:
+            self.first_bad[dest] = (pos, v.evidence[:1])
+        if v.outcome == "delivered" and dest not in self.good:
+            self.good[dest] = (pos, v.evidence[-1:])
+
+    def merge(self, other: DestinationMix) -> None:
+        for dest, mix in other.mix.items():
+            self.mix[dest].merge(mix)
+        for mine, theirs in ((self.first_bad, other.first_bad), (self.good, other.good)):
+            for dest, got in theirs.items():
+                if dest not in mine or got[0] < mine[dest][0]:
+                    mine[dest] = got
+
+    def done(self) -> list[Finding]:
+        out = []
+        for dest, tally in sorted(self.mix.items()):
+            mix = tally.counter()
+            failed = sum(n for o, n in mix.items() if o in FAILURES)
+            ok = mix.get("delivered", 0)
+            intermittent = failed > 0 and ok > 0
+            text = ", ".join(f"{n} {o}" for o, n in mix.most_common())
+            if failed == 0:
+                out.append(
+                    Finding(
+                        "destination_mix",
+                        "info",
+                        f"{dest}: no failed delivery",
+                        f"{dest}: {text}.",
+                        dest,
+                        data={"outcomes": dict(mix), "intermittent": False},
+                    )
+                )
+                continue
+            ev = list(self.first_bad[dest][1])
+            if intermittent:
+                ev = ev + self.good[dest][1]
+            total = sum(mix.values())
             out.append(
                 Finding(
                     "destination_mix",
-                    "info",
-                    f"{dest}: no failed delivery",
-                    f"{dest}: {text}.",
+                    "failure",
+                    f"{dest}: {'intermittent' if intermittent else 'consistent'} failures ({failed} of "
+                    f"{total} sessions)",
+                    f"{dest}: {text}."
+                    + (
+                        " The same destination sometimes accepts mail: not a blanket block of the sender."
+                        if intermittent
+                        else ""
+                    ),
                     dest,
-                    data={"outcomes": dict(mix), "intermittent": False},
+                    ev,
+                    data={
+                        "outcomes": dict(mix),
+                        "intermittent": intermittent,
+                        "failed": failed,
+                        "sessions": total,
+                    },
                 )
             )
-            continue
-        first_bad = next(j for j in js if j.verdict.outcome in FAILURES)
-        ev = first_bad.verdict.evidence[:1]
-        if intermittent:
-            good = next(j for j in js if j.verdict.outcome == "delivered")
-            ev = ev + good.verdict.evidence[-1:]
-        out.append(
-            Finding(
-                "destination_mix",
-                "failure",
-                f"{dest}: {'intermittent' if intermittent else 'consistent'} failures ({failed} of "
-                f"{len(js)} sessions)",
-                f"{dest}: {text}."
-                + (
-                    " The same destination sometimes accepts mail: not a blanket block of the sender."
-                    if intermittent
-                    else ""
-                ),
-                dest,
-                ev,
-                data={
-                    "outcomes": dict(mix),
-                    "intermittent": intermittent,
-                    "failed": failed,
-                    "sessions": len(js),
-                },
-            )
-        )
-    return out
+        return out
 
 
-def find_failure_class(items: list[Judged]) -> list[Finding]:
-    failed = [j for j in items if j.verdict.outcome in FAILURES]
-    if not failed:
-        return []
-    net = [j for j in failed if j.verdict.outcome in NETWORK_OUTCOMES]
-    rep = [
-        j
-        for j in failed
-        if j.verdict.outcome == "rejected" and j.verdict.category in ("reputation", "blocklist")
-    ]
-    rate = [
-        j
-        for j in failed
+class _Group:
+    """How many sessions fell in a group, and the first evidence of its first three."""
+
+    __slots__ = ("first", "n")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.first: list[tuple[int, list[Evidence]]] = []  # (position, evidence) of the first three
+
+    def add(self, j: Judged, pos: int) -> None:
+        if self.n < 3:
+            self.first.append((pos, j.verdict.evidence[:1]))
+        self.n += 1
+
+    def merge(self, other: _Group) -> None:
+        self.n += other.n
+        self.first = sorted(self.first + other.first, key=lambda x: x[0])[:3]
+
+    @property
+    def evidence(self) -> list[Evidence]:
+        return [e for _, ev in self.first for e in ev]
+
+
+class FailureClass:
+    """``failure_class``: do the failures point to reputation, rate limiting or the network?"""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.net, self.rep, self.rate, self.smtp_err, self.idle = (_Group() for _ in range(5))
+        self.cats = _Tally()
+
+    def add(self, j: Judged, pos: int) -> None:
+        v = j.verdict
+        if v.outcome not in FAILURES:
+            return
+        self.failed += 1
+        if v.outcome in NETWORK_OUTCOMES:
+            self.net.add(j, pos)
+        if v.outcome == "rejected" and v.category in ("reputation", "blocklist"):
+            self.rep.add(j, pos)
         if (
-            j.verdict.outcome == "deferred"
-            and j.verdict.category in ("rate_limit", "greylist", "server_busy", "reputation")
-        )
-        or j.verdict.outcome == "refused"
-    ]
-    smtp_err = [j for j in failed if j.verdict.outcome in ("rejected", "deferred")]
-    idle = [j for j in failed if j.verdict.outcome == "remote_idle_timeout"]
-    counts = {
-        "network": len(net),
-        "reputation": len(rep),
-        "rate_limit": len(rate),
-        "smtp_error": len(smtp_err),
-    }
-    if net and len(net) >= max(len(rep), len(rate)) and not smtp_err:
-        cls, why = (
-            "network",
-            (
-                f"{len(net)} failed session(s) died of network causes (timeouts with "
-                "retransmissions, resets, no answer) "
-                "and no server answered with an SMTP error: this is the network, not reputation or "
-                "rate limiting."
-            ),
-        )
-    elif rep and len(rep) >= len(rate):
-        cls, why = (
-            "reputation",
-            f"{len(rep)} session(s) were rejected with 5xx replies naming reputation or a blocklist.",
-        )
-    elif rate:
-        cls, why = (
-            "rate_limit",
-            f"{len(rate)} session(s) were deferred with 4xx replies or had their connection refused: "
-            "rate limiting, a busy server, or a server that does not accept us (nothing listening).",
-        )
-    elif smtp_err:
-        cats = Counter(j.verdict.category for j in smtp_err)
-        cls, why = (
-            "smtp_policy",
-            f"{len(smtp_err)} session(s) ended with SMTP errors ({_counts(cats)}).",
-        )
-    elif idle:
-        cls, why = (
-            "client_stall",
-            f"{len(idle)} session(s) ended with the server timing out while no client data reached this "
-            "capture point: the client stalled, or its packets were lost before this point.",
-        )
-    else:
-        cls, why = "network", f"{len(net)} session(s) died of network causes."
-    ev = [e for j in (net or rep or rate or smtp_err or idle)[:3] for e in j.verdict.evidence[:1]]
-    return [
-        Finding(
-            "failure_class",
-            "failure",
-            f"Failures point to: {cls.replace('_', ' ')}",
-            why,
-            None,
-            ev,
-            data={"class": cls, "counts": counts},
-        )
-    ]
+            v.outcome == "deferred" and v.category in ("rate_limit", "greylist", "server_busy", "reputation")
+        ) or v.outcome == "refused":
+            self.rate.add(j, pos)
+        if v.outcome in ("rejected", "deferred"):
+            self.smtp_err.add(j, pos)
+            self.cats.add(v.category, pos)
+        if v.outcome == "remote_idle_timeout":
+            self.idle.add(j, pos)
+
+    def merge(self, other: FailureClass) -> None:
+        self.failed += other.failed
+        for a, b in zip(self._groups(), other._groups(), strict=True):
+            a.merge(b)
+        self.cats.merge(other.cats)
+
+    def _groups(self) -> tuple[_Group, ...]:
+        return (self.net, self.rep, self.rate, self.smtp_err, self.idle)
+
+    def done(self) -> list[Finding]:
+        if not self.failed:
+            return []
+        groups = self._groups()
+        net, rep, rate, smtp_err, idle = (g.n for g in groups)
+        counts = {"network": net, "reputation": rep, "rate_limit": rate, "smtp_error": smtp_err}
+        if net and net >= max(rep, rate) and not smtp_err:
+            cls, why = (
+                "network",
+                (
+                    f"{net} failed session(s) died of network causes (timeouts with "
+                    "retransmissions, resets, no answer) "
+                    "and no server answered with an SMTP error: this is the network, not reputation or "
+                    "rate limiting."
+                ),
+            )
+        elif rep and rep >= rate:
+            cls, why = (
+                "reputation",
+                f"{rep} session(s) were rejected with 5xx replies naming reputation or a blocklist.",
+            )
+        elif rate:
+            cls, why = (
+                "rate_limit",
+                f"{rate} session(s) were deferred with 4xx replies or had their connection refused: "
+                "rate limiting, a busy server, or a server that does not accept us (nothing listening).",
+            )
+        elif smtp_err:
+            cls, why = (
+                "smtp_policy",
+                f"{smtp_err} session(s) ended with SMTP errors ({_counts(self.cats.counter())}).",
+            )
+        elif idle:
+            cls, why = (
+                "client_stall",
+                f"{idle} session(s) ended with the server timing out while no client data reached this "
+                "capture point: the client stalled, or its packets were lost before this point.",
+            )
+        else:
+            cls, why = "network", f"{net} session(s) died of network causes."
+        first = next((g for g in groups if g.n), self.idle)
+        return [
+            Finding(
+                "failure_class",
+                "failure",
+                f"Failures point to: {cls.replace('_', ' ')}",
+                why,
+                None,
+                list(first.evidence),
+                data={"class": cls, "counts": counts},
+            )
+        ]
 
 
 def _counts(c: Counter[str | None]) -> str:
@@ -209,88 +296,130 @@ def _size_range(sizes: list[int]) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
-def find_size_signature(items: list[Judged]) -> list[Finding]:
-    lossy = [
-        j
-        for j in items
-        if j.verdict.outcome == "path_loss_timeout" or j.verdict.rule == "stalled_at_capture_end"
-    ]
-    if not lossy:
-        return []
-    lost_sizes: list[int] = []
-    # sizes as sent on the wire (a TSO super-segment leaves as MSS-sized packets) and as captured
-    captured_sizes: list[int] = []
-    full = 0
-    passed = 0  # largest client segment that got through before the loss began
-    small_passed = 0
-    mss_seen: set[int] = set()
-    ev: list[Evidence] = []
-    for j in lossy:
+class SizeSignature:
+    """``size_signature``: in the sessions that died of path loss, were only full-size segments
+    lost while small ones passed, and did an ICMP "fragmentation needed" come back?"""
+
+    def __init__(self) -> None:
+        self.lossy = 0
+        # sizes as sent on the wire (a TSO super-segment leaves as MSS-sized packets) and as captured
+        self.lost_sizes: list[int] = []
+        self.captured_sizes: list[int] = []
+        self.full = 0
+        self.passed = 0  # largest client segment that got through before the loss began
+        self.small_passed = 0
+        self.mss_seen: set[int] = set()
+        self.first_ev: list[tuple[int, int, Evidence]] = []  # (position, index): the first four
+        self.frag = 0
+        # (position, index, frame, MTU, capture) of the first two ICMP "fragmentation needed"
+        self.first_frag: list[tuple[int, int, int, int, str]] = []
+
+    def add(self, j: Judged, pos: int) -> None:
         t = j.tcp
+        for k, i in enumerate(t.icmp):
+            if i.frag_needed:
+                self.frag += 1
+                if len(self.first_frag) < 2:
+                    self.first_frag.append((pos, k, i.frame, i.mtu, j.capture))
+        if not (j.verdict.outcome == "path_loss_timeout" or j.verdict.rule == "stalled_at_capture_end"):
+            return
+        self.lossy += 1
         mss = t.mss if t.mss > 0 else t.max_c2s_segment
         if mss > 0:
-            mss_seen.add(mss)
+            self.mss_seen.add(mss)
         for ch in t.chains:
             if ch.direction != "c2s" or ch.acked or not ch.resends:
                 continue
             wire = ch.wire_size if ch.wire_size > 0 else (min(ch.size, mss) if mss > 0 else ch.size)
-            lost_sizes.append(wire)
-            captured_sizes.append(ch.size)
+            self.lost_sizes.append(wire)
+            self.captured_sizes.append(ch.size)
             if mss and wire >= 0.9 * mss:
-                full += 1
-            if len(ev) < 4:
+                self.full += 1
+            if len(self.first_ev) < 4:
                 tso = f" (a {ch.size}-byte TSO super-segment)" if ch.size > wire else ""
-                ev.append(Evidence(ch.orig_frame, f"{wire}-byte segments never acknowledged{tso}", j.capture))
-        passed = max(passed, min(t.max_c2s_passed_segment, mss) if mss else t.max_c2s_passed_segment)
+                shows = f"{wire}-byte segments never acknowledged{tso}"
+                self.first_ev.append((pos, len(self.first_ev), Evidence(ch.orig_frame, shows, j.capture)))
+        passed = min(t.max_c2s_passed_segment, mss) if mss else t.max_c2s_passed_segment
+        self.passed = max(self.passed, passed)
         if j.session is not None and j.session.stats.get("replies", 0) >= 3:
-            small_passed += 1
-    frag = [(j, i) for j in items for i in j.tcp.icmp if i.frag_needed]
-    # only full-size segments lost, and none of that size got through before the loss began
-    full_passed = any(m and passed >= 0.9 * m for m in mss_seen)
-    only_full = bool(lost_sizes) and full == len(lost_sizes) and small_passed > 0 and not full_passed
-    sizes = sorted(set(lost_sizes))[:20]
-    data = {
-        "lost_segment_sizes": sizes,
-        "lost_full_size": full,
-        "lost_total": len(lost_sizes),
-        "mss": sorted(mss_seen),
-        "largest_segment_passed": passed,
-        "sessions_small_packets_passed": small_passed,
-        "icmp_frag_needed": len(frag),
-        "only_full_size_lost": only_full,
-    }
-    if only_full:
-        icmp_txt = (
-            f"ICMP 'fragmentation needed' was seen {len(frag)} time(s) (next-hop MTU {frag[0][1].mtu})"
-            if frag
-            else "no ICMP 'fragmentation needed' came back"
-        )
+            self.small_passed += 1
+
+    def merge(self, other: SizeSignature) -> None:
+        self.lossy += other.lossy
+        self.lost_sizes += other.lost_sizes
+        self.captured_sizes += other.captured_sizes
+        self.full += other.full
+        self.passed = max(self.passed, other.passed)
+        self.small_passed += other.small_passed
+        self.mss_seen |= other.mss_seen
+        self.first_ev = sorted(self.first_ev + other.first_ev, key=lambda x: x[:2])[:4]
+        self.frag += other.frag
+        self.first_frag = sorted(self.first_frag + other.first_frag, key=lambda x: x[:2])[:2]
+
+    def done(self) -> list[Finding]:
+        if not self.lossy:
+            return []
+        lost_sizes, captured_sizes = self.lost_sizes, self.captured_sizes
+        full, passed, mss_seen = self.full, self.passed, self.mss_seen
+        ev = [e for _, _, e in self.first_ev]
+        # only full-size segments lost, and none of that size got through before the loss began
+        full_passed = any(m and passed >= 0.9 * m for m in mss_seen)
+        only_full = bool(lost_sizes) and full == len(lost_sizes) and self.small_passed > 0 and not full_passed
+        sizes = sorted(set(lost_sizes))[:20]
+        data = {
+            "lost_segment_sizes": sizes,
+            "lost_full_size": full,
+            "lost_total": len(lost_sizes),
+            "mss": sorted(mss_seen),
+            "largest_segment_passed": passed,
+            "sessions_small_packets_passed": self.small_passed,
+            "icmp_frag_needed": self.frag,
+            "only_full_size_lost": only_full,
+        }
+        if only_full:
+            icmp_txt = (
+                f"ICMP 'fragmentation needed' was seen {self.frag} time(s) "
+                f"(next-hop MTU {self.first_frag[0][3]})"
+                if self.frag
+                else "no ICMP 'fragmentation needed' came back"
+            )
+            summary = (
+                f"Only full-size segments were lost ({full} of {len(lost_sizes)} unacknowledged segments "
+                f"of {_size_range(captured_sizes)} bytes as captured, "
+                f"MSS {'/'.join(map(str, sorted(mss_seen)))})"
+                " "
+                f"while small packets (up to {passed} bytes) passed "
+                "in the same "
+                f"sessions; {icmp_txt}. This is the signature of an MTU / path-MTU-discovery black "
+                "hole or a middle "
+                "box dropping large packets."
+            )
+            ev += [
+                Evidence(fr, f"ICMP frag-needed, MTU {mtu}", cap) for _, _, fr, mtu, cap in self.first_frag
+            ]
+            return [
+                Finding(
+                    "size_signature",
+                    "failure",
+                    "Only full-size segments are lost",
+                    summary,
+                    None,
+                    ev,
+                    data=data,
+                )
+            ]
         summary = (
-            f"Only full-size segments were lost ({full} of {len(lost_sizes)} unacknowledged segments "
-            f"of {_size_range(captured_sizes)} bytes as captured, MSS {'/'.join(map(str, sorted(mss_seen)))})"
-            " "
-            f"while small packets (up to {passed} bytes) passed "
-            "in the same "
-            f"sessions; {icmp_txt}. This is the signature of an MTU / path-MTU-discovery black "
-            "hole or a middle "
-            "box dropping large packets."
+            f"Lost segments have mixed sizes ({', '.join(map(str, sizes))} bytes): no size signature; "
+            "the loss is not specific to large packets."
         )
-        ev += [Evidence(i.frame, f"ICMP frag-needed, MTU {i.mtu}", j.capture) for j, i in frag[:2]]
         return [
             Finding(
-                "size_signature", "failure", "Only full-size segments are lost", summary, None, ev, data=data
+                "size_signature", "warning", "No size signature in the loss", summary, None, ev, data=data
             )
         ]
-    summary = (
-        f"Lost segments have mixed sizes ({', '.join(map(str, sizes))} bytes): no size signature; "
-        "the loss is not specific to large packets."
-    )
-    return [
-        Finding("size_signature", "warning", "No size signature in the loss", summary, None, ev, data=data)
-    ]
 
 
-def find_next_step(items: list[Judged], found: list[Finding]) -> list[Finding]:
+def find_next_step(found: list[Finding]) -> list[Finding]:
     cls = next((f.data.get("class") for f in found if f.id == "failure_class"), None)
     if cls is None:
         return []
@@ -336,37 +465,75 @@ def find_next_step(items: list[Judged], found: list[Finding]) -> list[Finding]:
     ]
 
 
-Finder = Callable[[list[Judged]], list[Finding]]
-FINDERS: tuple[Finder, ...] = (find_destination_mix, find_failure_class, find_size_signature)
+class Finders:
+    """The finders of :data:`FINDERS`, fed sessions one at a time with their position (any
+    increasing number: "first" means lowest). Those fed disjoint parts of one capture (its
+    shards, numbered as in the whole capture) merge into what one pass over all would give."""
+
+    def __init__(self) -> None:
+        self.parts = (DestinationMix(), FailureClass(), SizeSignature())
+
+    def add(self, j: Judged, pos: int) -> None:
+        for f in self.parts:
+            f.add(j, pos)
+
+    def merge(self, other: Finders) -> None:
+        mix, cls, size = self.parts
+        mix.merge(other.parts[0])
+        cls.merge(other.parts[1])
+        size.merge(other.parts[2])
+
+    def done(self) -> list[Finding]:
+        out: list[Finding] = []
+        for f in self.parts:
+            out.extend(f.done())
+        out.extend(find_next_step(out))
+        order = {"failure": 0, "warning": 1, "info": 2}
+        return sorted(out, key=lambda f: order.get(f.severity, 3))
 
 
-def once_per_session(items: list[Judged]) -> list[Judged]:
-    """Drop the copies of a session seen again in a later capture (same endpoints and ports)."""
-    seen: set[tuple[str, int, str, int]] = set()
-    out = []
+FINDERS = (DestinationMix, FailureClass, SizeSignature)
+
+
+def once_per_session(items: Iterable[Judged]) -> Iterator[Judged]:
+    """Drop the copies of a session seen again in a later capture (same endpoints and ports).
+    Within one capture the same endpoints and ports are another session (the port reused)."""
+    earlier: set[tuple[str, int, str, int]] = set()  # of the captures before this one
+    this: set[tuple[str, int, str, int]] = set()
+    capture: str | None = None
     for j in items:
+        if j.capture != capture:
+            earlier |= this
+            this, capture = set(), j.capture
         s = j.session
         if s is not None and s.client and s.client_port >= 0:
             key = (s.client, s.client_port, s.server, s.server_port)
-            if key in seen:
+            if key in earlier:
                 continue
-            seen.add(key)
-        out.append(j)
-    return out
+            this.add(key)
+        yield j
 
 
-def findings(items: list[Judged]) -> list[Finding]:
-    """All findings for one analysis, failures first.
+def findings(items: Iterable[Judged]) -> list[Finding]:
+    """All findings for one analysis, failures first, in one pass over the sessions (each finder
+    keeps counts and a few pieces of evidence, not the sessions).
 
     A session captured at several points (the server and the edge) is counted once: the first
     capture given (by convention the sending server's) speaks for it."""
-    items = once_per_session(items)
-    out: list[Finding] = []
-    for f in FINDERS:
-        out.extend(f(items))
-    out.extend(find_next_step(items, out))
-    order = {"failure": 0, "warning": 1, "info": 2}
-    return sorted(out, key=lambda f: order.get(f.severity, 3))
+    found = Finders()
+    for pos, j in enumerate(once_per_session(items)):
+        found.add(j, pos)
+    return found.done()
 
 
-__all__ = ["FINDERS", "Finding", "Judged", "findings", "once_per_session"]
+__all__ = [
+    "FINDERS",
+    "DestinationMix",
+    "FailureClass",
+    "Finders",
+    "Finding",
+    "Judged",
+    "SizeSignature",
+    "findings",
+    "once_per_session",
+]

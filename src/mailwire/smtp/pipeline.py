@@ -15,8 +15,12 @@ known. Alongside, a few per-frame facts the verdicts need and the TCP summary ma
 column operations per chunk.
 
 After the last chunk, each session's :class:`~mailwire.smtp.verdict.TcpFacts` is assembled from
-the TCP result (connections, retransmission chains) and those facts, verdicts are decided, and
-the capture-level findings computed over all captures together.
+the TCP result (connections, retransmission chains) and those facts and its verdict decided; the
+record (:class:`~mailwire.smtp.findings.Judged`) is fed to the capture's finders and goes to a
+:class:`~mailwire.spill.Spill` (a temporary file once there are many), and so do the connection
+records. The findings of a single capture are those its finders gathered; over several captures
+they are computed in one pass over all records, a session seen again in a later capture counted
+once.
 
 This module does I/O only through ``mailwire.capture.read``; it renders nothing.
 """
@@ -24,7 +28,7 @@ This module does I/O only through ``mailwire.capture.read``; it renders nothing.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,7 @@ from mailwire.capture.addr import format_addr
 from mailwire.capture.read import CaptureError, CaptureInfo, iter_tables
 from mailwire.capture.table import PacketTable
 from mailwire.heap import paused, release_free_memory
-from mailwire.smtp.findings import Finding, Judged, findings
+from mailwire.smtp.findings import Finders, Finding, Judged, findings
 from mailwire.smtp.machine import looks_like_smtp
 from mailwire.smtp.session import MAX_ANOMALY_SAMPLES, SessionBuilder, SmtpSession
 from mailwire.smtp.verdict import (
@@ -49,6 +53,7 @@ from mailwire.smtp.verdict import (
     ZeroWindowFact,
     decide,
 )
+from mailwire.spill import ByKey, Field, Picked, Spill, Spilled, spilled
 from mailwire.tcp.analysis import Flag
 from mailwire.tcp.chains import original_rows, resent_rows
 from mailwire.tcp.quality import CaptureQuality, merged
@@ -426,15 +431,44 @@ def _max_by_conn(conn: np.ndarray, values: np.ndarray, n_conn: int) -> dict[int,
 
 @dataclass
 class CaptureAnalysis:
+    """One capture's results. ``judged``: one record per SMTP session in connection order, each
+    with the key ``(connection number, verdict rank)``; ``connections``: the TCP connection
+    records, keyed by number. Both are :class:`~mailwire.spill.Spilled`: in a temporary file when
+    the capture is large."""
+
     path: str
     info: dict[str, Any]
-    sessions: list[SmtpSession]
-    facts: dict[int, TcpFacts]
-    connections: list[Any]  # mailwire.tcp Connection records (JSON made on demand)
+    judged: Spilled[Judged]
+    connections: Spilled[Any]  # mailwire.tcp Connection records (JSON made on demand)
     quality: dict[str, Any]
     issues: list[str]
     frames: int
-    verdicts: dict[int, Verdict] = field(default_factory=dict)  # per session, by connection
+    finders: Finders | None = None  # fed every session of this capture (the findings of it alone)
+
+    @property
+    def sessions(self) -> Sequence[SmtpSession]:
+        return Field(self.judged, _session_of)
+
+    @property
+    def facts(self) -> Mapping[int, TcpFacts]:
+        return ByKey(self.judged, (k[0] for k in self.judged.keys), _facts_of)
+
+    @property
+    def verdicts(self) -> Mapping[int, Verdict]:
+        return ByKey(self.judged, (k[0] for k in self.judged.keys), _verdict_of)
+
+
+def _session_of(j: Judged) -> SmtpSession:
+    assert j.session is not None
+    return j.session
+
+
+def _facts_of(j: Judged) -> TcpFacts:
+    return j.tcp
+
+
+def _verdict_of(j: Judged) -> Verdict:
+    return j.verdict
 
 
 @dataclass
@@ -442,17 +476,24 @@ class AnalyzeResult:
     """Everything ``mailwire analyze`` found, for rendering, JSON, and the diagnose stage."""
 
     captures: list[CaptureAnalysis]
-    judged: list[Judged]
+    judged: Sequence[Judged]  # every capture's, in capture order
     findings: list[Finding]
 
     @property
     def sessions(self) -> list[SmtpSession]:
         return [j.session for j in self.judged if j.session is not None]
 
-    def worst_first(self) -> list[Judged]:
-        return sorted(
-            self.judged, key=lambda j: (SEVERITY.get(j.verdict.outcome, 99), j.capture, j.tcp.conn_id)
+    def worst_first(self, without: Collection[str] = ()) -> Sequence[Judged]:
+        """The sessions by verdict rank, then capture and connection, leaving out the outcomes
+        ``without`` (ranked by the records' keys: none is read until it is reached)."""
+        skip = {SEVERITY.get(o, 99) for o in without}
+        order = sorted(
+            ((rank, cap.path, cid), (p, i))
+            for p, cap in enumerate(self.captures)
+            for i, (cid, rank) in enumerate(cap.judged.keys)
+            if rank not in skip
         )
+        return Picked([c.judged for c in self.captures], (pick for _, pick in order))
 
     def to_json(self) -> dict[str, Any]:
         """The ``mailwire.analyze/1`` document (``schemas/analyze.schema.json``)."""
@@ -904,8 +945,8 @@ def analyze_capture(
     chains_by_conn: dict[int, list[Any]] = defaultdict(list)
     for chain in result.chains:
         chains_by_conn[chain.conn_id].append(chain)
-    sessions: list[SmtpSession] = []
-    facts: dict[int, TcpFacts] = {}
+    judged: Spill[Judged] = Spill()
+    finders = Finders()
     bulk = _bulk(raw, chains_by_conn)
     bulk.probes = probes
     for cid, conn in sorted(conn_by_id.items()):
@@ -957,35 +998,56 @@ def analyze_capture(
                 s.bytes_c2s_acked = min(acked, length)
             else:
                 s.bytes_s2c_acked = min(acked, length)
-        sessions.append(s)
-        facts[cid] = f
-    conn_json = list(result.connections)
+        # decided here, so that shards decide theirs in parallel; the record leaves memory
+        # with the next piece of the spill (large captures), and its dissector state at once
+        v = decide(s, f, name)
+        rec = Judged(name, s.server, s, f, v)
+        judged.append(rec, (cid, SEVERITY.get(v.outcome, 99)))
+        finders.add(rec, cid)
+        del conns[cid]
+    conn_recs = spilled(result.connections, _conn_number)
     quality = result.quality.to_json()
     cinfo = {"format": getattr(info, "format", ""), "compression": getattr(info, "compression", "")}
-    # the per-frame columns are done with once the facts are made: free them before the verdicts
     del result, bulk, conn_by_id, chains_by_conn
     raw.drop()
     conns.clear()
-    verdicts: dict[int, Verdict] = {}
-    for s in sessions:  # each session on its own: here, so that shards decide theirs in parallel
-        verdicts[s.conn_id] = decide(s, facts[s.conn_id], name)  # the JSON takes each from here
-    return CaptureAnalysis(name, cinfo, sessions, facts, conn_json, quality, issues, n_frames, verdicts)
+    return CaptureAnalysis(name, cinfo, judged.done(), conn_recs, quality, issues, n_frames, finders)
+
+
+def _conn_number(c: Any) -> int:
+    return int(c.id)
 
 
 def merge_shards(parts: list[CaptureAnalysis]) -> CaptureAnalysis:
     """One capture's analysis from its shards' (each read every frame; their connections are
     disjoint and numbered as in the whole capture)."""
     first = parts[0]
-    sessions = sorted((s for p in parts for s in p.sessions), key=lambda s: s.conn_id)
-    order = [s.conn_id for s in sessions]  # the facts and verdicts in session order, as one process has them
-    facts = {k: v for p in parts for k, v in p.facts.items()}
-    verdicts = {k: v for p in parts for k, v in p.verdicts.items()}
-    facts, verdicts = {k: facts[k] for k in order}, {k: verdicts[k] for k in order}
-    connections = sorted((c for p in parts for c in p.connections), key=lambda c: int(c.id))
     quality = merged([CaptureQuality.from_json(p.quality) for p in parts]).to_json()
+    found = first.finders
+    for p in parts[1:]:
+        if found is None or p.finders is None:
+            found = None
+            break
+        found.merge(p.finders)
     return CaptureAnalysis(
-        first.path, first.info, sessions, facts, connections, quality, first.issues, first.frames, verdicts
+        first.path,
+        first.info,
+        _merged([p.judged for p in parts], lambda k: int(k[0])),
+        _merged([p.connections for p in parts], int),
+        quality,
+        first.issues,
+        first.frames,
+        found,
     )
+
+
+def _merged(parts: list[Spilled[Any]], number: Callable[[Any], int]) -> Spilled[Any]:
+    """The shards' records in connection order (their numbers are disjoint), by their keys: the
+    records are read once, in the order they are written to the merged list."""
+    order = sorted((number(k), p, i) for p, part in enumerate(parts) for i, k in enumerate(part.keys))
+    picked = Picked(parts, ((p, i) for _, p, i in order))
+    keys = [parts[p].keys[i] for _, p, i in order]
+    return Spilled(keys, items=picked if any(part.in_file for part in parts) else list(picked))
 
 
 def _merge_directions(events: list[Any]) -> list[Any]:
@@ -1046,11 +1108,10 @@ def analyze_captures(
     capture up to the CPUs, see :mod:`mailwire.workers`)."""
     with paused():  # the cyclic collector only slows this down (mailwire.heap)
         caps = map_captures(analyze_capture, list(paths), jobs=jobs, progress=progress, merge=merge_shards)
-        judged: list[Judged] = []
-        for cap in caps:
-            for s in cap.sessions:
-                judged.append(Judged(cap.path, s.server, s, cap.facts[s.conn_id], cap.verdicts[s.conn_id]))
-        found = findings(judged)
+        judged = Picked.joined([cap.judged for cap in caps])
+        one = caps[0].finders if len(caps) == 1 else None
+        # one capture: its findings were gathered as its records were made (no pass over them)
+        found = one.done() if one is not None else findings(judged)
         return AnalyzeResult(caps, judged, found)
 
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mailwire.spill import positional
+
 # RFC 3463: class.subject.detail; subject and detail are 1..3 digits.
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$|[^\w.])")
 _MAX_REPLY_LINES = 64  # a reply longer than this keeps its first lines only (counted)
 
 
+@positional
 @dataclass(slots=True)
 class Reply:
     """One complete server reply."""

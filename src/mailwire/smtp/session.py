@@ -40,6 +40,7 @@ from mailwire.smtp.machine import (
     TlsStarted,
 )
 from mailwire.smtp.replies import Reply
+from mailwire.spill import positional
 
 # Commands whose refusal decides a message's fate (a refused NOOP, RSET or junk line does not).
 DECIDING_COMMANDS = frozenset({"<greeting>", "MAIL", "RCPT", "DATA", "BDAT", END_OF_DATA, "AUTH"})
@@ -70,6 +71,7 @@ def mail_path(arg: str, prefix: str) -> str | None:
     return path.strip()[:320]
 
 
+@positional
 @dataclass(slots=True)
 class ReplyRecord:
     command: str | None
@@ -90,6 +92,7 @@ class ReplyRecord:
         }
 
 
+@positional
 @dataclass(slots=True)
 class Transaction:
     depth: int
@@ -150,6 +153,7 @@ class Transaction:
         }
 
 
+@positional
 @dataclass(slots=True)
 class SmtpSession:
     conn_id: int

@@ -29,6 +29,7 @@ from typing import Any
 
 from mailwire.signatures import classify
 from mailwire.smtp.session import ReplyRecord, SmtpSession, Transaction
+from mailwire.spill import positional
 
 OUTCOMES = (
     "delivered",
@@ -69,6 +70,7 @@ _TIMEOUT_TEXT = re.compile(r"time ?out|timed out|idle|waiting for client", re.IG
 # --- the interface to the TCP stage ---------------------------------------------------------
 
 
+@positional
 @dataclass(slots=True)
 class Resend:
     frame: int
@@ -76,6 +78,7 @@ class Resend:
     interval_s: float  # time since the previous transmission of the same bytes
 
 
+@positional
 @dataclass(slots=True)
 class ChainFact:
     """One segment's bytes sent again and again (a retransmission chain)."""
@@ -101,6 +104,7 @@ class ChainFact:
         return self.span_s if self.span_s >= 0 else sum(r.interval_s for r in self.resends)
 
 
+@positional
 @dataclass(slots=True)
 class RstFact:
     frame: int
@@ -113,6 +117,7 @@ class RstFact:
     middlebox_suspected: bool = False
 
 
+@positional
 @dataclass(slots=True)
 class ZeroWindowFact:
     sender: str  # who advertised the zero window
@@ -123,6 +128,7 @@ class ZeroWindowFact:
     probes: int = 0
 
 
+@positional
 @dataclass(slots=True)
 class IcmpFact:
     frame: int
@@ -134,6 +140,7 @@ class IcmpFact:
     unreachable: bool = False
 
 
+@positional
 @dataclass(slots=True)
 class TcpFacts:
     """What the SMTP verdicts need from TCP for one connection."""
@@ -166,6 +173,7 @@ class TcpFacts:
 # --- the verdict record -----------------------------------------------------------------------
 
 
+@positional
 @dataclass(slots=True)
 class Evidence:
     frame: int
@@ -176,6 +184,7 @@ class Evidence:
         return {"capture": self.capture, "frame": self.frame, "shows": self.shows}
 
 
+@positional
 @dataclass(slots=True)
 class Verdict:
     outcome: str

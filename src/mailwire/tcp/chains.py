@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mailwire.jsonout import as_record
+from mailwire.spill import positional
 from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_FAST_RETRANSMISSION,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from mailwire.tcp.summary import Connection
 
 
+@positional
 @dataclass(slots=True)
 class Resend:
     frame: int
@@ -47,6 +49,7 @@ class Resend:
     cause: str
 
 
+@positional
 @dataclass(slots=True)
 class Chain:
     """One original segment and every later copy of it."""

@@ -27,6 +27,7 @@ from mailwire.capture.addr import format_addr
 from mailwire.capture.table import PacketTable
 from mailwire.compiled import helper, kernel
 from mailwire.jsonout import as_record
+from mailwire.spill import positional
 from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_OUT_OF_ORDER,
@@ -332,6 +333,7 @@ def _accumulate(
     return nzw
 
 
+@positional
 @dataclass(slots=True)
 class ZeroWindowEpisode:
     """A receiver advertised window 0 from ``start_frame`` until ``end_frame`` (None: never reopened)."""
@@ -345,6 +347,7 @@ class ZeroWindowEpisode:
     open_at_end: bool = False
 
 
+@positional
 @dataclass(slots=True)
 class Direction:
     """What one endpoint sent."""
@@ -369,6 +372,7 @@ class Direction:
     stall_unresolved: bool  # the capture ended inside that stall
 
 
+@positional
 @dataclass(slots=True)
 class Connection:
     """One TCP connection (stable record; ``id`` == tshark's ``tcp.stream``)."""
