@@ -145,3 +145,22 @@ def test_a_reused_port_is_another_session_but_a_later_capture_is_a_copy() -> Non
     ]
     [mix] = [f for f in findings(items) if f.id == "destination_mix"]
     assert mix.data["outcomes"] == {"delivered": 2, "deferred": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=40, unique=True), st.integers(0, 6), st.randoms())
+def test_parked_gives_back_what_was_put(names: list[str], in_memory: int, rnd: Any) -> None:
+    store: spill.Parked[tuple[int, str]] = spill.Parked(in_memory)
+    order = list(range(len(names)))
+    for k in order:
+        store.put(k * 7, (k, names[k]))
+    assert len(store) == len(names)
+    rnd.shuffle(order)
+    for k in order:  # taken back in any order, each once
+        assert k * 7 in store
+        assert store.take(k * 7) == (k, names[k])
+        assert k * 7 not in store
+        with pytest.raises(KeyError):
+            store.take(k * 7)
+    assert len(store) == 0
+    store.close()

@@ -209,6 +209,61 @@ def spilled(items: Iterable[T], key: Callable[[T], Any], in_memory: int | None =
     return sp.done()
 
 
+class Parked(Generic[T]):
+    """Objects put away by number until they are taken back, once each: the SMTP sessions finished
+    while the capture is still being read. Past ``in_memory`` of them they go to an unnamed
+    temporary file, one pickle each (taken back in any order, each costs one load)."""
+
+    def __init__(self, in_memory: int | None = None) -> None:
+        self._in_memory = IN_MEMORY if in_memory is None else in_memory
+        self._held: dict[int, T] = {}
+        self._at: dict[int, tuple[int, int]] = {}  # number: (offset, size) in the file
+        self._file: IO[bytes] | None = None
+        self._failed = False
+        self._offset = 0
+
+    def __len__(self) -> int:
+        return len(self._held) + len(self._at)
+
+    def __contains__(self, k: object) -> bool:
+        return k in self._held or k in self._at
+
+    def put(self, k: int, x: T) -> None:
+        self._held[k] = x
+        if len(self._held) <= self._in_memory or self._failed:
+            return
+        if self._file is None:
+            try:
+                self._file = tempfile.TemporaryFile()  # noqa: SIM115  # closed with this store
+            except OSError:
+                self._failed = True  # no file to write: they stay in memory
+                return
+        for n, obj in self._held.items():
+            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            self._file.write(data)
+            self._at[n] = (self._offset, len(data))
+            self._offset += len(data)
+        self._held.clear()
+
+    def take(self, k: int) -> T:
+        """The object put away as ``k`` (KeyError if none is, or it was taken already)."""
+        if k in self._held:
+            return self._held.pop(k)
+        off, size = self._at.pop(k)
+        assert self._file is not None
+        self._file.flush()
+        data = os.pread(self._file.fileno(), size, off)
+        if len(data) != size:
+            raise OSError(f"parked objects' file cut short at {k}")
+        obj: T = pickle.loads(data)
+        return obj
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class Picked(_Listlike[T]):
     """Item ``i`` is ``parts[part[i]][index[i]]``: records of several lists in a chosen order,
     read from them as they are reached."""
@@ -319,6 +374,7 @@ __all__ = [
     "PIECE",
     "ByKey",
     "Field",
+    "Parked",
     "Picked",
     "Spill",
     "Spilled",

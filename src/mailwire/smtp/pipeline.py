@@ -53,7 +53,7 @@ from mailwire.smtp.verdict import (
     ZeroWindowFact,
     decide,
 )
-from mailwire.spill import ByKey, Field, Picked, Spill, Spilled, spilled
+from mailwire.spill import ByKey, Field, Parked, Picked, Spill, Spilled, spilled
 from mailwire.tcp.analysis import Flag
 from mailwire.tcp.chains import original_rows, resent_rows
 from mailwire.tcp.quality import CaptureQuality, merged
@@ -87,7 +87,9 @@ class _Conn:
     c2s_base: int | None = None  # raw sequence number of client stream offset 0
     c2s_next: int = 0  # client stream offset routed so far
     deferred: deque[Any] | None = None  # server events waiting for client bytes (made when needed)
-    session: SmtpSession | None = None  # finished as soon as the connection closed (see _finish_closed)
+    # finished as soon as the connection closed (see finish_closed), its session parked till the end
+    done: bool = False
+    late_data: int = 0  # data events after the session was finished (defensive, see deliver)
 
 
 # the packet-table columns the verdicts read per TCP frame, kept in the TCP stage's frame store
@@ -771,8 +773,8 @@ def analyze_capture(
         c.held = []
 
     def deliver(c: _Conn, ev: Any) -> None:
-        if c.builder is None and c.session is not None:  # finished: the reassembler drops bytes
-            c.session.anomalies["data_after_fin"] += 1  # past a FIN, so this is defensive only
+        if c.builder is None and c.done:  # finished: the reassembler drops bytes
+            c.late_data += 1  # past a FIN, so this is defensive only
             return
         assert c.builder is not None
         d = ev.direction
@@ -864,6 +866,7 @@ def analyze_capture(
             route(ev)
 
     finished = np.zeros(0, dtype=np.bool_)
+    parked: Parked[SmtpSession] = Parked()
 
     def finish_closed(analyzer: TcpAnalyzer) -> None:
         """Sessions whose connection closed (both FINs reached in order, nothing held) are
@@ -879,7 +882,9 @@ def analyze_capture(
                 continue  # not decided yet: nothing to finish (the end of the capture decides)
             finished[cid] = True
             if c.smtp and c.builder is not None and not c.deferred:
-                c.session = c.builder.finish()
+                # out of memory till the end of the capture once many are (mailwire.spill)
+                parked.put(cid, c.builder.finish())
+                c.done = True
                 c.builder = None
         if analyzer.compaction_due:
             # rows of closed connections leave the TCP stage's store, summed up first; not those
@@ -959,10 +964,12 @@ def analyze_capture(
             c.detected_by = "port"
             start(cid, c)
             is_smtp = True
-        if not is_smtp or c is None or (c.builder is None and c.session is None):
+        if not is_smtp or c is None or (c.builder is None and not c.done):
             continue
-        if c.session is not None:
-            s = c.session
+        if c.done:
+            s = parked.take(cid)
+            if c.late_data:
+                s.anomalies["data_after_fin"] += c.late_data
         else:
             assert c.builder is not None
             s = c.builder.finish()
@@ -1011,6 +1018,7 @@ def analyze_capture(
     del result, bulk, conn_by_id, chains_by_conn
     raw.drop()
     conns.clear()
+    parked.close()
     return CaptureAnalysis(name, cinfo, judged.done(), conn_recs, quality, issues, n_frames, finders)
 
 
