@@ -3,7 +3,9 @@ large capture split by connection across the CPUs it would otherwise leave idle.
 
 The analysis of one capture is single-threaded Python and NumPy, so processes are the unit of
 parallelism. Workers are forked: they start with every module (and the compiled kernels) already
-loaded, and a result comes back pickled in a file (about 20 MB and 0.5 s per million packets).
+loaded, and a result comes back pickled in a file (about 20 MB and 0.5 s per million packets);
+records the worker had put in a temporary file (:mod:`mailwire.spill`) are copied in unread and
+read from there by whoever reaches them.
 The calling process works too: it runs the first task itself while the others run in the pool.
 
 A capture is split into *shards* when there are more CPUs than captures: each of ``w`` workers
