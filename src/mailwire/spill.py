@@ -44,6 +44,20 @@ class _Listlike(Sequence[T]):
 
     __hash__ = None  # type: ignore[assignment]  # equal to lists, so not hashable either
 
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[T]: ...
+
+    def __getitem__(self, i: int | slice) -> T | list[T]:
+        if isinstance(i, slice):
+            return [self._at(k) for k in range(*i.indices(len(self)))]
+        return self._at(i)
+
+    def _at(self, i: int) -> T:
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {len(self)} records>"
 
@@ -93,15 +107,7 @@ class Spilled(_Listlike[T]):
             self._cached_i = p
         return self._cached
 
-    @overload
-    def __getitem__(self, i: int) -> T: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[T]: ...
-
-    def __getitem__(self, i: int | slice) -> T | list[T]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
+    def _at(self, i: int) -> T:
         if self._items is not None:
             return self._items[i]
         n = len(self)
@@ -284,15 +290,7 @@ class Picked(_Listlike[T]):
     def __len__(self) -> int:
         return len(self._part)
 
-    @overload
-    def __getitem__(self, i: int) -> T: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[T]: ...
-
-    def __getitem__(self, i: int | slice) -> T | list[T]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
+    def _at(self, i: int) -> T:
         return self._parts[self._part[i]][self._index[i]]
 
     def __iter__(self) -> Iterator[T]:
@@ -315,15 +313,7 @@ class Field(_Listlike[V]):
     def __len__(self) -> int:
         return len(self._of)
 
-    @overload
-    def __getitem__(self, i: int) -> V: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[V]: ...
-
-    def __getitem__(self, i: int | slice) -> V | list[V]:
-        if isinstance(i, slice):
-            return [self._get(x) for x in self._of[i]]
+    def _at(self, i: int) -> V:
         return self._get(self._of[i])
 
     def __iter__(self) -> Iterator[V]:
