@@ -41,6 +41,9 @@ class Clock:
     method: str = "none"  # "two-way", "one-way (bound)", "none"
     violation_ns: float = 0.0  # > 0 when no offset satisfies causality for every matched pair
     delays: dict[str, dict[str, float]] = field(default_factory=dict)  # per direction, seconds
+    # per direction, seconds: the longest delay of the pairs, leaving out those far beyond the 90th
+    # percentile (a packet paired with its own resend reads as one RTO of delay)
+    in_flight: dict[str, float] = field(default_factory=dict)
     pairs: int = 0
 
     def at(self, t_a: np.ndarray) -> np.ndarray:
@@ -121,6 +124,9 @@ def estimate(t_a: I64, t_b: I64, half_a: I64, n_halves: int) -> tuple[Clock, npt
                 "max": float(v.max()),
                 "packets": int(sel.sum()),
             }
+            lo, q90 = float(v.min()), float(np.quantile(v, 0.9))
+            cut = q90 + 4.0 * (q90 - lo) + 1e-3
+            clock.in_flight[name] = float(v[v <= cut].max())
     return clock, forward
 
 

@@ -381,7 +381,7 @@ def match_segments(
     _pair_ranges(inst)
     margin: dict[bool, int] = {}
     for ab, name in ((True, "a_to_b"), (False, "b_to_a")):
-        dmax = clock.delays.get(name, {}).get("max", 0.0)
+        dmax = clock.in_flight.get(name, 0.0)  # not the max: one mispaired resend would set it
         margin[ab] = int(max(2.0 * dmax * 1e9, 2_000_000)) + slack
     _classify_leftovers(inst, a, b, clock, margin)
     return inst, clock
