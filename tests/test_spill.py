@@ -164,3 +164,46 @@ def test_parked_gives_back_what_was_put(names: list[str], in_memory: int, rnd: A
             store.take(k * 7)
     assert len(store) == 0
     store.close()
+
+
+class _FullDisk:
+    """A temporary file whose disk fills after ``room`` writes (the writes before it are kept)."""
+
+    def __init__(self, room: int) -> None:
+        import tempfile
+
+        self._f = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115  # closed by close()
+        self._room = room
+
+    def write(self, data: bytes) -> int:
+        if self._room <= 0:
+            raise OSError(28, "No space left on device")
+        self._room -= 1
+        return int(self._f.write(data))
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+@pytest.mark.parametrize("room", [0, 1, 3])
+def test_a_full_disk_keeps_every_record_in_memory(room: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spill, "_temporary", lambda: _FullDisk(room))
+    monkeypatch.setattr(spill, "PIECE", 2)
+    items = [(i, str(i)) for i in range(15)]
+    got = spill.spilled(items, lambda x: x[0], in_memory=1)
+    assert not got.in_file and got == items and got.keys == list(range(15))
+    store: spill.Parked[tuple[int, str]] = spill.Parked(1)
+    for i, x in enumerate(items):
+        store.put(i, x)
+    assert [store.take(i) for i in reversed(range(15))] == items[::-1]
+
+
+def test_analysis_survives_a_full_disk(gen: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    want = _run([gen], jobs=1)
+    monkeypatch.setattr(spill, "IN_MEMORY", 0)
+    monkeypatch.setattr(spill, "PIECE", 3)
+    monkeypatch.setattr(spill, "_temporary", lambda: _FullDisk(2))
+    assert _run([gen], jobs=1) == want

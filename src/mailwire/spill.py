@@ -21,6 +21,7 @@ import operator
 import os
 import pickle
 import tempfile
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, Generic, TypeVar, overload
 
@@ -55,8 +56,9 @@ class _Listlike(Sequence[T]):
             return [self._at(k) for k in range(*i.indices(len(self)))]
         return self._at(i)
 
+    @abstractmethod
     def _at(self, i: int) -> T:
-        raise NotImplementedError
+        """Item ``i`` (an index within range; negative counts from the end)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {len(self)} records>"
@@ -131,12 +133,12 @@ class Spilled(_Listlike[T]):
         """Size in bytes and record count of each piece in the file."""
         return [(size, count) for _off, size, count in self._pieces]
 
-    def raw_pieces(self) -> Iterator[tuple[int, bytes]]:
-        """Each piece as its record count and pickled bytes (copied by :mod:`mailwire.workers`
+    def raw_pieces(self) -> Iterator[bytes]:
+        """Each piece's pickled bytes, in order (copied by :mod:`mailwire.workers`
         into a worker's result file without loading the records)."""
         assert self._file is not None
-        for off, size, count in self._pieces:
-            yield count, os.pread(self._file.fileno(), size, off)
+        for off, size, _count in self._pieces:
+            yield os.pread(self._file.fileno(), size, off)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled as a whole (small lists, or a caller that wants a copy): the records themselves
@@ -157,9 +159,25 @@ def from_pieces(file: IO[bytes], keys: list[Any], start: int, layout: list[tuple
     return Spilled(keys, file=file, pieces=pieces)
 
 
+def _temporary() -> IO[bytes] | None:
+    """An unnamed temporary file, kept open by whatever reads from it; None when the temporary
+    directory refuses one (the records then stay in memory: larger, nothing lost)."""
+    try:
+        # unbuffered: a write the disk refuses fails at once, with everything before it on disk
+        return tempfile.TemporaryFile(buffering=0)
+    except OSError:
+        return None
+
+
+def _write_all(file: IO[bytes], data: bytes) -> None:
+    if file.write(data) != len(data):  # a short write: the disk is full
+        raise OSError(f"temporary file: {len(data)} bytes not written")
+
+
 class Spill(Generic[T]):
     """Collects records with their keys; :meth:`done` gives them as a :class:`Spilled`. When no
-    temporary file can be made the records stay in memory (slower to nothing, only larger)."""
+    temporary file can be made, or the disk refuses a write, the records stay in memory (those
+    already written are read back): larger, nothing lost."""
 
     def __init__(self, in_memory: int | None = None) -> None:
         self._in_memory = IN_MEMORY if in_memory is None else in_memory
@@ -176,24 +194,33 @@ class Spill(Generic[T]):
         if self._file is None:
             if len(self._buf) <= self._in_memory or self._failed:
                 return
-            try:
-                # kept open by the records read from it, not closed here
-                self._file = tempfile.TemporaryFile()  # noqa: SIM115
-            except OSError:
+            self._file = _temporary()
+            if self._file is None:
                 self._failed = True
                 return
-            while len(self._buf) >= PIECE:
-                self._write(PIECE)
-        elif len(self._buf) >= PIECE:
+        while self._file is not None and len(self._buf) >= PIECE:
             self._write(PIECE)
 
     def _write(self, n: int) -> None:
         assert self._file is not None
         data = pickle.dumps(self._buf[:n], protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            _write_all(self._file, data)
+        except OSError:
+            self._to_memory()
+            return
         del self._buf[:n]
-        self._file.write(data)
         self._pieces.append((self._offset, len(data), n))
         self._offset += len(data)
+
+    def _to_memory(self) -> None:
+        """The disk refused a write: the pieces written so far read back, the file closed."""
+        assert self._file is not None
+        fd = self._file.fileno()
+        written: list[T] = [x for off, size, _ in self._pieces for x in pickle.loads(os.pread(fd, size, off))]
+        self._buf[:0] = written
+        self._file.close()
+        self._file, self._pieces, self._failed = None, [], True
 
     def done(self) -> Spilled[T]:
         if self._file is None:
@@ -201,8 +228,10 @@ class Spill(Generic[T]):
         else:
             if self._buf:
                 self._write(len(self._buf))
-            self._file.flush()
-            out = Spilled(self._keys, file=self._file, pieces=self._pieces)
+            if self._file is None:  # that write was refused: all of them in memory now
+                out = Spilled(self._keys, items=self._buf)
+            else:
+                out = Spilled(self._keys, file=self._file, pieces=self._pieces)
         self._buf, self._keys, self._file = [], [], None
         return out
 
@@ -239,16 +268,25 @@ class Parked(Generic[T]):
         if len(self._held) <= self._in_memory or self._failed:
             return
         if self._file is None:
-            try:
-                self._file = tempfile.TemporaryFile()  # noqa: SIM115  # closed with this store
-            except OSError:
-                self._failed = True  # no file to write: they stay in memory
+            self._file = _temporary()
+            if self._file is None:
+                self._failed = True
                 return
-        for n, obj in self._held.items():
-            data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-            self._file.write(data)
-            self._at[n] = (self._offset, len(data))
-            self._offset += len(data)
+        try:
+            for n, obj in self._held.items():
+                data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+                _write_all(self._file, data)
+                self._at[n] = (self._offset, len(data))
+                self._offset += len(data)
+        except OSError:  # the disk refused: those written come back, all stay in memory
+            fd = self._file.fileno()
+            for n, (off, size) in self._at.items():
+                if n not in self._held:
+                    self._held[n] = pickle.loads(os.pread(fd, size, off))
+            self._at.clear()
+            self._file.close()
+            self._file, self._failed = None, True
+            return
         self._held.clear()
 
     def take(self, k: int) -> T:
@@ -257,7 +295,6 @@ class Parked(Generic[T]):
             return self._held.pop(k)
         off, size = self._at.pop(k)
         assert self._file is not None
-        self._file.flush()
         data = os.pread(self._file.fileno(), size, off)
         if len(data) != size:
             raise OSError(f"parked objects' file cut short at {k}")

@@ -105,24 +105,20 @@ def dump_result(result: Any, out: IO[bytes]) -> None:
         if isinstance(v, Spilled) and v.in_file:
             # the worker's records file copied piece by piece, without loading a record
             _put(("spilled", v.keys, v.layout), out)
-            for _count, data in v.raw_pieces():
+            for data in v.raw_pieces():
                 out.write(data)
         elif isinstance(v, Spilled):
             _put(("spilled_list", v.keys), out)
-            _dump_list(list(v), out)
+            _dump_pieces("list", list(v), out)
         elif type(v) in (list, dict) and len(v) > _RECORDS_PER_PICKLE:
-            items = list(v.items()) if type(v) is dict else v
-            n = _RECORDS_PER_PICKLE
-            _put((type(v).__name__, -(-len(items) // n)), out)
-            for i in range(0, len(items), n):
-                _put(items[i : i + n], out)
+            _dump_pieces(type(v).__name__, list(v.items()) if type(v) is dict else v, out)
         else:
             _put(("value", v), out)
 
 
-def _dump_list(items: list[Any], out: IO[bytes]) -> None:
+def _dump_pieces(tag: str, items: list[Any], out: IO[bytes]) -> None:
     n = _RECORDS_PER_PICKLE
-    _put(("list", -(-len(items) // n)), out)
+    _put((tag, -(-len(items) // n)), out)
     for i in range(0, len(items), n):
         _put(items[i : i + n], out)
 

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Input: every session's verdict with its :class:`~mailwire.smtp.verdict.TcpFacts` (and SMTP
 session when there was one). Output: a list of :class:`Finding` records, each produced by one
-small finder class in :data:`FINDERS`, fed every session once (one pass, so that the
+small finder class of :class:`Finders`, fed every session once (one pass, so that the
 sessions can be read from disk):
 
 * ``destination_mix`` — per destination (server address) the mix of outcomes and whether the
@@ -466,7 +466,7 @@ def find_next_step(found: list[Finding]) -> list[Finding]:
 
 
 class Finders:
-    """The finders of :data:`FINDERS`, fed sessions one at a time with their position (any
+    """The finders, fed sessions one at a time with their position (any
     increasing number: "first" means lowest). Those fed disjoint parts of one capture (its
     shards, numbered as in the whole capture) merge into what one pass over all would give."""
 
@@ -490,9 +490,6 @@ class Finders:
         out.extend(find_next_step(out))
         order = {"failure": 0, "warning": 1, "info": 2}
         return sorted(out, key=lambda f: order.get(f.severity, 3))
-
-
-FINDERS = (DestinationMix, FailureClass, SizeSignature)
 
 
 def once_per_session(items: Iterable[Judged]) -> Iterator[Judged]:
@@ -527,7 +524,6 @@ def findings(items: Iterable[Judged]) -> list[Finding]:
 
 
 __all__ = [
-    "FINDERS",
     "DestinationMix",
     "FailureClass",
     "Finders",
