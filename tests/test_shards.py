@@ -142,7 +142,10 @@ def test_connection_numbers_jumping_past_the_kernel_state_grow_it() -> None:
     out["conv"][:] = convs
     mw.run(cols, out)
     assert mw.n_conv == int(convs[-1]) + 1
-    assert mw.cs.shape[0] > mw.n_conv and mw.ds.shape[0] >= 2 * mw.cs.shape[0]
+    assert mw.conv_slot.shape[0] > mw.n_conv  # the numbers map to state slots, one each
+    slots = mw.conv_slot[convs]
+    assert np.unique(slots).shape[0] == n and (slots >= 0).all() and (slots < mw.slots).all()
+    assert mw.ds.shape[0] >= 2 * mw.cs.shape[0]
 
 
 def test_a_shard_holds_state_for_its_own_connections(tmp_path: Path) -> None:

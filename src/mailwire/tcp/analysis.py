@@ -64,7 +64,10 @@ This module knows nothing about files, SMTP or rendering.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+import errno
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -212,7 +215,12 @@ P_NFIELDS = 6
 # Globals (int64 vector ``g``)
 G_FREE = 0  # head of the pool free list (-1: empty)
 G_NCONV = 1  # connections allocated
-G_NFIELDS = 2
+G_NSLOTS = 2  # free state slots left on the stack ``free_slots``
+G_NFIELDS = 3
+
+# ``conv_slot``: a connection's state slot (row of ``cs``; rows 2s, 2s+1 of ``ds``), or one of
+SLOT_NONE = -1  # never seen (mailwire mode: numbers may jump)
+SLOT_RETIRED = -2  # retired (KernelState.retire): its state waits on disk
 
 M32 = 0xFFFFFFFF
 H31 = 0x80000000
@@ -235,19 +243,46 @@ def _le(a: int, b: int) -> bool:  # LE_SEQ: (int32)(a - b) <= 0
 
 
 @helper()
-def _new_conv(key: int, key_conv: np.ndarray, cs: np.ndarray, ds: np.ndarray, g: np.ndarray) -> int:
-    c = g[G_NCONV]
-    g[G_NCONV] = c + 1
-    key_conv[key] = c
-    cs[c, :] = 0
-    cs[c, C_KEY] = key
-    for d in (2 * c, 2 * c + 1):
+def _new_slot(
+    c: int,
+    key: int,
+    cs: np.ndarray,
+    ds: np.ndarray,
+    g: np.ndarray,
+    conv_slot: np.ndarray,
+    free_slots: np.ndarray,
+) -> int:
+    """Give connection ``c`` a fresh state slot from the stack (the caller made sure one is left)."""
+    n = g[G_NSLOTS] - 1
+    g[G_NSLOTS] = n
+    sl = free_slots[n]
+    conv_slot[c] = sl
+    cs[sl, :] = 0
+    cs[sl, C_KEY] = key
+    for d in (2 * sl, 2 * sl + 1):
         ds[d, :] = 0
         ds[d, D_WINDOW] = M32  # Wireshark starts with G_MAXUINT32
         ds[d, D_WIN_SCALE] = -1
         ds[d, D_VALID_BIF] = 1
         ds[d, D_SEG_HEAD] = -1
         ds[d, D_LASTNONDUPACK] = 0
+    return sl
+
+
+@helper()
+def _new_conv(
+    key: int,
+    key_conv: np.ndarray,
+    cs: np.ndarray,
+    ds: np.ndarray,
+    g: np.ndarray,
+    conv_slot: np.ndarray,
+    free_slots: np.ndarray,
+) -> int:
+    c = g[G_NCONV]
+    g[G_NCONV] = c + 1
+    key_conv[key] = c
+    _new_slot(c, key, cs, ds, g, conv_slot, free_slots)
     return c
 
 
@@ -265,10 +300,10 @@ def _free_list(d: int, ds: np.ndarray, pool: np.ndarray, g: np.ndarray) -> None:
 
 
 @kernel(
-    "i8(b1, i8, i8[::1], i8[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], "
-    "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[:, ::1], i8[:, ::1], i8[:, ::1], i8[:, "
-    ":, ::1], i8[:, :, ::1], i8[::1], i4[::1], u4[::1], i4[::1], i4[::1], i4[::1], i8[::1], i8[::1], "
-    "i8[::1], i8[::1], i4[::1], i4[::1])"
+    "i8(b1, i8, i8[::1], i8[::1], b1[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], "
+    "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[:, ::1], i8[:, ::1], "
+    "i8[:, ::1], i8[:, :, ::1], i8[:, :, ::1], i8[::1], i8[::1], i8[::1], i4[::1], u4[::1], "
+    "i4[::1], i4[::1], i4[::1], i8[::1], i8[::1], i8[::1], i8[::1], i4[::1], i4[::1])"
 )
 def run_kernel(
     mw: bool,
@@ -294,6 +329,8 @@ def run_kernel(
     holes: np.ndarray,
     dupring: np.ndarray,
     g: np.ndarray,
+    conv_slot: np.ndarray,
+    free_slots: np.ndarray,
     conv_out: np.ndarray,
     flags_out: np.ndarray,
     dupnum_out: np.ndarray,
@@ -310,17 +347,25 @@ def run_kernel(
 
     In mailwire mode (``mw``) ``conv_out`` is an input (the connection numbers of the
     Wireshark-compatible run), so both runs agree on what a connection is.
+
+    State lives in slots (``conv_slot``: connection number -> slot), so that a finished
+    connection's slot can be given to a new one; the caller brings a retired connection's state
+    back (``KernelState.revive``) before a frame of it is run.
     """
     n = key.shape[0]
-    conv_cap = cs.shape[0]
+    conv_cap = conv_slot.shape[0]
     for i in range(start, n):
         # connections this frame may create: one, or in mailwire mode up to its given number
-        # (a shard of connections sees every w-th one, so numbers jump)
+        # (a shard of connections sees every w-th one, so numbers jump); two slots at most
+        # (a new connection, then a reused port pair's)
         top = g[G_NCONV]
         if mw and conv_out[i] + 1 > top:
             top = conv_out[i] + 1
-        if g[G_FREE] < 0 or top + 1 >= conv_cap:
+        if g[G_FREE] < 0 or top + 1 >= conv_cap or g[G_NSLOTS] < 2:
             return i  # caller grows the pools and resumes here; nothing of frame i was touched
+        known = conv_out[i] if mw else key_conv[key[i]]
+        if known >= 0 and conv_slot[known] == SLOT_RETIRED:
+            return i  # caller brings the connection's state back and resumes here
         k = key[i]
         kd = kdir[i]
         fl = tflags[i]
@@ -336,21 +381,24 @@ def run_kernel(
         # --- step 0: which connection; port reuse ---------------------------------------------
         if mw:
             c = conv_out[i]
-            while g[G_NCONV] <= c:
-                _new_conv(k, key_conv, cs, ds, g)
+            if g[G_NCONV] <= c:
+                g[G_NCONV] = c + 1
+            if conv_slot[c] < 0:
+                _new_slot(c, k, cs, ds, g, conv_slot, free_slots)
         else:
             c = key_conv[k]
             if c < 0:
-                c = _new_conv(k, key_conv, cs, ds, g)
-            fwd = 2 * c + kd
+                c = _new_conv(k, key_conv, cs, ds, g, conv_slot, free_slots)
+            fwd = 2 * conv_slot[c] + kd
             if (fl & (SYN | ACK)) == SYN and ds[fwd, D_BASE_SET] != 0:
                 if s != ds[fwd, D_BASE_SEQ]:
-                    c = _new_conv(k, key_conv, cs, ds, g)
+                    c = _new_conv(k, key_conv, cs, ds, g, conv_slot, free_slots)
                     f |= F_REUSED_PORTS
             elif (fl & (SYN | ACK)) == (SYN | ACK) and ds[fwd, D_BASE_SET] != 0 and s != ds[fwd, D_BASE_SEQ]:
                 ds[fwd, D_BASE_SEQ] = s
                 f |= F_REUSED_PORTS
             conv_out[i] = c
+        c = conv_slot[c]  # from here on, the state slot
         fwd = 2 * c + kd
         rev = 2 * c + 1 - kd
 
@@ -701,26 +749,54 @@ def run_kernel(
 
 
 class KernelState:
-    """All state one mode of the kernel carries from chunk to chunk (grown on demand)."""
+    """All state one mode of the kernel carries from chunk to chunk (grown on demand).
+
+    Per-connection state is held in *slots*; :meth:`retire` writes a finished connection's slot
+    to a temporary file and gives the slot to the next new connection, so the memory follows the
+    connections open at once, not all those of the capture. A frame of a retired connection
+    (the last ACK of a close, a late retransmission) stops the kernel, which resumes once
+    :meth:`revive` has read the state back: every frame is judged on the same state as if it had
+    never left. What the connection records read at the end (:meth:`first_rtt`,
+    :meth:`win_scale`, :meth:`base_seq`, :meth:`keys_of`) is kept per connection at retirement
+    (seven numbers).
+    """
 
     def __init__(self, mw: bool) -> None:
         self.mw = mw
         self.key_conv = np.full(1024, -1, dtype=np.int64)
-        self.cs = np.zeros((1024, C_NFIELDS), dtype=np.int64)
-        self.ds = np.zeros((2048, D_NFIELDS), dtype=np.int64)
+        self.conv_slot = np.full(1024, SLOT_NONE, dtype=np.int64)
+        self.cs = np.zeros((0, C_NFIELDS), dtype=np.int64)
+        self.ds = np.zeros((0, D_NFIELDS), dtype=np.int64)
         # holes and the duplicate ring are mailwire mode's alone (every use is under `if mw`):
         # one row for the Wireshark mode, 640 bytes a connection less
-        side = 2048 if mw else 1
-        self.holes = np.zeros((side, N_HOLES, 2), dtype=np.int64)
-        self.dupring = np.zeros((side, N_DUPRING, 3), dtype=np.int64)
+        self.holes = np.zeros((0 if mw else 1, N_HOLES, 2), dtype=np.int64)
+        self.dupring = np.zeros((0 if mw else 1, N_DUPRING, 3), dtype=np.int64)
+        self.free_slots = np.zeros(0, dtype=np.int64)
         self.pool = np.zeros((0, P_NFIELDS), dtype=np.int64)
         self.g = np.zeros(G_NFIELDS, dtype=np.int64)
         self.g[G_FREE] = -1
         self._grow_pool(4096)
+        self._grow_slots(1024)
+        # retired connections: their slot's state in a temporary file (offset, words), and what
+        # the records read at the end, per connection number (_KEPT columns)
+        self._file: Any = None
+        self._at = np.zeros((0, 2), dtype=np.int64)
+        self._kept = np.zeros((0, _K_NFIELDS), dtype=np.int64)
+        self._end = 0
+        self._released = False
+        self.retired = 0  # connections retired (counted once per retirement)
+        self.revived = 0  # connections brought back
+        self.back: list[int] = []  # connections brought back since the caller last took them
 
     @property
     def n_conv(self) -> int:
         return int(self.g[G_NCONV])
+
+    @property
+    def slots(self) -> int:
+        """State slots allocated (the memory the state takes: ~0.6 kB a slot, 1.2 kB in
+        mailwire mode)."""
+        return int(self.cs.shape[0])
 
     def _grow_pool(self, extra: int) -> None:
         old = self.pool.shape[0]
@@ -732,19 +808,34 @@ class KernelState:
         self.g[G_FREE] = old
         self.pool = pool
 
+    def _grow_slots(self, extra: int) -> None:
+        old = self.cs.shape[0]
+        cap = old + extra
+        self.cs = _grown(self.cs, cap)
+        self.ds = _grown(self.ds, 2 * cap)
+        if self.mw:
+            self.holes = _grown(self.holes, 2 * cap)
+            self.dupring = _grown(self.dupring, 2 * cap)
+        # the stack pops from the top: new slots are taken lowest first
+        # as long as the slots (a freed slot is pushed back); the first G_NSLOTS entries are free
+        n = int(self.g[G_NSLOTS])
+        stack = np.empty(cap, dtype=np.int64)
+        stack[:extra] = np.arange(cap - 1, old - 1, -1)
+        stack[extra : extra + n] = self.free_slots[:n]
+        self.free_slots = stack
+        self.g[G_NSLOTS] = n + extra
+
     def ensure_keys(self, n_keys: int) -> None:
         if n_keys > self.key_conv.shape[0]:
             new = np.full(max(n_keys, 2 * self.key_conv.shape[0]), -1, dtype=np.int64)
             new[: self.key_conv.shape[0]] = self.key_conv
             self.key_conv = new
 
-    def _grow_convs(self) -> None:
-        cap = 2 * self.cs.shape[0]
-        self.cs = _grown(self.cs, cap)
-        self.ds = _grown(self.ds, 2 * cap)
-        if self.mw:
-            self.holes = _grown(self.holes, 2 * cap)
-            self.dupring = _grown(self.dupring, 2 * cap)
+    def _grow_convs(self, top: int) -> None:
+        cap = max(2 * self.conv_slot.shape[0], top + 2)
+        new = np.full(cap, SLOT_NONE, dtype=np.int64)
+        new[: self.conv_slot.shape[0]] = self.conv_slot
+        self.conv_slot = new
 
     def run(self, cols: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
         """Run the kernel over one chunk's TCP frames (``cols``), writing ``out``."""
@@ -755,9 +846,9 @@ class KernelState:
                 self.mw, i, cols["key"], cols["kdir"], cols["analysable"], cols["seq"], cols["ack"],
                 cols["tflags"], cols["win"], cols["seglen"], cols["ts"], cols["frame"], cols["wscale"],
                 cols["sack_sum"], cols["ip_id"], cols["fp"], self.key_conv, self.cs, self.ds, self.pool,
-                self.holes, self.dupring, self.g, out["conv"], out["flags"], out["dupack_num"],
-                out["dupack_frame"], out["acks_frame"], out["ack_rtt"], out["initial_rtt"],
-                out["bytes_in_flight"], out["rto"], out["rto_frame"], out["orig_frame"],
+                self.holes, self.dupring, self.g, self.conv_slot, self.free_slots, out["conv"],
+                out["flags"], out["dupack_num"], out["dupack_frame"], out["acks_frame"], out["ack_rtt"],
+                out["initial_rtt"], out["bytes_in_flight"], out["rto"], out["rto_frame"], out["orig_frame"],
             )  # fmt: skip
             if i >= n:
                 return
@@ -766,34 +857,207 @@ class KernelState:
             top = int(self.g[G_NCONV])
             if self.mw:
                 top = max(top, int(out["conv"][i]) + 1)
-            while top + 1 >= self.cs.shape[0]:
-                self._grow_convs()
+            if top + 1 >= self.conv_slot.shape[0]:
+                self._grow_convs(top)
+            if self.g[G_NSLOTS] < 2:
+                self._grow_slots(max(1024, self.cs.shape[0]))
+            c = int(out["conv"][i]) if self.mw else int(self.key_conv[cols["key"][i]])
+            if c >= 0 and self.conv_slot[c] == SLOT_RETIRED:
+                self.revive(c)
+
+    # -- retirement ------------------------------------------------------------------------------
+    def live(self, convs: np.ndarray) -> np.ndarray:
+        """Those of the connection numbers ``convs`` that hold a slot."""
+        convs = convs[convs < self.n_conv]
+        return convs[self.conv_slot[convs] >= 0]
+
+    def retire(self, convs: np.ndarray) -> int:
+        """Write the state of connections ``convs`` (numbers holding a slot: :meth:`live`) to the
+        temporary file and free their slots and unacked-segment records. Returns how many left;
+        0 when the file cannot be written (the state stays where it was: same results)."""
+        if convs.size == 0:
+            return 0
+        sl = self.conv_slot[convs]
+        # a fixed part per connection (one vectorised gather), then its unacked records, if any
+        fixed = [self.cs[sl], self.ds[2 * sl], self.ds[2 * sl + 1]]
+        if self.mw:
+            fixed += [
+                self.holes[2 * sl].reshape(sl.shape[0], -1),
+                self.holes[2 * sl + 1].reshape(sl.shape[0], -1),
+            ]
+            fixed += [
+                self.dupring[2 * sl].reshape(sl.shape[0], -1),
+                self.dupring[2 * sl + 1].reshape(sl.shape[0], -1),
+            ]
+        counts = np.zeros((sl.shape[0], 2), dtype=np.int64)
+        heads = np.stack([self.ds[2 * sl, D_SEG_HEAD], self.ds[2 * sl + 1, D_SEG_HEAD]], axis=1)
+        with_recs = np.flatnonzero((heads >= 0).any(axis=1))
+        lists: dict[int, np.ndarray] = {}
+        for j in with_recs.tolist():  # one step per connection with unacked segments left
+            a, b = self._records(2 * int(sl[j])), self._records(2 * int(sl[j]) + 1)
+            counts[j] = a.shape[0], b.shape[0]
+            lists[j] = np.concatenate([a.ravel(), b.ravel()])
+        head = np.concatenate([*fixed, counts], axis=1)
+        if lists:
+            blobs = [
+                np.concatenate([head[j], lists[j]]) if j in lists else head[j] for j in range(head.shape[0])
+            ]
+            sizes = np.array([b.shape[0] for b in blobs], dtype=np.int64)
+            data = np.concatenate(blobs)
+        else:
+            sizes = np.full(head.shape[0], head.shape[1], dtype=np.int64)
+            data = head.ravel()
+        try:
+            if self._file is None:
+                # closed by release() (or with the state): it outlives this call
+                self._file = tempfile.TemporaryFile(prefix="mailwire-state-", buffering=0)  # noqa: SIM115
+            wrote = os.pwrite(self._file.fileno(), data.tobytes(), self._end)
+            if wrote != data.nbytes:
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError:
+            return 0  # no room: these connections keep their slots
+        nconv = self.n_conv
+        if self._at.shape[0] < nconv:
+            self._at = _grown(self._at, max(nconv, 2 * self._at.shape[0], 1024))
+            if not self.mw:
+                self._kept = _grown(self._kept, self._at.shape[0])
+        if not self.mw:  # the records read the Wireshark mode's (release(keep_summary=True))
+            self._kept[convs] = self._summary(sl)
+        self._at[convs, 0] = self._end + 8 * (np.cumsum(sizes) - sizes)
+        self._at[convs, 1] = sizes
+        self._end += data.nbytes
+        for j in with_recs.tolist():
+            _free_list(2 * int(sl[j]), self.ds, self.pool, self.g)
+            _free_list(2 * int(sl[j]) + 1, self.ds, self.pool, self.g)
+        if self.mw:
+            self.holes[2 * sl], self.holes[2 * sl + 1] = 0, 0
+            self.dupring[2 * sl], self.dupring[2 * sl + 1] = 0, 0
+        self.conv_slot[convs] = SLOT_RETIRED
+        n = int(self.g[G_NSLOTS])
+        self.free_slots[n : n + sl.shape[0]] = sl[::-1]
+        self.g[G_NSLOTS] = n + sl.shape[0]
+        self.retired += int(convs.shape[0])
+        return int(convs.shape[0])
+
+    def _records(self, d: int) -> np.ndarray:
+        """Direction row ``d``'s unacked-segment records, in list order (newest first)."""
+        out = []
+        p = int(self.ds[d, D_SEG_HEAD])
+        while p >= 0:
+            out.append(p)
+            p = int(self.pool[p, P_NEXT])
+        return self.pool[np.array(out, dtype=np.int64)] if out else np.zeros((0, P_NFIELDS), np.int64)
+
+    def revive(self, c: int) -> None:
+        """Bring retired connection ``c``'s state back into a free slot (exactly as it left)."""
+        if self.g[G_NSLOTS] < 1:
+            self._grow_slots(max(1024, self.cs.shape[0]))
+        off, size = (int(v) for v in self._at[c])
+        raw = os.pread(self._file.fileno(), 8 * size, off)
+        if len(raw) != 8 * size:
+            raise OSError(errno.EIO, f"state of connection {c}: short read from the temporary file")
+        blob = np.frombuffer(raw, dtype=np.int64)
+        n = int(self.g[G_NSLOTS]) - 1
+        s = int(self.free_slots[n])
+        self.g[G_NSLOTS] = n
+        self.cs[s] = blob[:C_NFIELDS]
+        at = C_NFIELDS
+        self.ds[2 * s] = blob[at : at + D_NFIELDS]
+        self.ds[2 * s + 1] = blob[at + D_NFIELDS : at + 2 * D_NFIELDS]
+        at += 2 * D_NFIELDS
+        if self.mw:
+            self.holes[2 * s : 2 * s + 2] = blob[at : at + 2 * N_HOLES * 2].reshape(2, N_HOLES, 2)
+            at += 2 * N_HOLES * 2
+            self.dupring[2 * s : 2 * s + 2] = blob[at : at + 2 * N_DUPRING * 3].reshape(2, N_DUPRING, 3)
+            at += 2 * N_DUPRING * 3
+        counts = blob[at : at + 2].tolist()
+        at += 2
+        for d, k in zip((2 * s, 2 * s + 1), counts, strict=True):
+            recs = blob[at : at + k * P_NFIELDS].reshape(k, P_NFIELDS)
+            at += k * P_NFIELDS
+            head = -1
+            for r in range(k - 1, -1, -1):  # linked back to front, so the list keeps its order
+                if self.g[G_FREE] < 0:
+                    self._grow_pool(max(4096, self.pool.shape[0]))
+                p = int(self.g[G_FREE])
+                self.g[G_FREE] = self.pool[p, P_NEXT]
+                self.pool[p] = recs[r]
+                self.pool[p, P_NEXT] = head
+                head = p
+            self.ds[d, D_SEG_HEAD] = head
+        self.conv_slot[c] = s
+        self.revived += 1
+        self.back.append(c)
+
+    def _summary(self, sl: np.ndarray) -> np.ndarray:
+        """The _KEPT columns of slots ``sl``."""
+        out = np.empty((sl.shape[0], _K_NFIELDS), dtype=np.int64)
+        out[:, _K_KEY] = self.cs[sl, C_KEY]
+        out[:, _K_RTT] = np.where(self.cs[sl, C_FIRST_RTT_SET] != 0, self.cs[sl, C_FIRST_RTT], -1)
+        for d in (0, 1):
+            rows = 2 * sl + d
+            out[:, _K_WSCALE + d] = self.ds[rows, D_WIN_SCALE]
+            out[:, _K_BASE + d] = self.ds[rows, D_BASE_SEQ]
+            out[:, _K_BASE_SET + d] = self.ds[rows, D_BASE_SET]
+        return out
+
+    def _per_conv(self) -> np.ndarray:
+        """The _KEPT columns of every connection, live or retired."""
+        nc = self.n_conv
+        out = np.zeros((nc, _K_NFIELDS), dtype=np.int64)
+        m = min(nc, self._kept.shape[0])
+        out[:m] = self._kept[:m]
+        live = np.flatnonzero(self.conv_slot[:nc] >= 0)
+        if live.size:
+            out[live] = self._summary(self.conv_slot[live])
+        return out
 
     def release(self, *, keep_summary: bool = False) -> None:
         """Free the per-connection state once the last chunk is done (the end-of-capture records
-        are built after this). ``keep_summary``: keep what :meth:`first_rtt`, :meth:`win_scale`
-        and :meth:`base_seq` read. No chunk may be run after this."""
+        are built after this). ``keep_summary``: keep what :meth:`first_rtt`, :meth:`win_scale`,
+        :meth:`base_seq` and :meth:`keys_of` read. No chunk may be run after this."""
+        if keep_summary and not self._released:
+            self._kept, self._at = self._per_conv(), np.zeros((0, 2), np.int64)
+        elif not keep_summary:
+            self._kept, self._at = np.zeros((0, _K_NFIELDS), np.int64), np.zeros((0, 2), np.int64)
+        self._released = True
+        self.conv_slot = np.full(self.n_conv, SLOT_RETIRED, dtype=np.int64)
         self.pool = np.zeros((0, P_NFIELDS), dtype=np.int64)
         self.holes = np.zeros((0, N_HOLES, 2), dtype=np.int64)
         self.dupring = np.zeros((0, N_DUPRING, 3), dtype=np.int64)
         self.key_conv = np.zeros(0, dtype=np.int64)
-        if not keep_summary:
-            self.cs, self.ds = np.zeros((0, C_NFIELDS), np.int64), np.zeros((0, D_NFIELDS), np.int64)
+        self.cs, self.ds = np.zeros((0, C_NFIELDS), np.int64), np.zeros((0, D_NFIELDS), np.int64)
+        self.free_slots = np.zeros(0, dtype=np.int64)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _columns(self) -> np.ndarray:
+        return self._kept[: self.n_conv] if self._released else self._per_conv()
+
+    def keys_of(self) -> npt.NDArray[np.int64]:
+        """Key (``KeyRegistry`` index) per connection."""
+        return self._columns()[:, _K_KEY].copy()
 
     def first_rtt(self) -> npt.NDArray[np.int64]:
         """Initial RTT per connection in ns, -1 when unknown."""
-        nc = self.n_conv
-        known = self.cs[:nc, C_FIRST_RTT_SET] != 0
-        return np.where(known, self.cs[:nc, C_FIRST_RTT], -1)
+        return self._columns()[:, _K_RTT].copy()
 
     def win_scale(self) -> npt.NDArray[np.int64]:
         """Window scale per connection direction (row 2c+d): >= 0, -1 unknown, -2 not used."""
-        return self.ds[: 2 * self.n_conv, D_WIN_SCALE].copy()
+        return self._columns()[:, _K_WSCALE : _K_WSCALE + 2].ravel().copy()
 
     def base_seq(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(base sequence number, known) per connection direction (row 2c+d)."""
-        nd = 2 * self.n_conv
-        return self.ds[:nd, D_BASE_SEQ].copy(), self.ds[:nd, D_BASE_SET] != 0
+        cols = self._columns()
+        return cols[:, _K_BASE : _K_BASE + 2].ravel().copy(), cols[
+            :, _K_BASE_SET : _K_BASE_SET + 2
+        ].ravel() != 0
+
+
+# KernelState._kept columns: what the connection records read of a connection's kernel state
+_K_KEY, _K_RTT, _K_WSCALE, _K_BASE, _K_BASE_SET = 0, 1, 2, 4, 6
+_K_NFIELDS = 8
 
 
 def _grown(a: np.ndarray, rows: int) -> np.ndarray:

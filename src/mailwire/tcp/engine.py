@@ -90,6 +90,9 @@ ANALYSIS_FIELDS = ("frame", "ts_ns", "stream", "kdir", "seglen", "wireshark", "m
 # chains, window probes); so is one with a reset (the IP id before it): its rows stay in the store
 _ROW_NEEDS = F_RETRANSMISSION | F_OUT_OF_ORDER | F_DUPLICATE_FRAME | F_ZERO_WINDOW_PROBE
 _TH_RST = 0x04
+_TH_FIN = 0x01
+_ENDED = 3  # per-connection end bits (_closing): 1, 2 a FIN in key direction 0, 1; 4 a reset
+_RETIRE_BATCH = 256  # closed connections whose kernel state is retired at once
 _COMPACT_MIN = 1 << 16  # rows in the store before a compaction is worth its pass
 _SPILL_BLOCK = 1 << 18  # rows read back from the spill file at a time
 
@@ -207,6 +210,10 @@ class TcpAnalyzer:
         self.ws = KernelState(mw=False)
         self.mw = KernelState(mw=True)
         self.summary = SummaryState(shard)
+        # per connection: end bits (_closing), and the connections closed per chunk, oldest first
+        self._ends = np.zeros(0, dtype=np.uint8)
+        self._ended: list[tuple[int, np.ndarray]] = []
+        self._chunk = 0
         # per-frame fields for the whole capture: one growable array per field (capacity doubles),
         # so finish() slices instead of concatenating chunk parts (measured on 1 M packets: the
         # concatenation cost ~50 MB of extra peak RSS, heap fragmentation included, and 0.1-0.2 s)
@@ -265,6 +272,7 @@ class TcpAnalyzer:
         self.mw.ensure_keys(len(self.keys))
         ws_out = {k: np.empty(m, dtype=dt) for k, dt in _OUT.items()}
         self.ws.run(sel.cols, ws_out)
+        self._closing(ws_out["conv"], sel.cols["kdir"], sel.cols["tflags"])
         if self._shard is not None:
             # the numbering needs every frame (first appearance, port reuse); the rest only ours
             k, w = self._shard
@@ -305,8 +313,58 @@ class TcpAnalyzer:
         self.quality.feed(table, sel, part)
         if self._reasm is not None:
             self._reasm.feed(table, sel, part, self.ws)
-
+        self._retire()
         return ChunkAnalysis(n, sel.rows, part)
+
+    def _closing(self, conv: np.ndarray, kdir: np.ndarray, tflags: np.ndarray) -> None:
+        """Note the connections this chunk closed (a FIN each way, or a reset): their kernel
+        state is retired a chunk later (:meth:`_retire`)."""
+        n = self.ws.n_conv
+        if self._ends.shape[0] < n:
+            grown = np.zeros(max(n, 2 * self._ends.shape[0], 1024), np.uint8)
+            grown[: self._ends.shape[0]] = self._ends
+            self._ends = grown
+        self._chunk += 1
+        hit = np.flatnonzero((tflags & (_TH_FIN | _TH_RST)) != 0)
+        if hit.size == 0:
+            return
+        c, fl = conv[hit].astype(np.int64), tflags[hit]
+        before = self._ends[c] >= _ENDED
+        bits = np.where((fl & _TH_RST) != 0, 4, np.where(kdir[hit] != 0, 2, 1)).astype(np.uint8)
+        np.bitwise_or.at(self._ends, c, bits)
+        now = np.unique(c[~before & (self._ends[c] >= _ENDED)])
+        if now.size:
+            self._ended.append((self._chunk, now))
+
+    def _retire(self) -> None:
+        """Retire the kernel state of connections closed at least a whole chunk ago (their last
+        ACKs have passed; a later frame brings the state back: ``KernelState.revive``), in
+        batches; so are their connection accumulators (``SummaryState.retire``). The frame store
+        keeps their rows (``compact`` moves those)."""
+        # connections brought back (a late frame, a reused port pair's SYN) leave again later
+        back = self.ws.back
+        k, w = self._shard if self._shard is not None else (0, 1)
+        back += [j * w + k for j in self.mw.back] + [j * w + k for j in self.summary.back]
+        if back:
+            self._ended.append((self._chunk, np.unique(np.array(back, dtype=np.int64))))
+            self.ws.back, self.mw.back, self.summary.back = [], [], []
+        due = 0
+        for chunk, convs in self._ended:
+            if chunk >= self._chunk - 1:
+                break
+            due += convs.shape[0]
+        if due < _RETIRE_BATCH:
+            return
+        ready: list[np.ndarray] = []
+        while self._ended and self._ended[0][0] < self._chunk - 1:
+            ready.append(self._ended.pop(0)[1])
+        convs = np.concatenate(ready)
+        self.ws.retire(self.ws.live(convs))
+        if self._shard is not None:
+            k, w = self._shard
+            convs = convs[convs % w == k] // w
+        self.mw.retire(self.mw.live(convs))
+        self.summary.retire(convs)
 
     def _mark(self, part: dict[str, np.ndarray], tflags: np.ndarray) -> None:
         """Per-connection bookkeeping of one chunk: flag counts, and which connections the end

@@ -18,6 +18,9 @@ PARTIAL, ESTABLISHED, CLOSED, RESET) with Zeek's own decision table (conn/main.z
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,8 @@ from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_OUT_OF_ORDER,
     F_RETRANSMISSION,
+    SLOT_NONE,
+    SLOT_RETIRED,
     KernelState,
 )
 from mailwire.tcp.connections import KeyRegistry, TcpFrames
@@ -100,6 +105,7 @@ K_HLEN = 8
 K_PKTS = 9
 K_CLOSED_TS = 10  # when both sides had sent a FIN (0: not yet)
 K_NFIELDS = 11
+_ROW = 2 * A_NFIELDS + K_NFIELDS + HIST_MAX // 8  # words a retired connection takes on disk
 
 # endpoint states
 ST_INACTIVE, ST_SYN_SENT, ST_SYN_ACK_SENT, ST_PARTIAL, ST_ESTABLISHED, ST_CLOSED, ST_RESET = range(7)
@@ -419,24 +425,125 @@ class SummaryState:
         # a shard's connections (numbers k, k + w, k + 2w …) have rows n // w: a shard holds its
         # own, not every connection's
         self._k, self._w = shard if shard is not None else (0, 1)
-        self.acc = np.zeros((2048, A_NFIELDS), dtype=np.int64)
-        self.cs = np.zeros((1024, K_NFIELDS), dtype=np.int64)
+        # accumulator rows are slots (a connection's: rows 2s, 2s+1 of acc, row s of cs and
+        # hist), given back when the connection is retired (:meth:`retire`) and reused
+        self.acc = np.zeros((0, A_NFIELDS), dtype=np.int64)
+        self.cs = np.zeros((0, K_NFIELDS), dtype=np.int64)
         # one byte a letter (a code below 11, the direction in bit 7)
-        self.hist = np.zeros((1024, HIST_MAX), dtype=np.uint8)
+        self.hist = np.zeros((0, HIST_MAX), dtype=np.uint8)
         self.zw: list[np.ndarray] = []
         self.n_conv = 0
+        self.slot = np.full(1024, SLOT_NONE, dtype=np.int64)  # per own connection (number // w)
+        self.slot_conv = np.zeros(0, dtype=np.int64)  # per slot: its own connection
+        self._free = np.zeros(0, dtype=np.int64)  # free slots, the first _nfree entries
+        self._nfree = 0
+        self._grow_slots(1024)
+        # retired connections' rows, _ROW words each, in a temporary file: offset per connection
+        self._file: Any = None
+        self._at = np.zeros(0, dtype=np.int64)
+        self._end = 0
+        self.retired = 0
+        self.revived = 0
+        self.back: list[int] = []  # own connections brought back since the caller last took them
 
-    def _ensure(self, n_conv: int) -> None:
-        cap = self.cs.shape[0]
-        if n_conv <= cap:
-            return
-        while cap < n_conv:
-            cap *= 2
+    def _grow_slots(self, extra: int) -> None:
+        old = self.cs.shape[0]
+        cap = old + extra
         for name, rows in (("acc", 2 * cap), ("cs", cap), ("hist", cap)):
-            old = getattr(self, name)
-            new = np.zeros((rows, old.shape[1]), dtype=old.dtype)
-            new[: old.shape[0]] = old
+            arr = getattr(self, name)
+            new = np.zeros((rows, arr.shape[1]), dtype=arr.dtype)
+            new[: arr.shape[0]] = arr
             setattr(self, name, new)
+        owner = np.full(cap, -1, dtype=np.int64)
+        owner[:old] = self.slot_conv
+        self.slot_conv = owner
+        stack = np.empty(cap, dtype=np.int64)
+        stack[:extra] = np.arange(cap - 1, old - 1, -1)  # popped from the end: lowest first
+        stack[extra : extra + self._nfree] = self._free[: self._nfree]
+        self._free, self._nfree = stack, self._nfree + extra
+
+    @property
+    def slots(self) -> int:
+        return int(self.cs.shape[0])
+
+    def _assign(self, own: np.ndarray) -> None:
+        """Give each of the own connections ``own`` (unique) that holds no slot one: a fresh
+        one, or its rows read back when it was retired."""
+        need = own[self.slot[own] < 0]
+        if need.size == 0:
+            return
+        if self._nfree < need.size:
+            self._grow_slots(max(need.size, self.cs.shape[0]))
+        take = self._free[self._nfree - need.size : self._nfree][::-1].copy()
+        self._nfree -= need.size
+        back = self.slot[need] == SLOT_RETIRED
+        self.slot[need] = take
+        self.slot_conv[take] = need
+        for j in need[back].tolist():  # one step per connection seen again after its retirement
+            a0, a1, ck, hist = self._read(j)
+            s = int(self.slot[j])
+            self.acc[2 * s], self.acc[2 * s + 1], self.cs[s], self.hist[s] = a0, a1, ck, hist
+            self.revived += 1
+            self.back.append(j)
+
+    def _read(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Retired connection ``j``'s rows, from the temporary file."""
+        raw = os.pread(self._file.fileno(), 8 * _ROW, int(self._at[j]))
+        if len(raw) != 8 * _ROW:
+            raise OSError(errno.EIO, f"accumulators of connection {j}: short read from the temporary file")
+        row = np.frombuffer(raw, dtype=np.int64)
+        a = 2 * A_NFIELDS
+        return row[:A_NFIELDS], row[A_NFIELDS:a], row[a : a + K_NFIELDS], row[a + K_NFIELDS :].view(np.uint8)
+
+    def retire(self, own: np.ndarray) -> int:
+        """Write the rows of own connections ``own`` (unique numbers // w) that hold a slot to
+        the temporary file and free their slots; a later frame of one brings them back
+        (:meth:`_assign`), and :meth:`finish` reads them from there. Returns how many left (0
+        when the file cannot be written: they keep their slots, same results)."""
+        own = own[own < self.slot.shape[0]]
+        own = own[self.slot[own] >= 0]
+        if own.size == 0:
+            return 0
+        sl = self.slot[own]
+        data = np.concatenate(
+            [self.acc[2 * sl], self.acc[2 * sl + 1], self.cs[sl], self.hist[sl].view(np.int64)], axis=1
+        )
+        try:
+            if self._file is None:
+                # closed by release(): it outlives this call
+                self._file = tempfile.TemporaryFile(prefix="mailwire-conn-", buffering=0)  # noqa: SIM115
+            if os.pwrite(self._file.fileno(), data.tobytes(), self._end) != data.nbytes:
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError:
+            return 0
+        if self._at.shape[0] < self.slot.shape[0]:
+            at = np.full(self.slot.shape[0], -1, dtype=np.int64)
+            at[: self._at.shape[0]] = self._at
+            self._at = at
+        self._at[own] = self._end + 8 * _ROW * np.arange(own.shape[0])
+        self._end += data.nbytes
+        self.acc[2 * sl], self.acc[2 * sl + 1], self.cs[sl], self.hist[sl] = 0, 0, 0, 0
+        self.slot[own] = SLOT_RETIRED
+        self.slot_conv[sl] = -1
+        self._free[self._nfree : self._nfree + sl.shape[0]] = sl[::-1]
+        self._nfree += sl.shape[0]
+        self.retired += int(own.shape[0])
+        return int(own.shape[0])
+
+    def _rows(self, j: int) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Own connection ``j``'s rows as Python ints, wherever they are."""
+        s = int(self.slot[j]) if j < self.slot.shape[0] else SLOT_NONE
+        if s >= 0:
+            return (
+                self.acc[2 * s].tolist(),
+                self.acc[2 * s + 1].tolist(),
+                self.cs[s].tolist(),
+                self.hist[s].tolist(),
+            )
+        if s == SLOT_RETIRED:
+            a0, a1, ck, hist = self._read(j)
+            return a0.tolist(), a1.tolist(), ck.tolist(), hist.tolist()
+        return [0] * A_NFIELDS, [0] * A_NFIELDS, [0] * K_NFIELDS, [0] * HIST_MAX
 
     def release(self) -> None:
         """Free the accumulators once :meth:`finish` has made the records (nothing may be fed or
@@ -445,6 +552,15 @@ class SummaryState:
         self.cs = np.zeros((0, K_NFIELDS), dtype=np.int64)
         self.hist = np.zeros((0, HIST_MAX), dtype=np.uint8)
         self.zw = []
+        self.slot, self.slot_conv, self._free, self._nfree = (
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            0,
+        )
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def feed(self, table: PacketTable, sel: TcpFrames, part: dict[str, np.ndarray]) -> None:
         if sel.rows.shape[0] == 0:
@@ -453,7 +569,13 @@ class SummaryState:
         if self._w > 1:
             conv //= self._w
         self.n_conv = max(self.n_conv, int(conv.max()) + 1)
-        self._ensure(self.n_conv)
+        if self.slot.shape[0] < self.n_conv:
+            grown = np.full(max(self.n_conv, 2 * self.slot.shape[0]), SLOT_NONE, dtype=np.int64)
+            grown[: self.slot.shape[0]] = self.slot
+            self.slot = grown
+        self._assign(np.unique(conv))
+        own = conv
+        conv = self.slot[own]
         c = table.columns
         rows = sel.rows
         zw = np.zeros((int(np.count_nonzero(sel.cols["win"] > 0)) + 1, 6), dtype=np.int64)
@@ -466,6 +588,7 @@ class SummaryState:
             c["cap_payload_len"][rows].astype(np.int64), self.acc, self.cs, self.hist, zw, 0,
         )  # fmt: skip
         if n:
+            zw[:n, 0] = self.slot_conv[zw[:n, 0]]  # the kernel names slots: back to connections
             if self._w > 1:
                 zw[:n, 0] = zw[:n, 0] * self._w + self._k  # episodes name the connection number
             self.zw.append(zw[:n])
@@ -484,8 +607,7 @@ class SummaryState:
         words = keys.words()
         nconv = ws.n_conv
         w = self._w
-        self._ensure(max(-(-nconv // w), 1))
-        key_of = ws.cs[:nconv, 0]
+        key_of = ws.keys_of()
         wscale = ws.win_scale()
         irtt = ws.first_rtt()
         zw = np.concatenate(self.zw) if self.zw else np.zeros((0, 6), dtype=np.int64)
@@ -497,7 +619,6 @@ class SummaryState:
         # per-connection assembly in plain Python ints (one step per connection, not per packet);
         # rows are converted one connection at a time: whole-array lists of Python ints cost
         # ~100 MB of peak at 13 k connections
-        acc, cs, hist = self.acc, self.cs, self.hist
         words_l = words.tolist()
         key_l = key_of.tolist()
         wscale_l = wscale.tolist()
@@ -511,11 +632,10 @@ class SummaryState:
         out: list[Connection] = []
         for k in range(self._k, nconv, w):
             rtts = rtt_val[bounds_l[k] : bounds_l[k + 1]].tolist()
-            j = k // w  # its accumulator rows
+            a0, a1, ck, hist_row = self._rows(k // w)  # its accumulator rows
             out.append(
                 self._one(
-                    k, acc[2 * j].tolist(), acc[2 * j + 1].tolist(), cs[j].tolist(), hist[j].tolist(),
-                    words_l[key_l[k]], wscale_l, irtt_l[k], zw_by.get(k, []), rtts,
+                    k, a0, a1, ck, hist_row, words_l[key_l[k]], wscale_l, irtt_l[k], zw_by.get(k, []), rtts,
                     {n: v[k] for n, v in counts.items() if v[k]}, addr_cache,
                 )
             )  # fmt: skip
