@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mailwire.capture.read import iter_tables
-from mailwire.tcp import analysis
+from mailwire.tcp import analysis, rtt
 from mailwire.tcp.engine import TcpAnalyzer, TcpResult
 from tests.conftest import corpus_captures, generated_capture
 from tests.craft import Flow, ms, write
@@ -41,6 +41,7 @@ class _Eager(TcpAnalyzer):
             own = every[every % w == k] // w
         self.mw.retire(self.mw.live(own))
         self.summary.retire(own)
+        self.rtt.retire(every)
 
 
 class _Held:
@@ -49,6 +50,7 @@ class _Held:
     def __init__(self, a: TcpAnalyzer) -> None:
         self.ws, self.mw, self.summary = (_Counts(h) for h in (a.ws, a.mw, a.summary))
         self.n_conv = a.ws.n_conv
+        self.rtt_retired = a.rtt.retired
 
 
 class _Counts:
@@ -126,6 +128,7 @@ def test_state_in_memory_follows_the_open_connections(sequential: Path) -> None:
     for holder in (a.ws, a.mw, a.summary):
         assert holder.slots <= 1024 < n, type(holder).__name__
         assert holder.retired > 0.8 * n
+    assert a.rtt_retired > 0.8 * n  # their RTT samples left memory too
     # the late resends came back for their connection's state, and were judged on it
     assert a.ws.revived > 0 and a.mw.revived > 0 and a.summary.revived > 0
     resent = {f for f, m in zip(res.frames["frame"].tolist(), res.frames["wireshark"].tolist(), strict=True)
@@ -180,6 +183,7 @@ def test_a_full_disk_keeps_the_state_in_memory(
         from mailwire.tcp import summary
 
         monkeypatch.setattr(summary.tempfile, "TemporaryFile", no_room)
+        monkeypatch.setattr(rtt.tempfile, "TemporaryFile", no_room)
     else:
         real = os.pwrite
         calls = {"n": 0}
@@ -194,5 +198,7 @@ def test_a_full_disk_keeps_the_state_in_memory(
     res, a = _run(TcpAnalyzer, sequential)
     _same(never, res, fail)
     assert a.ws.slots > 1024  # the state stayed in memory
+    if fail == "open":
+        assert a.rtt_retired == 0
     if fail == "write":
         assert a.ws.retired > 0  # what was written before the disk filled came back when needed

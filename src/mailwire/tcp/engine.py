@@ -37,6 +37,7 @@ from mailwire.tcp.chains import Chain, build_chains, original_rows, resent_rows
 from mailwire.tcp.connections import KeyRegistry, TcpFrames, select_tcp
 from mailwire.tcp.quality import CaptureQuality, QualityCounter, capture_quality
 from mailwire.tcp.reassembly import Reassembler, StreamEvent
+from mailwire.tcp.rtt import RttSamples
 from mailwire.tcp.summary import Connection, SummaryState
 
 if TYPE_CHECKING:
@@ -225,9 +226,9 @@ class TcpAnalyzer:
             if frame_fields == "analysis"
             else ()
         )
-        # RTT samples (tshark's ack_rtt) kept apart from the frame store, as (stream, ns) pairs:
-        # about one frame in three has one, and the connection records need them all (median)
-        self._rtt: list[tuple[np.ndarray, np.ndarray]] = []
+        # RTT samples (tshark's ack_rtt) kept apart from the frame store: about one frame in
+        # three has one, and the connection records need them all (median)
+        self.rtt = RttSamples()
         self._rows = 0
         self._n_frames = 0
         self.quality = QualityCounter()
@@ -339,7 +340,8 @@ class TcpAnalyzer:
     def _retire(self) -> None:
         """Retire the kernel state of connections closed at least a whole chunk ago (their last
         ACKs have passed; a later frame brings the state back: ``KernelState.revive``), in
-        batches; so are their connection accumulators (``SummaryState.retire``). The frame store
+        batches; so are their connection accumulators (``SummaryState.retire``) and RTT samples
+        (``RttSamples.retire``). The frame store
         keeps their rows (``compact`` moves those)."""
         # connections brought back (a late frame, a reused port pair's SYN) leave again later
         back = self.ws.back
@@ -360,6 +362,7 @@ class TcpAnalyzer:
             ready.append(self._ended.pop(0)[1])
         convs = np.concatenate(ready)
         self.ws.retire(self.ws.live(convs))
+        self.rtt.retire(convs)  # a shard's samples are of its own connections (numbered as here)
         if self._shard is not None:
             k, w = self._shard
             convs = convs[convs % w == k] // w
@@ -523,7 +526,7 @@ class TcpAnalyzer:
     def _keep(self, part: dict[str, np.ndarray]) -> None:
         has = part["ack_rtt_ns"] > 0
         if has.any():
-            self._rtt.append((part["stream"][has], part["ack_rtt_ns"][has]))
+            self.rtt.add(part["stream"][has], part["ack_rtt_ns"][has])
         if not self._fields:
             return
         m = part["frame"].shape[0]
@@ -564,11 +567,6 @@ class TcpAnalyzer:
             self._spill.close()
             self._spill = None
         nrows = frames["frame"].shape[0]
-        if self._rtt:
-            rtt = (np.concatenate([c for c, _ in self._rtt]), np.concatenate([v for _, v in self._rtt]))
-        else:
-            rtt = (np.zeros(0, np.int32), np.zeros(0, np.int64))
-        self._rtt = []
         # the kernels' per-connection state is done with (the records read a few columns of
         # the Wireshark mode's): freed before the records are built, the end's memory peak
         self.mw.release()
@@ -582,7 +580,10 @@ class TcpAnalyzer:
             full = np.zeros(nconv, np.int64)
             full[: min(nconv, arr.shape[0])] = arr[:nconv]
             counts[name] = full
+        rtt = self.rtt.figures(nconv)
+        self.rtt.release()
         connections = self.summary.finish(self.keys, self.ws, counts, rtt)
+        del rtt
         # the accumulators and the rest of the kernels' state are in the records now: let them go
         # before the chains and the reassembler's last events are made
         self.summary.release()

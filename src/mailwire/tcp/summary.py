@@ -40,6 +40,7 @@ from mailwire.tcp.analysis import (
     KernelState,
 )
 from mailwire.tcp.connections import KeyRegistry, TcpFrames
+from mailwire.tcp.rtt import R_COUNT, R_MAX, R_MID_HI, R_MID_LO, R_MIN
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -598,12 +599,12 @@ class SummaryState:
         keys: KeyRegistry,
         ws: KernelState,
         flag_counts: dict[str, npt.NDArray[np.int64]],
-        rtt: tuple[np.ndarray, np.ndarray],
+        rtt: npt.NDArray[np.int64],
     ) -> list[Connection]:
         """Connection records in number order; ``flag_counts`` is, per mailwire flag name, the
-        frames flagged per connection number (at least ``ws.n_conv`` long); ``rtt`` is every RTT
-        sample as (stream, ns) arrays. A shard's state gives the records of its own connections
-        (numbered ``k`` modulo ``w``)."""
+        frames flagged per connection number (at least ``ws.n_conv`` long); ``rtt`` is, per
+        connection number, its RTT figures (``RttSamples.figures``). A shard's state gives the
+        records of its own connections (numbered ``k`` modulo ``w``)."""
         words = keys.words()
         nconv = ws.n_conv
         w = self._w
@@ -611,11 +612,6 @@ class SummaryState:
         wscale = ws.win_scale()
         irtt = ws.first_rtt()
         zw = np.concatenate(self.zw) if self.zw else np.zeros((0, 6), dtype=np.int64)
-        # RTT samples per connection (tshark's ack_rtt), grouped once
-        rtt_conv, rtt_val = rtt
-        order = np.lexsort((rtt_val, rtt_conv))
-        rtt_conv, rtt_val = rtt_conv[order], rtt_val[order]
-        bounds = np.searchsorted(rtt_conv, np.arange(nconv + 1))
         # per-connection assembly in plain Python ints (one step per connection, not per packet);
         # rows are converted one connection at a time: whole-array lists of Python ints cost
         # ~100 MB of peak at 13 k connections
@@ -623,7 +619,6 @@ class SummaryState:
         key_l = key_of.tolist()
         wscale_l = wscale.tolist()
         irtt_l = irtt.tolist()
-        bounds_l = bounds.tolist()
         zw_by: dict[int, list[list[int]]] = {}
         for row in zw.tolist():
             zw_by.setdefault(row[0], []).append(row)
@@ -631,7 +626,7 @@ class SummaryState:
         addr_cache: dict[tuple[int, int], str] = {}
         out: list[Connection] = []
         for k in range(self._k, nconv, w):
-            rtts = rtt_val[bounds_l[k] : bounds_l[k + 1]].tolist()
+            rtts = rtt[k].tolist()
             a0, a1, ck, hist_row = self._rows(k // w)  # its accumulator rows
             out.append(
                 self._one(
@@ -652,7 +647,7 @@ class SummaryState:
         wscale: list[int],
         irtt: int,
         zw: list[list[int]],
-        rtts: list[int],
+        rtts: list[int],  # the RTT figures (R_* columns)
         flags: dict[str, int],
         addr_cache: dict[tuple[int, int], str],
     ) -> Connection:
@@ -688,6 +683,7 @@ class SummaryState:
                 eps.append(
                     ZeroWindowEpisode(side, t0, None, (last - t0) / 1e9, int(a[A_ZW_OPEN_FRAME]), None, True)
                 )
+        nrtt = rtts[R_COUNT]
         fin_by = _first_by(int(c[A_FIRST_FIN_FRAME]), int(s[A_FIRST_FIN_FRAME]))
         rst_by = _first_by(int(c[A_FIRST_RST_FRAME]), int(s[A_FIRST_RST_FRAME]))
         rst_frame = [f for f in (int(c[A_FIRST_RST_FRAME]), int(s[A_FIRST_RST_FRAME])) if f >= 0]
@@ -708,10 +704,10 @@ class SummaryState:
             c2s=_direction(c, int(wscale[ci]), last),
             s2c=_direction(s, int(wscale[si]), last),
             rtt_handshake_s=irtt / 1e9 if irtt >= 0 else None,
-            rtt_min_s=float(rtts[0]) / 1e9 if rtts else None,
-            rtt_median_s=(rtts[(len(rtts) - 1) // 2] + rtts[len(rtts) // 2]) / 2e9 if rtts else None,
-            rtt_max_s=float(rtts[-1]) / 1e9 if rtts else None,
-            rtt_samples=len(rtts),
+            rtt_min_s=float(rtts[R_MIN]) / 1e9 if nrtt else None,
+            rtt_median_s=(rtts[R_MID_LO] + rtts[R_MID_HI]) / 2e9 if nrtt else None,
+            rtt_max_s=float(rtts[R_MAX]) / 1e9 if nrtt else None,
+            rtt_samples=nrtt,
             zero_window=eps,
             longest_idle_s=ck[K_IDLE_MAX] / 1e9 if ck[K_IDLE_MAX] >= 0 else None,
             idle_frames=(int(ck[K_IDLE_FROM]), int(ck[K_IDLE_TO])) if ck[K_IDLE_MAX] >= 0 else None,
