@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from mailwire.capture.read import iter_tables
+from mailwire.spill import Spilled
 from mailwire.tcp import analysis, rtt
 from mailwire.tcp.engine import TcpAnalyzer, TcpResult
 from tests.conftest import corpus_captures, generated_capture
@@ -129,6 +130,9 @@ def test_state_in_memory_follows_the_open_connections(sequential: Path) -> None:
         assert holder.slots <= 1024 < n, type(holder).__name__
         assert holder.retired > 0.8 * n
     assert a.rtt_retired > 0.8 * n  # their RTT samples left memory too
+    # the records are written out as they are made (more than spill.IN_MEMORY of them)
+    assert isinstance(res.connections, Spilled) and res.connections.in_file
+    assert [c.id for c in res.connections] == list(range(n))
     # the late resends came back for their connection's state, and were judged on it
     assert a.ws.revived > 0 and a.mw.revived > 0 and a.summary.revived > 0
     resent = {f for f, m in zip(res.frames["frame"].tolist(), res.frames["wireshark"].tolist(), strict=True)

@@ -940,13 +940,13 @@ def analyze_capture(
     # the per-session records are built
     del analyzer
     release_free_memory()  # the pass's freed chunk buffers, before the end-of-capture steps
-    roles = {c.id: c.client_kdir for c in result.connections}
+    # the client's key direction per connection (read there as 0 when absent)
+    roles = dict.fromkeys(np.flatnonzero(result.client_kdir).tolist(), 1)
     raw.finish(result.frames, roles, result.revived, result.summed)
     probes = _probes(result.frames)
     # raw holds the frame number, time, connection and direction columns it needs; the other
     # per-frame fields are done with (17 bytes a frame)
     result.frames = {}
-    conn_by_id = {c.id: c for c in result.connections}
     chains_by_conn: dict[int, list[Any]] = defaultdict(list)
     for chain in result.chains:
         chains_by_conn[chain.conn_id].append(chain)
@@ -954,7 +954,8 @@ def analyze_capture(
     finders = Finders()
     bulk = _bulk(raw, chains_by_conn)
     bulk.probes = probes
-    for cid, conn in sorted(conn_by_id.items()):
+    for conn in result.connections:  # in number order; read a piece at a time past a few thousand
+        cid = conn.id
         c = conns.get(cid)
         server_port = conn.server_port
         is_smtp = c is not None and c.smtp
@@ -1012,10 +1013,14 @@ def analyze_capture(
         judged.append(rec, (cid, SEVERITY.get(v.outcome, 99)))
         finders.add(rec, cid)
         del conns[cid]
-    conn_recs = spilled(result.connections, _conn_number)
+    conn_recs = (
+        result.connections
+        if isinstance(result.connections, Spilled)
+        else spilled(result.connections, _conn_number)
+    )
     quality = result.quality.to_json()
     cinfo = {"format": getattr(info, "format", ""), "compression": getattr(info, "compression", "")}
-    del result, bulk, conn_by_id, chains_by_conn
+    del result, bulk, chains_by_conn
     raw.drop()
     conns.clear()
     parked.close()

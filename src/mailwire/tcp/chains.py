@@ -36,6 +36,8 @@ from mailwire.tcp.analysis import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mailwire.tcp.summary import Connection
 
 
@@ -110,7 +112,7 @@ def original_rows(frame: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.unique(j[frame[j] == wanted])
 
 
-def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -> list[Chain]:
+def build_chains(frames: dict[str, np.ndarray], connections: Sequence[Connection]) -> list[Chain]:
     mw = frames["mailwire"]
     idx = resent_rows(mw, frames["orig_frame"])
     if idx.size == 0:
@@ -121,7 +123,10 @@ def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -
     starts = np.flatnonzero(np.r_[True, orig[1:] != orig[:-1]])
     ends = np.r_[starts[1:], idx.size]
     fnum = frames["frame"]
-    by_id = {c.id: c for c in connections}  # a shard's records are not indexed by number
+    # the handshake RTT of the connections with chains (a shard's records are not indexed by
+    # number; they may be on disk: one pass, keeping only what is read)
+    with_chains = set(np.unique(frames["stream"][idx]).tolist())
+    irtt_of = {c.id: c.rtt_handshake_s for c in connections if c.id in with_chains}
     chains: list[Chain] = []
     for a, b in zip(starts, ends, strict=True):  # one step per chain
         of = int(orig[a])
@@ -141,7 +146,7 @@ def build_chains(frames: dict[str, np.ndarray], connections: list[Connection]) -
         for i in idx[a:b]:
             t = int(frames["ts_ns"][i])
             iv = (t - prev) / 1e9
-            irtt = by_id[conn].rtt_handshake_s if conn in by_id else None
+            irtt = irtt_of.get(conn)
             ch.resends.append(Resend(int(fnum[i]), t, (t - t0) / 1e9, iv, cause_of(int(mw[i]), iv, irtt)))
             prev = t
         rto_iv = [r.interval_s for r in ch.resends if r.cause == "rto"]

@@ -16,7 +16,7 @@ frames that matter later (TCP frames), and reassembled bytes only within a per-d
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -139,7 +139,8 @@ class TcpResult:
 
     # FRAME_FIELDS, one row per TCP frame kept (all, unless TcpAnalyzer.compact moved some out), file order
     frames: dict[str, np.ndarray]
-    connections: list[Connection]
+    # in number order; past a few thousand, read from a temporary file (mailwire.spill)
+    connections: Sequence[Connection]
     chains: list[Chain]
     quality: CaptureQuality
     streams: dict[int, list[StreamEvent]] = field(default_factory=dict)
@@ -152,6 +153,9 @@ class TcpResult:
     # connections thinned by TcpAnalyzer.compact: every row was given to the caller's reducer
     # there, and only the rows its end reads are in ``frames``; its sums must not add them again
     summed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # per connection number: the key direction (0/1) of the client's packets (0 for
+    # connections not in this result: another shard's)
+    client_kdir: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
 
     def flags_of(self, frame: int, *, mode: str = "mailwire") -> list[str]:
         """Flag names of one frame (Wireshark frame number)."""
@@ -583,15 +587,13 @@ class TcpAnalyzer:
         rtt = self.rtt.figures(nconv)
         self.rtt.release()
         connections = self.summary.finish(self.keys, self.ws, counts, rtt)
+        client_kdir = self.summary.client_kdir
         del rtt
         # the accumulators and the rest of the kernels' state are in the records now: let them go
         # before the chains and the reassembler's last events are made
         self.summary.release()
         self.ws.release()
         # client -> server direction per frame, from each connection's roles
-        client_kdir = np.zeros(self.ws.n_conv, dtype=np.int8)
-        for c in connections:
-            client_kdir[c.id] = c.client_kdir
         frames["direction"] = np.zeros(nrows, dtype=np.int8)
         if frames["stream"].shape[0]:
             np.not_equal(
@@ -610,6 +612,7 @@ class TcpAnalyzer:
             after_fin=dict(self._reasm.after_fin) if self._reasm is not None else {},
             revived=revived,
             summed=np.flatnonzero(self._thinned & ~self._dirty),
+            client_kdir=client_kdir,
         )
 
 

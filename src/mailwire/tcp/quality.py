@@ -18,6 +18,8 @@ from mailwire.tcp.analysis import F_ACK_LOST_SEGMENT, F_DUPLICATE_FRAME, F_LOST_
 from mailwire.tcp.connections import TcpFrames
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mailwire.tcp.summary import Connection
 
 _TRUNC = int(Warn.SNAPLEN_TRUNCATED | Warn.PAYLOAD_TRUNCATED)
@@ -87,7 +89,7 @@ class QualityCounter:
 
 
 def capture_quality(
-    path: str, n_frames: int, connections: list[Connection], qc: QualityCounter
+    path: str, n_frames: int, connections: Sequence[Connection], qc: QualityCounter
 ) -> CaptureQuality:
     nconv = connections[-1].id + 1 if connections else 0  # numbers of a shard's: k, k + w, …
 

@@ -30,7 +30,7 @@ from mailwire.capture.addr import format_addr
 from mailwire.capture.table import PacketTable
 from mailwire.compiled import helper, kernel
 from mailwire.jsonout import as_record
-from mailwire.spill import positional
+from mailwire.spill import Spill, Spilled, positional
 from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_OUT_OF_ORDER,
@@ -446,6 +446,8 @@ class SummaryState:
         self.retired = 0
         self.revived = 0
         self.back: list[int] = []  # own connections brought back since the caller last took them
+        # per connection number, set by finish(): the key direction of the client's packets
+        self.client_kdir = np.zeros(0, dtype=np.int8)
 
     def _grow_slots(self, extra: int) -> None:
         old = self.cs.shape[0]
@@ -600,11 +602,13 @@ class SummaryState:
         ws: KernelState,
         flag_counts: dict[str, npt.NDArray[np.int64]],
         rtt: npt.NDArray[np.int64],
-    ) -> list[Connection]:
-        """Connection records in number order; ``flag_counts`` is, per mailwire flag name, the
-        frames flagged per connection number (at least ``ws.n_conv`` long); ``rtt`` is, per
-        connection number, its RTT figures (``RttSamples.figures``). A shard's state gives the
-        records of its own connections (numbered ``k`` modulo ``w``)."""
+    ) -> Spilled[Connection]:
+        """Connection records in number order, written out as they are made past a few
+        thousand (``mailwire.spill``), and :attr:`client_kdir` (per connection number) set.
+        ``flag_counts`` is, per mailwire flag name, the frames flagged per connection number (at
+        least ``ws.n_conv`` long); ``rtt`` is, per connection number, its RTT figures
+        (``RttSamples.figures``). A shard's state gives the records of its own connections
+        (numbered ``k`` modulo ``w``)."""
         words = keys.words()
         nconv = ws.n_conv
         w = self._w
@@ -624,17 +628,19 @@ class SummaryState:
             zw_by.setdefault(row[0], []).append(row)
         counts = {n: v.tolist() for n, v in flag_counts.items()}
         addr_cache: dict[tuple[int, int], str] = {}
-        out: list[Connection] = []
+        out: Spill[Connection] = Spill()
+        kdir = np.zeros(nconv, dtype=np.int8)
         for k in range(self._k, nconv, w):
             rtts = rtt[k].tolist()
             a0, a1, ck, hist_row = self._rows(k // w)  # its accumulator rows
-            out.append(
-                self._one(
-                    k, a0, a1, ck, hist_row, words_l[key_l[k]], wscale_l, irtt_l[k], zw_by.get(k, []), rtts,
-                    {n: v[k] for n, v in counts.items() if v[k]}, addr_cache,
-                )
+            rec = self._one(
+                k, a0, a1, ck, hist_row, words_l[key_l[k]], wscale_l, irtt_l[k], zw_by.get(k, []), rtts,
+                {n: v[k] for n, v in counts.items() if v[k]}, addr_cache,
             )  # fmt: skip
-        return out
+            kdir[k] = rec.client_kdir
+            out.append(rec, k)
+        self.client_kdir = kdir
+        return out.done()
 
     def _one(
         self,
