@@ -70,6 +70,9 @@ _HOLD_DEFERRED = 4096  # server events held per connection while client bytes ar
 _KEEP_RESENDS = 64  # resends kept per chain as evidence (all are counted)
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
+# a connection finished at its close (analyze_capture's ``gone``): its session parked, the
+# same with client and server swapped, or decided not SMTP
+_GONE_PARKED, _GONE_SWAPPED, _GONE_OTHER = 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -791,6 +794,11 @@ def analyze_capture(
         )
         if ev.conn_id not in first and ev.conn_id not in known and hasattr(ev, "data"):
             first[ev.conn_id] = (ev.frame, ev.seq_offset)
+        g = int(gone[ev.conn_id]) if ev.conn_id < gone.shape[0] else 0
+        if g:  # finished at its close: counted as the finished session's late data (deliver)
+            if g != _GONE_OTHER:
+                late[ev.conn_id] = late.get(ev.conn_id, 0) + 1
+            return
         c = conns[ev.conn_id]
         if c.decided:
             if c.smtp:
@@ -834,6 +842,9 @@ def analyze_capture(
         f0 = int(table.columns["frame"][0]) if table is not None and len(table) else 0
         n = len(table) if table is not None else 0
         for ev in _merge_directions(events):
+            if ev.conn_id < gone.shape[0] and gone[ev.conn_id]:
+                route(ev)  # nothing waits for its client bytes any more: straight on
+                continue
             c = conns[ev.conn_id]
             row = ev.frame - f0
             in_table = table is not None and 0 <= row < n
@@ -867,14 +878,20 @@ def analyze_capture(
 
     finished = np.zeros(0, dtype=np.bool_)
     parked: Parked[SmtpSession] = Parked()
+    # connections finished at their close leave ``conns`` (hundreds of bytes each): per number,
+    # _GONE_PARKED / _GONE_SWAPPED (its session parked; roles swapped) or _GONE_OTHER (decided
+    # not SMTP); later events of theirs are only counted (``late``: the sessions' late data)
+    gone = np.zeros(0, dtype=np.int8)
+    late: dict[int, int] = {}
 
     def finish_closed(analyzer: TcpAnalyzer) -> None:
         """Sessions whose connection closed (both FINs reached in order, nothing held) are
         finished now: their dissector state goes at once instead of at the end of the capture."""
-        nonlocal finished
+        nonlocal finished, gone
         closed = analyzer.closed()
         if closed.shape[0] > finished.shape[0]:
             finished = np.concatenate([finished, np.zeros(closed.shape[0] - finished.shape[0], np.bool_)])
+            gone = np.concatenate([gone, np.zeros(closed.shape[0] - gone.shape[0], np.int8)])
         new = np.flatnonzero(closed & ~finished[: closed.shape[0]])
         for cid in new.tolist():
             c = conns.get(cid)
@@ -886,6 +903,17 @@ def analyze_capture(
                 parked.put(cid, c.builder.finish())
                 c.done = True
                 c.builder = None
+            if c.deferred or c.held:
+                continue
+            if c.done:
+                gone[cid] = _GONE_SWAPPED if c.swap else _GONE_PARKED
+                if c.late_data:
+                    late[cid] = c.late_data
+            elif not c.smtp:
+                gone[cid] = _GONE_OTHER
+            else:
+                continue
+            del conns[cid]
         if analyzer.compaction_due:
             # rows of closed connections leave the TCP stage's store, summed up first; not those
             # with server events still waiting (their first server bytes are not routed yet)
@@ -956,28 +984,37 @@ def analyze_capture(
     bulk.probes = probes
     for conn in result.connections:  # in number order; read a piece at a time past a few thousand
         cid = conn.id
-        c = conns.get(cid)
-        server_port = conn.server_port
-        is_smtp = c is not None and c.smtp
-        if not is_smtp and server_port in SMTP_PORTS:
-            if c is None:
-                c = conns[cid]
-            c.detected_by = "port"
-            start(cid, c)
-            is_smtp = True
-        if not is_smtp or c is None or (c.builder is None and not c.done):
-            continue
-        if c.done:
+        state = int(gone[cid]) if cid < gone.shape[0] else 0
+        if state in (_GONE_PARKED, _GONE_SWAPPED):
             s = parked.take(cid)
-            if c.late_data:
-                s.anomalies["data_after_fin"] += c.late_data
+            if cid in late:
+                s.anomalies["data_after_fin"] += late.pop(cid)
+            swap = state == _GONE_SWAPPED
         else:
-            assert c.builder is not None
-            s = c.builder.finish()
-        c.builder = None
+            c = conns.get(cid)
+            server_port = conn.server_port
+            is_smtp = c is not None and c.smtp
+            if not is_smtp and server_port in SMTP_PORTS:
+                if c is None:
+                    c = conns[cid]  # decided not SMTP at its close, or never seen: a new one
+                c.detected_by = "port"
+                start(cid, c)
+                is_smtp = True
+            if not is_smtp or c is None or (c.builder is None and not c.done):
+                continue
+            if c.done:
+                s = parked.take(cid)
+                if c.late_data:
+                    s.anomalies["data_after_fin"] += c.late_data
+            else:
+                assert c.builder is not None
+                s = c.builder.finish()
+            c.builder = None
+            swap = c.swap
+            del conns[cid]
         if cid in result.after_fin:  # the receiving host ignores them too (RFC 9293, 3.10.7.4)
             ignored, first, dirn = result.after_fin[cid]
-            if c.swap:
+            if swap:
                 dirn = "s2c" if dirn == "c2s" else "c2s"
             s.anomalies["data_after_fin"] += 1
             if len(s.anomaly_samples) < MAX_ANOMALY_SAMPLES:
@@ -987,7 +1024,7 @@ def analyze_capture(
                 )  # the dissector's state goes as each session is done: lower peak
         s.client, s.server = conn.client, conn.server
         s.client_port, s.server_port = conn.client_port, conn.server_port
-        if c.swap:
+        if swap:
             s.client, s.server, s.client_port, s.server_port = (
                 s.server,
                 s.client,
@@ -1012,7 +1049,6 @@ def analyze_capture(
         rec = Judged(name, s.server, s, f, v)
         judged.append(rec, (cid, SEVERITY.get(v.outcome, 99)))
         finders.add(rec, cid)
-        del conns[cid]
     conn_recs = (
         result.connections
         if isinstance(result.connections, Spilled)
