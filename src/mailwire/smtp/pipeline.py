@@ -125,10 +125,9 @@ class _Raw:
         default_factory=dict
     )  # (conn, dir) -> (ttl, count)
     max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
-    c2s_base: dict[int, int] = field(default_factory=dict)  # conn -> raw seq of client stream offset 0
-    # conn -> (frame, seq_offset) of its first data event, until its base is found
+    # conn -> (frame, seq_offset) of its first data event, until its base (the raw sequence
+    # number of stream offset 0, in _base_a) is found
     first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)
-    s2c_base: dict[int, int] = field(default_factory=dict)
     first_s2c: dict[int, tuple[int, int]] = field(default_factory=dict)
     # per connection, once finished: (first ts, last ts, last frame); SYN/FIN/RST frames as
     # (frame, ts_ns, tcp flags, direction, ttl, ip id); highest offsets acknowledged
@@ -143,10 +142,17 @@ class _Raw:
     # counts keyed (conn * 2 + kdir) * 512 + ttl + 1. SYN, FIN and RST rows are kept as arrays
     # of (conn, frame, ts_ns, tcp flags, kdir, ttl, ip id), one per reduce.
     _span_a: np.ndarray = field(default_factory=lambda: np.full((0, 3), -1, np.int64))
+    # per connection, row 0 the client's stream, 1 the server's: the raw sequence number of
+    # stream offset 0 (-1: not known yet)
+    _base_a: np.ndarray = field(default_factory=lambda: np.full((2, 0), -1, np.int64))
     _acked_a: np.ndarray = field(default_factory=lambda: np.full((2, 0), -1, np.int64))
     _max_seg_a: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _special_a: list[np.ndarray] = field(default_factory=list)
-    _ttl: dict[int, int] = field(default_factory=dict)
+    # TTL counts as (key, count) arrays: merged (sorted, unique keys) and pending, one pair a reduce
+    _ttl_k: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _ttl_n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _ttl_pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    _ttl_rows: int = 0  # entries pending
     _by_stream: np.ndarray | None = None
     _bounds: list[int] = field(default_factory=list)  # rows of connection k: _by_stream[b[k]:b[k + 1]]
 
@@ -183,9 +189,11 @@ class _Raw:
         st = c["stream"]
         if not st.shape[0]:
             return
+        ncon = int(st.max()) + 1
+        self._room(ncon)
         # client and server stream offset 0 in raw sequence numbers, from the first data event
         frames = np.ascontiguousarray(c["frame"])  # the rows may be a record's strided fields
-        for first, bases in ((self.first_c2s, self.c2s_base), (self.first_s2c, self.s2c_base)):
+        for first, bases in ((self.first_c2s, self._base_a[0]), (self.first_s2c, self._base_a[1])):
             todo = [(conn, fo[0], fo[1]) for conn, fo in first.items()]
             if not todo:
                 continue
@@ -197,21 +205,15 @@ class _Raw:
                 conn, _, off = todo[h]
                 bases[conn] = (int(sq) - off) % (1 << 32)
                 del first[conn]  # pending no more: each reduce looks only at the unresolved
-        ncon = int(st.max()) + 1
         key = st.astype(np.int64)
         key *= 2
         key += c["kdir"]
-        self._room(ncon)
         # the highest ACK beyond each base, per connection and key direction
         rows = np.flatnonzero((c["tcp_flags"] & TH_ACK) != 0)
-        for bases, acked in zip((self.c2s_base, self.s2c_base), self._acked_a, strict=True):
-            if not bases or not rows.shape[0]:
+        for bases, acked in zip(self._base_a, self._acked_a, strict=True):
+            if not rows.shape[0]:
                 continue
-            base = np.full(ncon, -1, np.int64)
-            conns = np.fromiter(bases.keys(), np.int64, len(bases))
-            ok = conns < ncon
-            base[conns[ok]] = np.fromiter(bases.values(), np.int64, len(bases))[ok]
-            b = base[st[rows]]
+            b = bases[st[rows]]
             has = b >= 0
             r, b = rows[has], b[has]
             rel = c["ack"][r].astype(np.int64)
@@ -242,9 +244,21 @@ class _Raw:
         pair += c["ttl"]
         pair += 1
         uniq, counts = np.unique(pair, return_counts=True)
-        tt = self._ttl
-        for p, n in zip(uniq.tolist(), counts.tolist(), strict=True):
-            tt[p] = tt.get(p, 0) + n
+        self._ttl_pending.append((uniq, counts.astype(np.int64)))
+        self._ttl_rows += uniq.shape[0]
+        if self._ttl_rows > max(4096, self._ttl_k.shape[0]):  # amortised: merged when doubled
+            self._ttl_merge()
+
+    def _ttl_merge(self) -> None:
+        """The pending TTL counts added into the merged ones."""
+        if not self._ttl_pending:
+            return
+        keys = np.concatenate([self._ttl_k, *(k for k, _ in self._ttl_pending)])
+        counts = np.concatenate([self._ttl_n, *(n for _, n in self._ttl_pending)])
+        self._ttl_k, inv = np.unique(keys, return_inverse=True)
+        self._ttl_n = np.zeros(self._ttl_k.shape[0], np.int64)
+        np.add.at(self._ttl_n, inv.reshape(-1), counts)
+        self._ttl_pending, self._ttl_rows = [], 0
 
     def forget(self, conns: np.ndarray) -> None:
         """Drop the sums of these connections (their rows are to be added again, all at once)."""
@@ -257,8 +271,9 @@ class _Raw:
         self._acked_a[:, both] = -1
         self._max_seg_a[both] = 0
         self._special_a = [a[~np.isin(a[:, 0], cid)] for a in self._special_a]
-        for p in [p for p in self._ttl if (p // 512) // 2 in gone]:
-            del self._ttl[p]
+        self._ttl_merge()
+        stay = ~np.isin((self._ttl_k // 512) // 2, cid)
+        self._ttl_k, self._ttl_n = self._ttl_k[stay], self._ttl_n[stay]
 
     def _room(self, ncon: int) -> None:
         """The sums' arrays grown to hold connections below ``ncon`` (doubling)."""
@@ -272,7 +287,17 @@ class _Raw:
         acked[:, : 2 * have] = self._acked_a
         mx = np.zeros(2 * cap, np.int64)
         mx[: 2 * have] = self._max_seg_a
-        self._span_a, self._acked_a, self._max_seg_a = span, acked, mx
+        base = np.full((2, cap), -1, np.int64)
+        base[:, :have] = self._base_a
+        self._span_a, self._acked_a, self._max_seg_a, self._base_a = span, acked, mx, base
+
+    def base(self, d: int, conn: int) -> int | None:
+        """The raw sequence number of stream offset 0 of connection ``conn``'s client (``d`` 0)
+        or server (1) stream, if known yet."""
+        if conn >= self._base_a.shape[1]:
+            return None
+        b = int(self._base_a[d, conn])
+        return b if b >= 0 else None
 
     def witnesses(self, c: dict[str, np.ndarray]) -> np.ndarray:
         """Of finished connections' rows (whole connections, file order), the ones :func:`_facts`
@@ -407,8 +432,10 @@ class _Raw:
             (k // 2, dir_of(k // 2, k % 2)): v for k, v in zip(seg.tolist(), mx[seg].tolist(), strict=True)
         }
         # the usual TTL: the most frequent, the lowest of equally frequent ones
+        self._ttl_merge()
         by_dir = sorted(
-            ((p >> 10), dir_of(p >> 10, (p >> 9) & 1), p % 512 - 1, n) for p, n in self._ttl.items()
+            ((p >> 10), dir_of(p >> 10, (p >> 9) & 1), p % 512 - 1, n)
+            for p, n in zip(self._ttl_k.tolist(), self._ttl_n.tolist(), strict=True)
         )
         for cid, dd, ttl, n in by_dir:
             kk = (cid, dd)
@@ -420,7 +447,7 @@ class _Raw:
             for k in np.flatnonzero(acked >= 0).tolist():
                 if dir_of(k // 2, k % 2) == by:
                     out[k // 2] = int(acked[k])
-        self._ttl, self._special_a = {}, []
+        self._ttl_k, self._ttl_n, self._special_a = np.zeros(0, np.int64), np.zeros(0, np.int64), []
         self._span_a = np.full((0, 3), -1, np.int64)
         self._acked_a = np.full((2, 0), -1, np.int64)
         self._max_seg_a = np.zeros(0, np.int64)
@@ -707,7 +734,7 @@ def _facts(
     t.s2c_acked = bulk.s2c_acked.get(conn_id)
     if conn_id in bulk.c2s_acked:
         t.c2s_acked = bulk.c2s_acked[conn_id]
-    base = raw.c2s_base.get(conn_id)
+    base = raw.base(0, conn_id)
     acks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # peer -> its ACK frames, acks
     for ch in chains:
         real = [r for r in ch.resends if r.cause != "network_duplicate"]
@@ -789,10 +816,8 @@ def analyze_capture(
             c.builder.gap(d, ev.length, ev.frame, ev.ts_ns)
 
     def route(ev: Any) -> None:
-        first, known = (
-            (raw.first_c2s, raw.c2s_base) if ev.direction == "c2s" else (raw.first_s2c, raw.s2c_base)
-        )
-        if ev.conn_id not in first and ev.conn_id not in known and hasattr(ev, "data"):
+        first, d = (raw.first_c2s, 0) if ev.direction == "c2s" else (raw.first_s2c, 1)
+        if ev.conn_id not in first and hasattr(ev, "data") and raw.base(d, ev.conn_id) is None:
             first[ev.conn_id] = (ev.frame, ev.seq_offset)
         g = int(gone[ev.conn_id]) if ev.conn_id < gone.shape[0] else 0
         if g:  # finished at its close: counted as the finished session's late data (deliver)

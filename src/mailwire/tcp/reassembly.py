@@ -379,7 +379,8 @@ class Reassembler:
         self.st = np.zeros((0, R_NFIELDS), dtype=np.int64)
         self.held: dict[int, dict[int, tuple[bytes, int, int]]] = {}  # dir row -> offset -> data
         self.held_bytes: dict[int, int] = {}
-        self.client_kdir: dict[int, int] = {}
+        # per connection: the key direction of the client's packets (-1: not seen yet)
+        self.client_kdir = np.zeros(0, dtype=np.int8)
         self.events: dict[int, list[StreamEvent]] = {}
         self.kept: dict[int, int] = {}
         self.dropped = 0
@@ -398,6 +399,9 @@ class Reassembler:
         st[old:, R_FIN] = -1
         st[old:, R_ACKED] = -1
         self.st = st
+        kd = np.full(rows // 2, -1, dtype=np.int8)
+        kd[: self.client_kdir.shape[0]] = self.client_kdir
+        self.client_kdir = kd
 
     # -- feeding ---------------------------------------------------------------------------------
     def feed(self, table: Any, sel: Any, part: dict[str, np.ndarray], ws: Any = None) -> None:
@@ -419,17 +423,20 @@ class Reassembler:
         flags = fl[idx]
         # roles, fixed once per connection (so every event of a direction gets the same label):
         # the pure SYN's sender is the client, else the SYN/ACK's receiver, else the higher port
+        ckd = self.client_kdir
         syn_rows = np.flatnonzero((flags & _SYN) != 0)
-        for j in syn_rows.tolist():  # one step per SYN
-            cv = int(conv[j])
-            if cv not in self.client_kdir:
-                self.client_kdir[cv] = int(kdir[j]) if not (flags[j] & _ACK) else 1 - int(kdir[j])
+        if syn_rows.shape[0]:  # each connection's first SYN here
+            _, at = np.unique(conv[syn_rows], return_index=True)
+            sj = syn_rows[at]
+            sj = sj[ckd[conv[sj]] < 0]
+            skd = kdir[sj].astype(np.int8)
+            ckd[conv[sj]] = np.where((flags[sj] & _ACK) != 0, 1 - skd, skd)
         _, first = np.unique(conv, return_index=True)
-        sport, dport = c["sport"][rows[first]].tolist(), c["dport"][rows[first]].tolist()
-        for j, sp, dp in zip(first.tolist(), sport, dport, strict=True):  # one step per connection
-            cv = int(conv[j])
-            if cv not in self.client_kdir:
-                self.client_kdir[cv] = int(kdir[j]) if sp > dp else 1 - int(kdir[j])
+        first = first[ckd[conv[first]] < 0]
+        if first.shape[0]:
+            fkd = kdir[first].astype(np.int8)
+            r = rows[first]
+            ckd[conv[first]] = np.where(c["sport"][r] > c["dport"][r], fkd, 1 - fkd)
         args = (
             conv, kdir, flags, cols["seq"][idx], cols["ack"][idx], cols["seglen"][idx], cols["frame"][idx],
             cols["ts"][idx], (c["pkt_off"][rows] + c["payload_off"][rows]).astype(np.int64),
@@ -584,7 +591,8 @@ class Reassembler:
 
     # -- output ------------------------------------------------------------------------------------
     def _dir(self, conv: int, kd: int) -> Direction:
-        return "c2s" if kd == self.client_kdir.get(conv, kd) else "s2c"
+        ckd = int(self.client_kdir[conv]) if conv < self.client_kdir.shape[0] else -1
+        return "c2s" if ckd < 0 or kd == ckd else "s2c"
 
     def _chunk(self, cv: int, kd: int, off: int, data: bytes | PayloadView, fr: int, t: int) -> None:
         if self.keep:
