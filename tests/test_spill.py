@@ -207,3 +207,14 @@ def test_analysis_survives_a_full_disk(gen: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(spill, "PIECE", 3)
     monkeypatch.setattr(spill, "_temporary", lambda: _FullDisk(2))
     assert _run([gen], jobs=1) == want
+
+
+def test_parked_numbers_start_at_zero() -> None:
+    store: spill.Parked[str] = spill.Parked(0)  # every object goes to the file at once
+    store.put(3, "c")
+    store.put(0, "a")
+    assert 3 in store and 0 in store and 1 not in store and "3" not in store and len(store) == 2
+    with pytest.raises(ValueError, match="from 0"):
+        store.put(-1, "x")
+    assert store.take(3) == "c" and len(store) == 1
+    store.close()

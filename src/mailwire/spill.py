@@ -22,7 +22,9 @@ import os
 import pickle
 import tempfile
 from abc import abstractmethod
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import IO, Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
@@ -247,23 +249,41 @@ def spilled(items: Iterable[T], key: Callable[[T], Any], in_memory: int | None =
 class Parked(Generic[T]):
     """Objects put away by number until they are taken back, once each: the SMTP sessions finished
     while the capture is still being read. Past ``in_memory`` of them they go to an unnamed
-    temporary file, one pickle each (taken back in any order, each costs one load)."""
+    temporary file, one pickle each (taken back in any order, each costs one load). Numbers are
+    not negative (connection numbers): where each one's pickle is, is kept in arrays indexed by
+    number, a dozen bytes a number where a dictionary of tuples took about 200."""
 
     def __init__(self, in_memory: int | None = None) -> None:
         self._in_memory = IN_MEMORY if in_memory is None else in_memory
         self._held: dict[int, T] = {}
-        self._at: dict[int, tuple[int, int]] = {}  # number: (offset, size) in the file
+        # per number: offset of its pickle in the file (-1: none there) and its size
+        self._off = array("q")
+        self._size = array("q")
+        self._n_at = 0
         self._file: IO[bytes] | None = None
         self._failed = False
         self._offset = 0
 
     def __len__(self) -> int:
-        return len(self._held) + len(self._at)
+        return len(self._held) + self._n_at
+
+    def _where(self, k: int) -> tuple[int, int] | None:
+        if 0 <= k < len(self._off) and self._off[k] >= 0:
+            return self._off[k], self._size[k]
+        return None
 
     def __contains__(self, k: object) -> bool:
-        return k in self._held or k in self._at
+        return k in self._held or (isinstance(k, int) and self._where(k) is not None)
+
+    def _written(self) -> Iterator[tuple[int, int, int]]:
+        """(number, offset, size) of every pickle in the file not taken back."""
+        for k, off in enumerate(self._off):
+            if off >= 0:
+                yield k, off, self._size[k]
 
     def put(self, k: int, x: T) -> None:
+        if k < 0:
+            raise ValueError(f"parked objects are numbered from 0, not {k}")
         self._held[k] = x
         if len(self._held) <= self._in_memory or self._failed:
             return
@@ -276,14 +296,19 @@ class Parked(Generic[T]):
             for n, obj in self._held.items():
                 data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
                 _write_all(self._file, data)
-                self._at[n] = (self._offset, len(data))
+                if n >= len(self._off):
+                    grow = max(n + 1, 2 * len(self._off), 1024) - len(self._off)
+                    self._off.extend(repeat(-1, grow))
+                    self._size.extend(repeat(0, grow))
+                self._n_at += self._off[n] < 0
+                self._off[n], self._size[n] = self._offset, len(data)
                 self._offset += len(data)
         except OSError:  # the disk refused: those written come back, all stay in memory
             fd = self._file.fileno()
-            for n, (off, size) in self._at.items():
+            for n, off, size in list(self._written()):
                 if n not in self._held:
                     self._held[n] = pickle.loads(os.pread(fd, size, off))
-            self._at.clear()
+            self._off, self._size, self._n_at = array("q"), array("q"), 0
             self._file.close()
             self._file, self._failed = None, True
             return
@@ -293,7 +318,12 @@ class Parked(Generic[T]):
         """The object put away as ``k`` (KeyError if none is, or it was taken already)."""
         if k in self._held:
             return self._held.pop(k)
-        off, size = self._at.pop(k)
+        at = self._where(k)
+        if at is None:
+            raise KeyError(k)
+        off, size = at
+        self._off[k] = -1
+        self._n_at -= 1
         assert self._file is not None
         data = os.pread(self._file.fileno(), size, off)
         if len(data) != size:
