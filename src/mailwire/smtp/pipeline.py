@@ -95,6 +95,13 @@ class _Conn:
     late_data: int = 0  # data events after the session was finished (defensive, see deliver)
 
 
+# a SYN, FIN or RST row as the per-connection sums keep it (each field as wide as its column:
+# 29 bytes, where a row of int64 took 56)
+_SPECIAL = np.dtype(
+    [("stream", np.int32), ("frame", np.int64), ("ts_ns", np.int64), ("tcp_flags", np.int16),
+     ("kdir", np.int8), ("ttl", np.int16), ("ip_id", np.int32)]
+)  # fmt: skip
+
 # the packet-table columns the verdicts read per TCP frame, kept in the TCP stage's frame store
 RAW_COLUMNS: dict[str, Any] = {
     "tcp_flags": np.int16,
@@ -140,7 +147,7 @@ class _Raw:
     # first time, last time and last frame (-1: no row yet); the highest ACK beyond each base
     # (row 0: the client's, 1: the server's; -1: none); the largest segment; and, for the TTLs,
     # counts keyed (conn * 2 + kdir) * 512 + ttl + 1. SYN, FIN and RST rows are kept as arrays
-    # of (conn, frame, ts_ns, tcp flags, kdir, ttl, ip id), one per reduce.
+    # of _SPECIAL records, one per reduce.
     _span_a: np.ndarray = field(default_factory=lambda: np.full((0, 3), -1, np.int64))
     # per connection, row 0 the client's stream, 1 the server's: the raw sequence number of
     # stream offset 0 (-1: not known yet)
@@ -235,8 +242,10 @@ class _Raw:
         # SYN, FIN and RST frames
         sr = np.flatnonzero((c["tcp_flags"] & (TH_SYN | TH_FIN | TH_RST)) != 0)
         if sr.shape[0]:
-            names = ("stream", "frame", "ts_ns", "tcp_flags", "kdir", "ttl", "ip_id")
-            self._special_a.append(np.stack([c[k][sr].astype(np.int64) for k in names], axis=1))
+            rec = np.empty(sr.shape[0], dtype=_SPECIAL)
+            for k in _SPECIAL.names or ():
+                rec[k] = c[k][sr]
+            self._special_a.append(rec)
         # largest segment and TTLs seen, per connection and key direction
         np.maximum.at(self._max_seg_a, key, c["payload_len"])
         pair = key
@@ -270,7 +279,7 @@ class _Raw:
         both = np.concatenate([2 * cid, 2 * cid + 1])
         self._acked_a[:, both] = -1
         self._max_seg_a[both] = 0
-        self._special_a = [a[~np.isin(a[:, 0], cid)] for a in self._special_a]
+        self._special_a = [a[~np.isin(a["stream"], cid)] for a in self._special_a]
         self._ttl_merge()
         stay = ~np.isin((self._ttl_k // 512) // 2, cid)
         self._ttl_k, self._ttl_n = self._ttl_k[stay], self._ttl_n[stay]
@@ -422,9 +431,11 @@ class _Raw:
         self.span = dict(zip(has.tolist(), map(tuple, span[has].tolist()), strict=True))
         # SYN, FIN and RST rows by connection, each in frame order (a connection's rows arrive in
         # frame order, and those of a revived one were forgotten before they came again)
-        sp = np.concatenate(self._special_a) if self._special_a else np.zeros((0, 7), np.int64)
-        sp = sp[np.argsort(sp[:, 0], kind="stable")]
-        for cid, fr, ts, fl, kd, ttl, ip_id in sp.tolist():
+        sp = np.concatenate(self._special_a) if self._special_a else np.zeros(0, _SPECIAL)
+        sp = sp[np.argsort(sp["stream"], kind="stable")]
+        for cid, fr, ts, fl, kd, ttl, ip_id in zip(
+            *(sp[k].tolist() for k in _SPECIAL.names or ()), strict=True
+        ):
             self.special.setdefault(cid, []).append((fr, ts, fl, dir_of(cid, kd), ttl, ip_id))
         mx = self._max_seg_a
         seg = np.flatnonzero(mx > 0)
