@@ -160,12 +160,17 @@ def test_no_room_for_the_spill_file_keeps_the_rows(tmp_path: Path, monkeypatch: 
     assert [ch.to_json() for ch in res.chains] == [ch.to_json() for ch in kept.chains]
 
 
-def test_generated_capture_same_with_rows_moved_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("block", [1 << 16, 37])
+def test_generated_capture_same_with_rows_moved_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """37: the rows leave in many small blocks, a connection's rows split among them."""
     out = generated_capture(tmp_path / "gen.pcap")
     monkeypatch.setattr(pipeline, "_CHUNK_BYTES", 1 << 16)
     every_row = _everything(out)
     moved = _counting(monkeypatch)
     monkeypatch.setattr(engine, "_COMPACT_MIN", 1)
+    monkeypatch.setattr(engine, "_MOVE_BLOCK", block)
     assert _everything(out) == every_row
     assert len(every_row["doc"]["smtp_sessions"]) > 100
     assert sum(moved) > 1000  # most of the capture's rows left the store on the way
