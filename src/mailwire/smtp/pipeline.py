@@ -113,6 +113,81 @@ RAW_COLUMNS: dict[str, Any] = {
 }
 
 
+class _Spans(Mapping[int, tuple[int, int, int]]):
+    """(first time, last time, last frame) of each connection with rows, from the sums' array."""
+
+    def __init__(self, span: np.ndarray) -> None:
+        self._a = span
+
+    def __getitem__(self, cid: int) -> tuple[int, int, int]:
+        if not 0 <= cid < self._a.shape[0] or self._a[cid, 0] < 0:
+            raise KeyError(cid)
+        first, last, frame = self._a[cid].tolist()
+        return first, last, frame
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(self._a[:, 0] >= 0).tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._a[:, 0] >= 0))
+
+
+class _Specials(Mapping[int, list[tuple[int, ...]]]):
+    """Each connection's SYN, FIN and RST rows as (frame, ts_ns, tcp flags, direction, ttl,
+    ip id) tuples, made from the records (sorted by connection, frame order kept) when read."""
+
+    def __init__(self, sp: np.ndarray, dir_of: Callable[[int, int], int]) -> None:
+        self._sp = sp
+        self._conns, self._start = np.unique(sp["stream"], return_index=True)
+        self._dir_of = dir_of
+
+    def __getitem__(self, cid: int) -> list[tuple[int, ...]]:
+        j = int(np.searchsorted(self._conns, cid))
+        if j >= self._conns.shape[0] or self._conns[j] != cid:
+            raise KeyError(cid)
+        a = int(self._start[j])
+        b = int(self._start[j + 1]) if j + 1 < self._start.shape[0] else self._sp.shape[0]
+        d = self._dir_of
+        return [(fr, ts, fl, d(cid, kd), ttl, ip) for _, fr, ts, fl, kd, ttl, ip in self._sp[a:b].tolist()]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._conns.tolist())
+
+    def __len__(self) -> int:
+        return int(self._conns.shape[0])
+
+
+class _ByPair(Mapping[tuple[int, int], Any]):
+    """Values per (connection, direction) from arrays: one column (the value) or several (a
+    tuple of them)."""
+
+    def __init__(self, cid: np.ndarray, d: np.ndarray, cols: list[np.ndarray]) -> None:
+        key = cid.astype(np.int64) * 2 + d
+        order = np.argsort(key, kind="stable")
+        self._key = key[order]
+        self._cols = [c[order] for c in cols]
+
+    def __getitem__(self, k: tuple[int, int]) -> Any:
+        want = 2 * k[0] + k[1]
+        j = int(np.searchsorted(self._key, want))
+        if j >= self._key.shape[0] or self._key[j] != want:
+            raise KeyError(k)
+        vals = tuple(int(c[j]) for c in self._cols)
+        return vals[0] if len(vals) == 1 else vals
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((k >> 1, k & 1) for k in self._key.tolist())
+
+    def items(self) -> Iterator[tuple[tuple[int, int], Any]]:  # type: ignore[override]
+        """(key, value) pairs in key order, without a lookup each."""
+        cols = [c.tolist() for c in self._cols]
+        vals = cols[0] if len(cols) == 1 else list(zip(*cols, strict=True))
+        return zip(self, vals, strict=True)
+
+    def __len__(self) -> int:
+        return int(self._key.shape[0])
+
+
 @dataclass
 class _Raw:
     """What the verdicts need of each TCP frame, beyond the TCP stage's records.
@@ -128,18 +203,18 @@ class _Raw:
     # (frame, ts_ns, type, code, mtu, inner_sport, inner_dport, inner_dst)
     last_ts_ns: int = 0
     cols: dict[str, np.ndarray] = field(default_factory=dict)  # rows kept to the end, with "dir"
-    ttl_mode: dict[tuple[int, int], tuple[int, int]] = field(
+    ttl_mode: Mapping[tuple[int, int], tuple[int, int]] = field(
         default_factory=dict
     )  # (conn, dir) -> (ttl, count)
-    max_seg: dict[tuple[int, int], int] = field(default_factory=dict)
+    max_seg: Mapping[tuple[int, int], int] = field(default_factory=dict)
     # conn -> (frame, seq_offset) of its first data event, until its base (the raw sequence
     # number of stream offset 0, in _base_a) is found
     first_c2s: dict[int, tuple[int, int]] = field(default_factory=dict)
     first_s2c: dict[int, tuple[int, int]] = field(default_factory=dict)
     # per connection, once finished: (first ts, last ts, last frame); SYN/FIN/RST frames as
     # (frame, ts_ns, tcp flags, direction, ttl, ip id); highest offsets acknowledged
-    span: dict[int, tuple[int, int, int]] = field(default_factory=dict)
-    special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
+    span: Mapping[int, tuple[int, int, int]] = field(default_factory=dict)
+    special: Mapping[int, list[tuple[int, ...]]] = field(default_factory=dict)
     s2c_acked: dict[int, int] = field(default_factory=dict)
     c2s_acked: dict[int, int] = field(default_factory=dict)
     # the sums while rows arrive, in arrays indexed by connection (rows "conn * 2 + kdir" where by
@@ -426,32 +501,34 @@ class _Raw:
         def dir_of(cid: int, kdir: int) -> int:
             return int(kdir != client_kdir.get(cid, 0))
 
-        span = self._span_a
-        has = np.flatnonzero(span[:, 0] >= 0)
-        self.span = dict(zip(has.tolist(), map(tuple, span[has].tolist()), strict=True))
+        # the sums stay arrays; the mappings below make one connection's values when it is read
+        # (dictionaries of tuples for every connection took about 2 kB a connection at the end)
+        ckd = np.zeros(self._span_a.shape[0] + 1, np.int64)
+        roles = np.array(list(client_kdir.items()), dtype=np.int64).reshape(-1, 2)
+        roles = roles[(roles[:, 0] >= 0) & (roles[:, 0] < ckd.shape[0])]
+        ckd[roles[:, 0]] = roles[:, 1]
+
+        def dirs(cid: np.ndarray, kdir: np.ndarray) -> np.ndarray:  # dir_of, for arrays
+            return (kdir != ckd[np.minimum(cid, ckd.shape[0] - 1)]).astype(np.int64)
+
+        self.span = _Spans(self._span_a)
         # SYN, FIN and RST rows by connection, each in frame order (a connection's rows arrive in
         # frame order, and those of a revived one were forgotten before they came again)
         sp = np.concatenate(self._special_a) if self._special_a else np.zeros(0, _SPECIAL)
-        sp = sp[np.argsort(sp["stream"], kind="stable")]
-        for cid, fr, ts, fl, kd, ttl, ip_id in zip(
-            *(sp[k].tolist() for k in _SPECIAL.names or ()), strict=True
-        ):
-            self.special.setdefault(cid, []).append((fr, ts, fl, dir_of(cid, kd), ttl, ip_id))
+        self.special = _Specials(sp[np.argsort(sp["stream"], kind="stable")], dir_of)
         mx = self._max_seg_a
         seg = np.flatnonzero(mx > 0)
-        self.max_seg = {
-            (k // 2, dir_of(k // 2, k % 2)): v for k, v in zip(seg.tolist(), mx[seg].tolist(), strict=True)
-        }
+        self.max_seg = _ByPair(seg // 2, dirs(seg // 2, seg % 2), [mx[seg]])
         # the usual TTL: the most frequent, the lowest of equally frequent ones
         self._ttl_merge()
-        by_dir = sorted(
-            ((p >> 10), dir_of(p >> 10, (p >> 9) & 1), p % 512 - 1, n)
-            for p, n in zip(self._ttl_k.tolist(), self._ttl_n.tolist(), strict=True)
-        )
-        for cid, dd, ttl, n in by_dir:
-            kk = (cid, dd)
-            if kk not in self.ttl_mode or n > self.ttl_mode[kk][1]:
-                self.ttl_mode[kk] = (ttl, n)
+        p = self._ttl_k
+        cid, ttl, n = p >> 10, p % 512 - 1, self._ttl_n
+        dd = dirs(cid, (p >> 9) & 1)
+        order = np.lexsort((ttl, -n, dd, cid))
+        cid, dd, ttl, n = cid[order], dd[order], ttl[order], n[order]
+        first = np.ones(cid.shape[0], np.bool_)
+        first[1:] = (cid[1:] != cid[:-1]) | (dd[1:] != dd[:-1])
+        self.ttl_mode = _ByPair(cid[first], dd[first], [ttl[first], n[first]])
         # the server's ACKs of the client's stream and the client's of the server's
         for base, (out, by) in enumerate(((self.c2s_acked, 1), (self.s2c_acked, 0))):
             acked = self._acked_a[base]
@@ -459,7 +536,7 @@ class _Raw:
                 if dir_of(k // 2, k % 2) == by:
                     out[k // 2] = int(acked[k])
         self._ttl_k, self._ttl_n, self._special_a = np.zeros(0, np.int64), np.zeros(0, np.int64), []
-        self._span_a = np.full((0, 3), -1, np.int64)
+        self._span_a = np.full((0, 3), -1, np.int64)  # self.span keeps the array it had
         self._acked_a = np.full((2, 0), -1, np.int64)
         self._max_seg_a = np.zeros(0, np.int64)
 
@@ -613,10 +690,10 @@ class _Bulk:
     c2s_acked: dict[int, int]
     max_passed: dict[int, int]
     # (first time, last time, last frame) per connection with frames
-    span: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    span: Mapping[int, tuple[int, int, int]] = field(default_factory=dict)
     # SYN, FIN and RST frames per connection, in frame order:
     # (frame, ts_ns, tcp flags, direction, ttl, ip id)
-    special: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
+    special: Mapping[int, list[tuple[int, ...]]] = field(default_factory=dict)
     orig_row: dict[int, int] = field(default_factory=dict)  # chain original frame -> row
     wire_len: dict[int, int] = field(default_factory=dict)  # resend frame -> payload length
     probes: dict[int, np.ndarray] = field(default_factory=dict)  # zero-window probe frames per connection
