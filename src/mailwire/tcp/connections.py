@@ -59,18 +59,39 @@ class TcpFrames:
 
 
 class KeyRegistry:
-    """Connection keys seen so far: canonical endpoint words per key id, stable across chunks."""
+    """Connection keys seen so far: canonical endpoint words per key id, stable across chunks.
+
+    Keys are looked up by a 64-bit hash of their words in sorted arrays (a main part and a newer
+    part merged into it when it has grown), each hit checked against the words themselves: about
+    60 bytes a key, where a dictionary of 40-byte strings took about 180. Keys whose hash another
+    key has already (a collision: possible with crafted input, the hash is not keyed) are found
+    by their exact bytes in a dictionary of their own."""
 
     def __init__(self) -> None:
-        self._ids: dict[bytes, int] = {}
+        self._n = 0
         self._words = np.zeros((256, 5), dtype=np.uint64)
+        self._h = np.zeros(0, dtype=np.uint64)  # sorted hashes, and the key id of each
+        self._k = np.zeros(0, dtype=np.int64)
+        self._h_new = np.zeros(0, dtype=np.uint64)
+        self._k_new = np.zeros(0, dtype=np.int64)
+        self._exact: dict[bytes, int] = {}
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._n
 
     def words(self) -> npt.NDArray[np.uint64]:
         """(n_keys, 5): lower endpoint hi, lo; higher endpoint hi, lo; ports (lower << 16 | higher)."""
-        return self._words[: len(self._ids)]
+        return self._words[: self._n]
+
+    def _find(self, h: np.ndarray) -> np.ndarray:
+        """The key id filed under each hash (-1: none)."""
+        out = np.full(h.shape[0], -1, dtype=np.int64)
+        for hs, ks in ((self._h, self._k), (self._h_new, self._k_new)):
+            if hs.shape[0]:
+                j = np.minimum(np.searchsorted(hs, h), hs.shape[0] - 1)
+                hit = hs[j] == h
+                out[hit] = ks[j[hit]]
+        return out
 
     def ids_for(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Key id of every row of ``words`` (registering new keys)."""
@@ -84,20 +105,47 @@ class KeyRegistry:
             void = np.ascontiguousarray(words).view(np.dtype((np.void, 40))).ravel()
             _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
             rep = words[first]
-        local = np.empty(rep.shape[0], dtype=np.int64)
-        for j in range(rep.shape[0]):  # one step per distinct key in the chunk
-            b = rep[j].tobytes()
-            kid = self._ids.get(b)
-            if kid is None:
-                kid = len(self._ids)
-                self._ids[b] = kid
-                if kid >= self._words.shape[0]:
-                    grown = np.zeros((2 * self._words.shape[0], 5), dtype=np.uint64)
-                    grown[:kid] = self._words[:kid]
-                    self._words = grown
-                self._words[kid] = rep[j]
-            local[j] = kid
+        rh = h[first]
+        local = self._find(rh)
+        filed = local >= 0
+        # a hash filed for other words: those keys are looked up by their bytes (one step each)
+        other = np.flatnonzero(filed)[~np.all(self._words[local[filed]] == rep[filed], axis=1)]
+        local[other] = -1
+        if self._exact:
+            for j in np.flatnonzero(local < 0).tolist():
+                local[j] = self._exact.get(rep[j].tobytes(), -1)
+        new = np.flatnonzero(local < 0)  # in the order of rep: ids as given before, one by one
+        if new.shape[0]:
+            ids = np.arange(self._n, self._n + new.shape[0], dtype=np.int64)
+            local[new] = ids
+            top = self._n + new.shape[0]
+            if top > self._words.shape[0]:
+                grown = np.zeros((max(2 * self._words.shape[0], top), 5), dtype=np.uint64)
+                grown[: self._n] = self._words[: self._n]
+                self._words = grown
+            self._words[self._n : top] = rep[new]
+            self._n = top
+            # filed by hash: the first new key of each hash not filed yet; the others by bytes
+            nh = rh[new]
+            _, once = np.unique(nh, return_index=True)
+            by_hash = np.zeros(new.shape[0], dtype=np.bool_)
+            by_hash[once] = True
+            by_hash &= self._find(nh) < 0
+            for j in np.flatnonzero(~by_hash).tolist():
+                self._exact[rep[new[j]].tobytes()] = int(ids[j])
+            self._file(nh[by_hash], ids[by_hash])
         return local[inverse.ravel()]
+
+    def _file(self, h: np.ndarray, k: np.ndarray) -> None:
+        hs, ks = np.concatenate([self._h_new, h]), np.concatenate([self._k_new, k])
+        if hs.shape[0] > max(4096, self._h.shape[0] // 8):  # merged once it has grown
+            hs, ks = np.concatenate([self._h, hs]), np.concatenate([self._k, ks])
+            order = np.argsort(hs, kind="stable")
+            self._h, self._k = hs[order], ks[order]
+            self._h_new, self._k_new = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+            return
+        order = np.argsort(hs, kind="stable")
+        self._h_new, self._k_new = hs[order], ks[order]
 
 
 def select_tcp(table: PacketTable, keys: KeyRegistry) -> TcpFrames:
