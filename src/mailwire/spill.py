@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import errno
 import operator
 import os
 import pickle
@@ -26,6 +27,8 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import IO, Any, Generic, TypeVar, overload
+
+import numpy as np
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -174,6 +177,43 @@ def _temporary() -> IO[bytes] | None:
 def _write_all(file: IO[bytes], data: bytes) -> None:
     if file.write(data) != len(data):  # a short write: the disk is full
         raise OSError(f"temporary file: {len(data)} bytes not written")
+
+
+class WordFile:
+    """Arrays of int64 words appended to an unnamed temporary file (made at the first append) and
+    read back by byte offset: the TCP stage's retired per-connection state. A write the disk
+    refuses, or no file at all, raises ``OSError`` with nothing recorded: the caller keeps its
+    data in memory."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._file: IO[bytes] | None = None
+        self.end = 0  # bytes written
+
+    def append(self, data: np.ndarray) -> int:
+        """Write ``data`` (int64) at the end; its byte offset."""
+        if self._file is None:
+            # closed by close(): it outlives this call
+            self._file = tempfile.TemporaryFile(prefix=self._prefix, buffering=0)  # noqa: SIM115
+        raw = np.ascontiguousarray(data, dtype=np.int64).tobytes()
+        if os.pwrite(self._file.fileno(), raw, self.end) != len(raw):
+            raise OSError(errno.ENOSPC, "short write")
+        at = self.end
+        self.end += len(raw)
+        return at
+
+    def read(self, offset: int, words: int, what: str) -> np.ndarray:
+        """``words`` int64 words from byte ``offset`` (``what`` names them in an error)."""
+        raw = os.pread(self._file.fileno(), 8 * words, offset) if self._file is not None else b""
+        if len(raw) != 8 * words:
+            raise OSError(errno.EIO, f"{what}: short read from the temporary file")
+        return np.frombuffer(raw, dtype=np.int64)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.end = 0
 
 
 class Spill(Generic[T]):

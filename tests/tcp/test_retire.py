@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mailwire import spill
 from mailwire.capture.read import iter_tables
 from mailwire.spill import Spilled
-from mailwire.tcp import analysis, rtt
+from mailwire.tcp import analysis
 from mailwire.tcp.engine import TcpAnalyzer, TcpResult
 from tests.conftest import corpus_captures, generated_capture
 from tests.craft import Flow, ms, write
@@ -183,11 +184,8 @@ def test_a_full_disk_keeps_the_state_in_memory(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     if fail == "open":
-        monkeypatch.setattr(analysis.tempfile, "TemporaryFile", no_room)
-        from mailwire.tcp import summary
-
-        monkeypatch.setattr(summary.tempfile, "TemporaryFile", no_room)
-        monkeypatch.setattr(rtt.tempfile, "TemporaryFile", no_room)
+        # the kernels', accumulators' and RTT samples' files (spill.WordFile) cannot be made
+        monkeypatch.setattr(spill.tempfile, "TemporaryFile", no_room)
     else:
         real = os.pwrite
         calls = {"n": 0}

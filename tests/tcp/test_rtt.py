@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailwire.tcp import rtt
+from mailwire import spill
 from mailwire.tcp.rtt import R_COUNT, R_MAX, R_MID_HI, R_MID_LO, R_MIN, RttSamples
 
 
@@ -71,7 +71,7 @@ def test_a_full_disk_keeps_the_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_room(*_a: object, **_k: object) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rtt.tempfile, "TemporaryFile", no_room)
+    monkeypatch.setattr(spill.tempfile, "TemporaryFile", no_room)
     r = RttSamples()
     r.add(np.array([0, 0, 0]), np.array([3, 1, 2]))
     assert r.retire(np.array([0])) == 0 and r.retired == 0

@@ -64,14 +64,12 @@ This module knows nothing about files, SMTP or rendering.
 from __future__ import annotations
 
 import enum
-import errno
-import os
-import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mailwire.compiled import helper, kernel
+from mailwire.spill import WordFile
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -779,10 +777,9 @@ class KernelState:
         self._grow_slots(1024)
         # retired connections: their slot's state in a temporary file (offset, words), and what
         # the records read at the end, per connection number (_KEPT columns)
-        self._file: Any = None
+        self._file = WordFile("mailwire-state-")
         self._at = np.zeros((0, 2), dtype=np.int64)
         self._kept = np.zeros((0, _K_NFIELDS), dtype=np.int64)
-        self._end = 0
         self._released = False
         self.retired = 0  # connections retired (counted once per retirement)
         self.revived = 0  # connections brought back
@@ -908,12 +905,7 @@ class KernelState:
             sizes = np.full(head.shape[0], head.shape[1], dtype=np.int64)
             data = head.ravel()
         try:
-            if self._file is None:
-                # closed by release() (or with the state): it outlives this call
-                self._file = tempfile.TemporaryFile(prefix="mailwire-state-", buffering=0)  # noqa: SIM115
-            wrote = os.pwrite(self._file.fileno(), data.tobytes(), self._end)
-            if wrote != data.nbytes:
-                raise OSError(errno.ENOSPC, "short write")
+            at = self._file.append(data)
         except OSError:
             return 0  # no room: these connections keep their slots
         nconv = self.n_conv
@@ -923,9 +915,8 @@ class KernelState:
                 self._kept = _grown(self._kept, self._at.shape[0])
         if not self.mw:  # the records read the Wireshark mode's (release(keep_summary=True))
             self._kept[convs] = self._summary(sl)
-        self._at[convs, 0] = self._end + 8 * (np.cumsum(sizes) - sizes)
+        self._at[convs, 0] = at + 8 * (np.cumsum(sizes) - sizes)
         self._at[convs, 1] = sizes
-        self._end += data.nbytes
         for j in with_recs.tolist():
             _free_list(2 * int(sl[j]), self.ds, self.pool, self.g)
             _free_list(2 * int(sl[j]) + 1, self.ds, self.pool, self.g)
@@ -953,10 +944,7 @@ class KernelState:
         if self.g[G_NSLOTS] < 1:
             self._grow_slots(max(1024, self.cs.shape[0]))
         off, size = (int(v) for v in self._at[c])
-        raw = os.pread(self._file.fileno(), 8 * size, off)
-        if len(raw) != 8 * size:
-            raise OSError(errno.EIO, f"state of connection {c}: short read from the temporary file")
-        blob = np.frombuffer(raw, dtype=np.int64)
+        blob = self._file.read(off, size, f"state of connection {c}")
         n = int(self.g[G_NSLOTS]) - 1
         s = int(self.free_slots[n])
         self.g[G_NSLOTS] = n
@@ -1028,9 +1016,7 @@ class KernelState:
         self.key_conv = np.zeros(0, dtype=np.int64)
         self.cs, self.ds = np.zeros((0, C_NFIELDS), np.int64), np.zeros((0, D_NFIELDS), np.int64)
         self.free_slots = np.zeros(0, dtype=np.int64)
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._file.close()
 
     def _columns(self) -> np.ndarray:
         return self._kept[: self.n_conv] if self._released else self._per_conv()

@@ -346,8 +346,7 @@ class TcpAnalyzer:
         """Retire the kernel state of connections closed at least a whole chunk ago (their last
         ACKs have passed; a later frame brings the state back: ``KernelState.revive``), in
         batches; so are their connection accumulators (``SummaryState.retire``) and RTT samples
-        (``RttSamples.retire``). The frame store
-        keeps their rows (``compact`` moves those)."""
+        (``RttSamples.retire``). The frame store keeps their rows (``compact`` moves those)."""
         # connections brought back (a late frame, a reused port pair's SYN) leave again later
         back = self.ws.back
         k, w = self._shard if self._shard is not None else (0, 1)

@@ -10,13 +10,10 @@ late frame of it brings more (then the figures are recomputed from all of them, 
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
-from typing import IO
-
 import numpy as np
 import numpy.typing as npt
+
+from mailwire.spill import WordFile
 
 # columns of a connection's figures
 R_COUNT, R_MIN, R_MID_LO, R_MID_HI, R_MAX = range(5)
@@ -50,8 +47,7 @@ class RttSamples:
         # per connection number: its retired figures (count 0: none) and where its samples are
         self._stat = np.zeros((0, R_NFIELDS), dtype=np.int64)
         self._at = np.zeros(0, dtype=np.int64)
-        self._file: IO[bytes] | None = None
-        self._end = 0
+        self._file = WordFile("mailwire-rtt-")
         self.retired = 0
 
     def add(self, conv: npt.NDArray[np.int64], val: npt.NDArray[np.int64]) -> None:
@@ -95,30 +91,22 @@ class RttSamples:
             return 0
         gc, gv = _sorted(conv[go], val[go])
         try:
-            if self._file is None:
-                # closed by release(): it outlives this call
-                self._file = tempfile.TemporaryFile(prefix="mailwire-rtt-", buffering=0)  # noqa: SIM115
-            if os.pwrite(self._file.fileno(), gv.tobytes(), self._end) != gv.nbytes:
-                raise OSError(errno.ENOSPC, "short write")
+            at = self._file.append(gv)
         except OSError:
             return 0
         u, fig = _figures(gc, gv)
         start = np.concatenate([[0], np.cumsum(fig[:-1, R_COUNT])])
-        self._at[u] = self._end + 8 * start
+        self._at[u] = at + 8 * start
         self._stat[u] = fig
-        self._end += gv.nbytes
         stay = ~go
         self._conv, self._val = [conv[stay]], [val[stay]]
         self.retired += int(u.shape[0])
         return int(u.shape[0])
 
     def _read(self, c: int) -> np.ndarray:
-        assert self._file is not None
-        size = 8 * int(self._stat[c, R_COUNT])
-        raw = os.pread(self._file.fileno(), size, int(self._at[c]))
-        if len(raw) != size:
-            raise OSError(errno.EIO, f"RTT samples of connection {c}: short read from the temporary file")
-        return np.frombuffer(raw, dtype=np.int64)
+        return self._file.read(
+            int(self._at[c]), int(self._stat[c, R_COUNT]), f"RTT samples of connection {c}"
+        )
 
     def figures(self, nconv: int) -> npt.NDArray[np.int64]:
         """Per connection number below ``nconv``: its figures (row of ``R_*`` columns, count 0
@@ -147,9 +135,7 @@ class RttSamples:
         self._conv, self._val = [], []
         self._stat = np.zeros((0, R_NFIELDS), dtype=np.int64)
         self._at = np.zeros(0, dtype=np.int64)
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._file.close()
 
 
 __all__ = ["R_COUNT", "R_MAX", "R_MID_HI", "R_MID_LO", "R_MIN", "R_NFIELDS", "RttSamples"]

@@ -18,9 +18,6 @@ PARTIAL, ESTABLISHED, CLOSED, RESET) with Zeek's own decision table (conn/main.z
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +27,7 @@ from mailwire.capture.addr import format_addr
 from mailwire.capture.table import PacketTable
 from mailwire.compiled import helper, kernel
 from mailwire.jsonout import as_record
-from mailwire.spill import Spill, Spilled, positional
+from mailwire.spill import Spill, Spilled, WordFile, positional
 from mailwire.tcp.analysis import (
     F_DUPLICATE_FRAME,
     F_OUT_OF_ORDER,
@@ -440,9 +437,8 @@ class SummaryState:
         self._nfree = 0
         self._grow_slots(1024)
         # retired connections' rows, _ROW words each, in a temporary file: offset per connection
-        self._file: Any = None
+        self._file = WordFile("mailwire-conn-")
         self._at = np.zeros(0, dtype=np.int64)
-        self._end = 0
         self.retired = 0
         self.revived = 0
         self.back: list[int] = []  # own connections brought back since the caller last took them
@@ -491,10 +487,7 @@ class SummaryState:
 
     def _read(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Retired connection ``j``'s rows, from the temporary file."""
-        raw = os.pread(self._file.fileno(), 8 * _ROW, int(self._at[j]))
-        if len(raw) != 8 * _ROW:
-            raise OSError(errno.EIO, f"accumulators of connection {j}: short read from the temporary file")
-        row = np.frombuffer(raw, dtype=np.int64)
+        row = self._file.read(int(self._at[j]), _ROW, f"accumulators of connection {j}")
         a = 2 * A_NFIELDS
         return row[:A_NFIELDS], row[A_NFIELDS:a], row[a : a + K_NFIELDS], row[a + K_NFIELDS :].view(np.uint8)
 
@@ -512,19 +505,14 @@ class SummaryState:
             [self.acc[2 * sl], self.acc[2 * sl + 1], self.cs[sl], self.hist[sl].view(np.int64)], axis=1
         )
         try:
-            if self._file is None:
-                # closed by release(): it outlives this call
-                self._file = tempfile.TemporaryFile(prefix="mailwire-conn-", buffering=0)  # noqa: SIM115
-            if os.pwrite(self._file.fileno(), data.tobytes(), self._end) != data.nbytes:
-                raise OSError(errno.ENOSPC, "short write")
+            start = self._file.append(data)
         except OSError:
             return 0
         if self._at.shape[0] < self.slot.shape[0]:
             at = np.full(self.slot.shape[0], -1, dtype=np.int64)
             at[: self._at.shape[0]] = self._at
             self._at = at
-        self._at[own] = self._end + 8 * _ROW * np.arange(own.shape[0])
-        self._end += data.nbytes
+        self._at[own] = start + 8 * _ROW * np.arange(own.shape[0])
         self.acc[2 * sl], self.acc[2 * sl + 1], self.cs[sl], self.hist[sl] = 0, 0, 0, 0
         self.slot[own] = SLOT_RETIRED
         self.slot_conv[sl] = -1
@@ -561,9 +549,7 @@ class SummaryState:
             np.zeros(0, np.int64),
             0,
         )
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._file.close()
 
     def feed(self, table: PacketTable, sel: TcpFrames, part: dict[str, np.ndarray]) -> None:
         if sel.rows.shape[0] == 0:
