@@ -1224,6 +1224,9 @@ def _merge_directions(events: list[Any]) -> list[Any]:
     out: list[Any] = []
     for cid in order:
         qs = by_conn[cid]
+        if not qs["c2s"] or not qs["s2c"]:  # one direction in this batch: nothing to interleave
+            out.extend(qs["c2s"] or qs["s2c"])
+            continue
         keyed: dict[str, list[int]] = {}
         for d, q in qs.items():
             ks = [0] * len(q)

@@ -15,6 +15,7 @@ This module knows nothing about commands, sessions or TCP.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mailwire.spill import positional
@@ -45,7 +46,7 @@ class Reply:
     @property
     def text(self) -> str:
         """All lines joined with a space (what signature matching looks at)."""
-        return " ".join(s.strip() for s in self.lines)
+        return joined_text(self.lines)
 
     @property
     def last_line(self) -> str:
@@ -54,8 +55,18 @@ class Reply:
 
     def short(self, limit: int = 160) -> str:
         """A one-line rendering for summaries (first line, bounded)."""
-        s = f"{self.code} {self.lines[0].strip() if self.lines else ''}".rstrip()
-        return s if len(s) <= limit else s[: limit - 1] + "…"
+        return short_line(self.code, self.lines, limit)
+
+
+def joined_text(lines: Sequence[str]) -> str:
+    """A reply's lines joined with a space, each stripped (:attr:`Reply.text`)."""
+    return lines[0].strip() if len(lines) == 1 else " ".join(s.strip() for s in lines)
+
+
+def short_line(code: int, lines: Sequence[str], limit: int = 160) -> str:
+    """``"NNN first line"``, bounded (:meth:`Reply.short`)."""
+    s = f"{code} {lines[0].strip() if lines else ''}".rstrip()
+    return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
 def enhanced_code(text: str, code: int) -> str | None:
@@ -137,4 +148,4 @@ class ReplyAssembler:
         return reply
 
 
-__all__ = ["Reply", "ReplyAssembler", "enhanced_code", "split_reply_line"]
+__all__ = ["Reply", "ReplyAssembler", "enhanced_code", "joined_text", "short_line", "split_reply_line"]

@@ -23,6 +23,7 @@ import sys
 from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from mailwire.smtp.machine import (
@@ -39,7 +40,7 @@ from mailwire.smtp.machine import (
     SmtpMachine,
     TlsStarted,
 )
-from mailwire.smtp.replies import Reply
+from mailwire.smtp.replies import Reply, joined_text, short_line
 from mailwire.spill import positional
 
 # Commands whose refusal decides a message's fate (a refused NOOP, RSET or junk line does not).
@@ -354,6 +355,27 @@ def _shared(text: str) -> str:
     return sys.intern(text) if len(text) <= 120 else text
 
 
+_CACHED_REPLY = 1024  # replies of up to this many characters go through the caches below
+
+
+@lru_cache(maxsize=1024)
+def _reply_texts(code: int, lines: tuple[str, ...]) -> tuple[str, str, str]:
+    """A reply's text (lines joined, bounded), its transcript line and its last line ("NNN
+    text"), one copy each: servers send the same replies to every session, so they are made once
+    per distinct reply (at most 1024 replies of ``_CACHED_REPLY`` characters; a pure function)."""
+    text = joined_text(lines)
+    short = short_line(code, lines, 400)
+    line = short if len(lines) <= 1 else f"{short} (+{len(lines) - 1} lines)"
+    return _shared(text[:1000]), _shared(line), f"{code} {lines[-1] if lines else ''}"
+
+
+@lru_cache(maxsize=256)
+def _extensions(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """The extension keywords of an EHLO reply's lines after the first (each server sends the same
+    list to every session: made once per list, bounded as above)."""
+    return tuple(_shared(ln.split(" ", 1)[0].upper()[:40]) for ln in lines)
+
+
 def _n(x: int) -> str:
     """Thousands separated by a thin space, as in the issue ("66 890")."""
     return f"{x:,}".replace(",", " ")
@@ -378,8 +400,15 @@ class SessionBuilder:
         else:
             s.bytes_s2c_sent += len(data)
             s.last_server_frame, s.last_server_ts_ns = frame, ts_ns
-        self._frame_seen(frame, ts_ns)
-        self._apply(self.machine.feed(direction, data, frame, ts_ns), direction)  # type: ignore[arg-type]
+        if s.first_frame < 0:  # _frame_seen, inline: this runs once per segment event
+            s.first_frame, s.start_ts_ns = frame, ts_ns
+        if frame > s.last_frame:
+            s.last_frame = frame
+        if ts_ns > s.end_ts_ns:
+            s.end_ts_ns = ts_ns
+        events = self.machine.feed(direction, data, frame, ts_ns)  # type: ignore[arg-type]
+        if events:
+            self._apply(events, direction)
 
     def gap(self, direction: str, length: int, frame: int, ts_ns: int) -> None:
         self._frame_seen(frame, ts_ns)
@@ -507,13 +536,13 @@ class SessionBuilder:
         r: Reply = ev.reply
         lines, code = r.lines, r.code
         klass = code // 100
-        text = lines[0].strip() if len(lines) == 1 else r.text  # r.text, without the join for one line
-        rec = ReplyRecord(ev.command, code, r.enhanced, _shared(text[:1000]), r.frame, r.ts_ns)
-        short = r.short(400)
-        line = short if len(lines) <= 1 else f"{short} (+{len(lines) - 1} lines)"
-        self._line(r.frame, "s2c", _shared(line))
+        key = tuple(lines)
+        texts = _reply_texts if sum(map(len, key)) <= _CACHED_REPLY else _reply_texts.__wrapped__
+        text, line, last_line = texts(code, key)
+        rec = ReplyRecord(ev.command, code, r.enhanced, text, r.frame, r.ts_ns)
+        self._line(r.frame, "s2c", line)
         s.last_reply = rec
-        s.last_reply_line = last_line = f"{code} {lines[-1] if lines else ''}"  # r.last_line
+        s.last_reply_line = last_line
         cur = s.transactions[-1]
         cur.last_reply = last_line
         if len(cur.replies) < MAX_TX_REPLIES:
@@ -526,7 +555,10 @@ class SessionBuilder:
         if cmd == "<greeting>":
             s.greeting = rec
         elif cmd in ("EHLO", "HELO", "LHLO") and klass == 2:
-            s.extensions = [_shared(ln.split(" ", 1)[0].upper()[:40]) for ln in lines[1:64]]
+            ext = tuple(lines[1:64])
+            s.extensions = list(
+                (_extensions if sum(map(len, ext)) <= _CACHED_REPLY else _extensions.__wrapped__)(ext)
+            )
         elif cmd == "AUTH" and code != 334:
             s.auth_result = code
         elif cmd == "RCPT":
