@@ -235,6 +235,11 @@ class TcpAnalyzer:
         # three has one, and the connection records need them all (median)
         self.rtt = RttSamples()
         self._rows = 0
+        # the rows a thinning kept (finished connections read row by row at the end): per field,
+        # one array per compaction, exactly sized and never moved again; in the store they were
+        # copied at every later compaction and held twice over by its doubling
+        self._evidence: dict[str, list[np.ndarray]] = {}
+        self._evidence_rows = 0
         self._n_frames = 0
         self.quality = QualityCounter()
         # without on_stream, events are kept in the result, up to keep_total payload bytes in all
@@ -447,7 +452,7 @@ class TcpAnalyzer:
             thin = go & self._needs & ~self._left & ~self._thinned
         go &= ~self._needs
         leave = go[st]
-        thin_rows = np.zeros(0, np.int64)
+        thin_rows = kept_rows = np.zeros(0, np.int64)
         thin_cols: dict[str, np.ndarray] = {}
         if thin is not None and thin.any():
             thin_rows = np.flatnonzero(thin[st])
@@ -459,6 +464,7 @@ class TcpAnalyzer:
             assert keep is not None
             stays |= keep(thin_cols)
             leave[thin_rows[~stays]] = True
+            kept_rows = thin_rows[stays]
         k = int(np.count_nonzero(leave))
         if k == 0:
             self._kept_after = n
@@ -506,11 +512,38 @@ class TcpAnalyzer:
             self._thinned[np.unique(thin_cols["stream"])] = True
         del idx, thin_cols
         stay = ~leave
-        kept = n - k
+        if kept_rows.shape[0]:
+            # the thinned connections' remaining rows leave the store for the evidence
+            for f, a in self._store.items():
+                self._evidence.setdefault(f, []).append(a[kept_rows])
+            self._evidence_rows += kept_rows.shape[0]
+            stay[kept_rows] = False
+        kept = int(np.count_nonzero(stay))
         for a in self._store.values():
             a[:kept] = a[:n][stay]
         self._rows = self._kept_after = kept
         return k
+
+    def _frames(self) -> dict[str, np.ndarray]:
+        """The store's rows and the evidence, in file order (views of the store without evidence;
+        with it, joined a field at a time, each field's parts let go as it is made)."""
+        frames: dict[str, np.ndarray] = {}
+        n = self._rows
+        if not self._evidence_rows:
+            for k in self._fields:
+                dt = FRAME_FIELDS[k] if k in FRAME_FIELDS else self._extra[k]
+                frames[k] = self._store[k][:n] if self._store else np.zeros(0, dt)
+            return frames
+        order = np.argsort(
+            np.concatenate([*self._evidence["frame"], self._store["frame"][:n]]), kind="stable"
+        )
+        for k in self._fields:
+            joined = np.concatenate([*self._evidence.pop(k), self._store[k][:n]])
+            frames[k] = joined[order]
+            del joined
+            self._store[k] = self._store[k][:0].copy()
+        self._evidence, self._evidence_rows, self._rows = {}, 0, 0
+        return frames
 
     def _read_back(self, frames: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The store's rows joined with the spilled rows of connections that need them after all
@@ -570,10 +603,7 @@ class TcpAnalyzer:
     def finish(self) -> TcpResult:
         if not self._fields:
             raise RuntimeError("TcpAnalyzer(frame_fields='none') keeps no frames to finish with")
-        frames: dict[str, np.ndarray] = {}
-        for k in self._fields:
-            dt = FRAME_FIELDS[k] if k in FRAME_FIELDS else self._extra[k]
-            frames[k] = self._store[k][: self._rows] if self._store else np.zeros(0, dt)
+        frames = self._frames()
         frames, revived = self._read_back(frames)
         if self._spill is not None:
             self._spill.close()
