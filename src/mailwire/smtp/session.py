@@ -358,6 +358,13 @@ def _shared(text: str) -> str:
 _CACHED_REPLY = 1024  # replies of up to this many characters go through the caches below
 
 
+def _bounded(fn: Any, code: int | None, lines: tuple[str, ...]) -> Any:
+    """``fn`` through its cache for lines of at most ``_CACHED_REPLY`` characters in all, else
+    computed directly (a long reply is not worth a cache entry, and must not make one)."""
+    args = (lines,) if code is None else (code, lines)
+    return (fn if sum(map(len, lines)) <= _CACHED_REPLY else fn.__wrapped__)(*args)
+
+
 @lru_cache(maxsize=1024)
 def _reply_texts(code: int, lines: tuple[str, ...]) -> tuple[str, str, str]:
     """A reply's text (lines joined, bounded), its transcript line and its last line ("NNN
@@ -400,12 +407,7 @@ class SessionBuilder:
         else:
             s.bytes_s2c_sent += len(data)
             s.last_server_frame, s.last_server_ts_ns = frame, ts_ns
-        if s.first_frame < 0:  # _frame_seen, inline: this runs once per segment event
-            s.first_frame, s.start_ts_ns = frame, ts_ns
-        if frame > s.last_frame:
-            s.last_frame = frame
-        if ts_ns > s.end_ts_ns:
-            s.end_ts_ns = ts_ns
+        self._frame_seen(frame, ts_ns)
         events = self.machine.feed(direction, data, frame, ts_ns)  # type: ignore[arg-type]
         if events:
             self._apply(events, direction)
@@ -536,9 +538,7 @@ class SessionBuilder:
         r: Reply = ev.reply
         lines, code = r.lines, r.code
         klass = code // 100
-        key = tuple(lines)
-        texts = _reply_texts if sum(map(len, key)) <= _CACHED_REPLY else _reply_texts.__wrapped__
-        text, line, last_line = texts(code, key)
+        text, line, last_line = _bounded(_reply_texts, code, tuple(lines))
         rec = ReplyRecord(ev.command, code, r.enhanced, text, r.frame, r.ts_ns)
         self._line(r.frame, "s2c", line)
         s.last_reply = rec
@@ -555,10 +555,7 @@ class SessionBuilder:
         if cmd == "<greeting>":
             s.greeting = rec
         elif cmd in ("EHLO", "HELO", "LHLO") and klass == 2:
-            ext = tuple(lines[1:64])
-            s.extensions = list(
-                (_extensions if sum(map(len, ext)) <= _CACHED_REPLY else _extensions.__wrapped__)(ext)
-            )
+            s.extensions = list(_bounded(_extensions, None, tuple(lines[1:64])))
         elif cmd == "AUTH" and code != 334:
             s.auth_result = code
         elif cmd == "RCPT":
